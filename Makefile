@@ -1,0 +1,41 @@
+# One-command entry points. `make demo` and `make test` each create the venv first if needed.
+#
+# Offline (no Zenodo / Hugging Face), point them at local files:
+#   make demo MEDMNIST_ROOT=/path/to/npz/folder WEIGHTS=/path/to/dinov2_vits14.safetensors
+# Left unset, both default to ../shared (the files this project's machines carry) when it exists.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SHARED := $(wildcard ../shared)
+MEDMNIST_ROOT ?= $(if $(SHARED),../shared/data,)
+WEIGHTS ?= $(wildcard ../shared/weights/dinov2_vits14.safetensors)
+RUNS ?= runs/demo
+export MEDMNIST_ROOT
+
+.PHONY: install demo test lint clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/probe extract --backbone dinov2_small --dataset breastmnist --size 28 $(if $(WEIGHTS),--weights $(WEIGHTS),)
+	$(BIN)/probe fit --backbone dinov2_small --dataset breastmnist --size 28 --head logreg,linear,knn --out $(RUNS)
+	$(BIN)/probe report $(RUNS) -o $(RUNS)/report
+
+test: install
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

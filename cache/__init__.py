@@ -1,0 +1,1 @@
+"""The HDF5 embedding cache: each dataset through a frozen backbone once."""

@@ -1,0 +1,8 @@
+"""Shared building blocks of medprobe: data, preprocessing, backbones, metrics, results."""
+
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("medprobe")
+except metadata.PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"

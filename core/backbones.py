@@ -1,0 +1,166 @@
+"""Backbone registry and factory: named timm models, their preprocessing and the features they yield."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import timm
+import torch
+from timm.data import resolve_model_data_config
+
+from core.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+VIT_FEATURES = ("cls", "mean")
+CNN_FEATURES = ("pool",)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: the timm model it builds and how it is fed and read.
+
+    `img_size` overrides the model's native input size (DINOv2 is run at 224, not 518);
+    None keeps timm's default.
+    """
+
+    name: str
+    model_id: str
+    family: str  # "vit" or "cnn"
+    img_size: int | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return VIT_FEATURES if self.family == "vit" else CNN_FEATURES
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("resnet18", "resnet18.a1_in1k", "cnn"),
+        BackboneSpec("resnet50", "resnet50.a1_in1k", "cnn"),
+        BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0.in1k", "cnn"),
+        BackboneSpec("vit_tiny", "vit_tiny_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("vit_small", "vit_small_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("vit_base", "vit_base_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("dinov2_small", "vit_small_patch14_dinov2.lvd142m", "vit", img_size=224),
+        BackboneSpec("dinov2_base", "vit_base_patch14_dinov2.lvd142m", "vit", img_size=224),
+    )
+}
+
+TIMM_PREFIX = "timm:"
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights could not be fetched (offline hub) or read from a local file."""
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Look up a registered backbone, or wrap any timm model given as `timm:<model_name>`."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name.startswith(TIMM_PREFIX):
+        model_id = name[len(TIMM_PREFIX) :]
+        if not timm.is_model(model_id):
+            raise ValueError(f"timm has no model {model_id!r} (see timm.list_models())")
+        return BackboneSpec(name, model_id, _family_of(model_id))
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>")
+
+
+def create_backbone(
+    name: str | BackboneSpec,
+    *,
+    pretrained: bool = True,
+    weights: str | os.PathLike | None = None,
+    img_size: int | None = None,
+    resize: str = "bicubic",
+) -> tuple[torch.nn.Module, PreprocessConfig]:
+    """Build a headless backbone in eval mode and the preprocessing its weights expect.
+
+    Args:
+        name: a registry key, `timm:<model>`, or a spec.
+        pretrained: load hub weights (ignored when `weights` is given).
+        weights: a local .safetensors / .pth file in the timm layout of the model.
+        img_size: input size override; defaults to the spec's, else timm's.
+        resize: how stored images reach the input size (see `core.preprocess.RESIZE_MODES`).
+
+    Returns:
+        (model, preprocess config). The model outputs features, not logits.
+    """
+    spec = get_backbone(name) if isinstance(name, str) else name
+    kwargs = {"num_classes": 0}
+    size = img_size or spec.img_size
+    if size is not None and spec.family == "vit":
+        kwargs["img_size"] = size
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {path} does not exist")
+        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
+    model = _create(spec, pretrained=pretrained or weights is not None, **kwargs)
+    model.eval()
+    data_cfg = resolve_model_data_config(model)
+    cfg = PreprocessConfig(
+        input_size=size or data_cfg["input_size"][-1],
+        mean=tuple(data_cfg["mean"]),
+        std=tuple(data_cfg["std"]),
+        resize=resize,
+    )
+    return model, cfg
+
+
+def weights_identity(spec: BackboneSpec, *, pretrained: bool, weights: str | os.PathLike | None) -> str:
+    """What fixes the numbers a backbone produces: a local file's sha256, a timm tag, or random."""
+    if weights is not None:
+        return "sha256:" + sha256_file(weights)
+    return f"timm:{spec.model_id}" if pretrained else "random-init"
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:
+    """All feature kinds of one forward pass.
+
+    Args:
+        x: (B, 3, S, S) preprocessed input.
+        family: "vit" gives `cls` (class token) and `mean` (mean of patch tokens, without class
+            and register tokens); "cnn" gives `pool` (the model's global pooling).
+
+    Returns:
+        kind -> (B, D) features.
+    """
+    tokens = model.forward_features(x)
+    if family == "vit":
+        n_prefix = getattr(model, "num_prefix_tokens", 1)
+        return {"cls": tokens[:, 0], "mean": tokens[:, n_prefix:].mean(dim=1)}
+    return {"pool": model.forward_head(tokens, pre_logits=True)}
+
+
+def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Module:
+    try:
+        return timm.create_model(spec.model_id, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as e:
+        if not pretrained:
+            raise
+        source = kwargs.get("pretrained_cfg_overlay", {}).get("file") or f"the hub ({spec.model_id})"
+        raise WeightsUnavailableError(
+            f"could not load pretrained weights for {spec.name} from {source}: {e}. "
+            "Offline? Pass --weights PATH to a local .safetensors/.pth file, "
+            "or --no-pretrained for random init"
+        ) from e
+
+
+def _family_of(model_id: str) -> str:
+    with torch.device("meta"):  # build the module tree only; no memory, no init cost
+        model = timm.create_model(model_id, pretrained=False, num_classes=0)
+    return "vit" if hasattr(model, "num_prefix_tokens") else "cnn"

@@ -1,0 +1,213 @@
+"""MedMNIST+ dataset specs and npz loading: uint8 arrays straight from disk, downloaded on demand."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import medmnist
+import numpy as np
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+SIZES = (28, 64, 128, 224)
+SPLITS = ("train", "val", "test")
+TASKS = ("multi-class", "binary-class", "multi-label, binary-class", "ordinal-regression")
+FLAGS_2D = (
+    "pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
+    "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What a dataset is: its task, channels, classes and where its files come from.
+
+    `path` is set for a user's own npz; official datasets resolve their file from the data root.
+    """
+
+    flag: str
+    task: str
+    n_channels: int | None
+    labels: tuple[str, ...]
+    n_samples: dict[str, int]
+    sizes: tuple[int, ...] = SIZES
+    path: Path | None = None
+
+    @property
+    def n_classes(self) -> int:
+        """Columns of the score matrix: classes, or labels for multi-label tasks."""
+        return len(self.labels)
+
+    def filename(self, size: int) -> str:
+        return f"{self.flag}.npz" if size == 28 else f"{self.flag}_{size}.npz"
+
+
+def _spec_from_info(flag: str) -> DatasetSpec:
+    info = medmnist.INFO[flag]
+    labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
+    return DatasetSpec(flag, info["task"], info["n_channels"], labels, dict(info["n_samples"]))
+
+
+DATASETS: dict[str, DatasetSpec] = {flag: _spec_from_info(flag) for flag in FLAGS_2D}
+
+
+def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetSpec:
+    """Resolve a dataset flag (`bloodmnist`) or a path to a user's own MedMNIST-layout npz.
+
+    Args:
+        name: a key of `DATASETS`, or a path ending in `.npz`.
+        task: required for a user's npz (one of `TASKS`); ignored for official datasets.
+    """
+    name = str(name)
+    if name in DATASETS:
+        return DATASETS[name]
+    if not name.endswith(".npz"):
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} "
+            "or give a path to your own .npz with --task"
+        )
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"dataset file {path} does not exist")
+    if task not in TASKS:
+        raise ValueError(f"{path.name} is a custom dataset: give --task, one of {', '.join(TASKS)}")
+    with np.load(path) as npz:
+        _check_keys(npz, path)
+        labels = npz["train_labels"]
+        n_samples = {split: len(npz[f"{split}_labels"]) for split in SPLITS}
+    n_out = labels.shape[1] if task == "multi-label, binary-class" else int(labels.max()) + 1
+    return DatasetSpec(
+        flag=path.stem, task=task, n_channels=None, labels=tuple(str(i) for i in range(n_out)),
+        n_samples=n_samples, sizes=(), path=path,
+    )  # fmt: skip
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: `root`, else `$MEDMNIST_ROOT`, else `~/.medmnist` (medmnist's default)."""
+    return Path(root or os.environ.get("MEDMNIST_ROOT") or "~/.medmnist").expanduser()
+
+
+def dataset_path(
+    spec: DatasetSpec, *, size: int = 28, root: str | os.PathLike | None = None, download: bool = True
+) -> Path:
+    """The npz file of `spec` at `size`, downloading it first when missing and `download` is set."""
+    if spec.path is not None:
+        return spec.path
+    if size not in spec.sizes:
+        raise ValueError(f"{spec.flag} has no size {size}; choose one of {spec.sizes}")
+    path = data_root(root) / spec.filename(size)
+    if not path.exists():
+        if not download:
+            raise FileNotFoundError(
+                f"{path.name} not in {path.parent}; run with --download, set --data-root "
+                f"or MEDMNIST_ROOT, or fetch {_url(spec, size)} yourself"
+            )
+        _download(_url(spec, size), path, md5=_official_md5(spec, size))
+    _warn_if_modified(path, _official_md5(spec, size))
+    return path
+
+
+def load_split(
+    spec: DatasetSpec | str,
+    split: str,
+    *,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images and labels of one split, straight from the npz (no PIL, no per-image Python).
+
+    Returns:
+        images: (N, H, W, C) uint8, C = 1 or 3.
+        labels: (N, L) int64; L = 1 except for multi-label tasks.
+    """
+    spec = get_dataset(spec) if isinstance(spec, str) else spec
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    path = dataset_path(spec, size=size, root=root, download=download)
+    with np.load(path) as npz:
+        _check_keys(npz, path)
+        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
+        raise ValueError(
+            f"{path.name}: {split}_images must be uint8 (N, H, W[, C]) with one row of "
+            f"{split}_labels per image; got {images.dtype} {images.shape} and {labels.shape}"
+        )
+    return images, labels.reshape(len(labels), -1).astype(np.int64)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_md5_cached(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_md5(path: str | os.PathLike) -> str:
+    """MD5 of a file's bytes, memoized per (path, size, mtime) for this process."""
+    stat = os.stat(path)
+    return _file_md5_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+def _check_keys(npz, path: Path) -> None:
+    expected = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels")]
+    missing = [key for key in expected if key not in npz.files]
+    if missing:
+        raise ValueError(
+            f"{path.name} is not in MedMNIST layout: missing {', '.join(missing)} "
+            f"(expected keys: {', '.join(expected)})"
+        )
+
+
+def _url(spec: DatasetSpec, size: int) -> str:
+    return medmnist.INFO[spec.flag]["url" if size == 28 else f"url_{size}"]
+
+
+def _official_md5(spec: DatasetSpec, size: int) -> str:
+    return medmnist.INFO[spec.flag]["MD5" if size == 28 else f"MD5_{size}"]
+
+
+_warned: set[Path] = set()
+
+
+def _warn_if_modified(path: Path, md5: str) -> None:
+    if path in _warned or file_md5(path) == md5:
+        return
+    _warned.add(path)
+    log.warning("%s differs from the official file (MD5 != %s); using it as it is", path, md5)
+
+
+def _download(url: str, dest: Path, *, md5: str) -> None:
+    """Fetch `url` into `dest` through a `.partial` file; nothing is left behind on failure."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = dest.with_name(dest.name + ".partial")
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+            total = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        got = file_md5(partial)
+        if got != md5:
+            raise OSError(f"downloaded {dest.name} has MD5 {got}, expected {md5}; try again")
+        partial.replace(dest)
+    except (urllib.error.URLError, OSError) as e:
+        partial.unlink(missing_ok=True)
+        raise FileNotFoundError(
+            f"could not download {dest.name} from {url} into {dest.parent} ({e}). "
+            f"Offline? Put {dest.name} in {dest.parent}, or point --data-root / MEDMNIST_ROOT "
+            "at a folder that has it"
+        ) from e

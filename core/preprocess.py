@@ -1,0 +1,66 @@
+"""Batched preprocessing on the model's device: uint8 (B, H, W, C) -> normalized float (B, 3, S, S)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+RESIZE_MODES = ("bicubic", "bilinear", "nearest", "pad")
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Everything that turns stored pixels into model input; part of the cache key."""
+
+    input_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resize: str = "bicubic"
+
+    def __post_init__(self):
+        if self.resize not in RESIZE_MODES:
+            raise ValueError(f"unknown resize mode {self.resize!r}; choose one of {RESIZE_MODES}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def preprocess(images: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Turn a uint8 batch into normalized model input, on whatever device `images` is on.
+
+    Args:
+        images: (B, H, W, C) uint8, C = 1 (grayscale, repeated to 3) or 3.
+        cfg: input size, resize mode and the backbone's mean/std.
+
+    Returns:
+        (B, 3, S, S) float32 with S = cfg.input_size.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise ValueError(f"expected uint8 (B, H, W, 1|3), got {images.dtype} {tuple(images.shape)}")
+    x = images.permute(0, 3, 1, 2).float().div_(255.0)
+    x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+    x = resize(x, cfg.input_size, mode=cfg.resize)
+    mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def resize(x: torch.Tensor, size: int, *, mode: str = "bicubic") -> torch.Tensor:
+    """Resize (B, C, H, W) floats in [0, 1] to (B, C, size, size).
+
+    `pad` centres the image on a black canvas, as the MedMNIST+ paper does for small inputs.
+    """
+    height, width = x.shape[-2:]
+    if (height, width) == (size, size):
+        return x.contiguous()
+    if mode == "pad":
+        if height > size or width > size:
+            raise ValueError(f"cannot zero-pad {height}x{width} images to {size}; use a resize mode")
+        top, left = (size - height) // 2, (size - width) // 2
+        return F.pad(x, (left, size - width - left, top, size - height - top))
+    if mode == "nearest":
+        return F.interpolate(x, size=(size, size), mode="nearest-exact")
+    out = F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
+    return out.clamp_(0.0, 1.0)  # bicubic overshoots the pixel range at sharp edges

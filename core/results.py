@@ -1,0 +1,96 @@
+"""The result record every run writes: one JSON per (dataset, size, model, method, seed)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
+
+
+@dataclass
+class RunResult:
+    """What one run found, with enough context to compare and reproduce it.
+
+    `metrics` maps split ("val", "test") to the dict of `core.metrics.evaluate`.
+    """
+
+    dataset: str
+    size: int
+    model: str
+    method: str
+    seed: int
+    metrics: dict[str, dict]
+    hparams: dict = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    cache_key: str | None = None
+    versions: dict[str, str] = field(default_factory=lambda: package_versions())
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.dataset}_{self.size}__{self.model}__{self.method}__seed{self.seed}"
+
+    def to_json(self) -> str:
+        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RunResult:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunResult:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Write `{out_dir}/{run_name}.json` atomically (a crash never leaves half a record)."""
+        path = Path(out_dir) / f"{self.run_name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(self.to_json())
+        tmp.replace(path)
+        return path
+
+
+def load_results(runs_dir: str | os.PathLike) -> list[RunResult]:
+    """Every result record under `runs_dir`, sorted by run name."""
+    results = []
+    for path in sorted(Path(runs_dir).rglob("*.json")):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "schema_version" in data and "metrics" in data:
+            results.append(RunResult.from_dict(data))
+    return sorted(results, key=lambda r: r.run_name)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that can change the numbers: python and the numeric stack."""
+    versions = {"python": platform.python_version()}
+    for name in ("medprobe", "torch", "timm", "numpy", "scikit-learn", "medmnist", "h5py"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _finite(value):
+    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

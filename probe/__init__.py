@@ -1,0 +1,1 @@
+"""Linear probes on cached features: heads, model selection on val, the `probe` CLI."""

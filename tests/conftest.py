@@ -1,0 +1,58 @@
+"""Shared fixtures: tiny MedMNIST-layout npz files, the real files in ../shared, offline hubs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+BREASTMNIST = SHARED / "data" / "breastmnist.npz"
+DINOV2_WEIGHTS = SHARED / "weights" / "dinov2_vits14.safetensors"
+EFFNET_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.safetensors"
+
+
+def make_npz(
+    path: Path, *, n=(24, 8, 8), size=28, channels=1, n_classes=3, multi_label=False, seed=0
+) -> Path:
+    """Write a MedMNIST-layout npz whose labels are learnable from the pixels."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, count in zip(("train", "val", "test"), n, strict=True):
+        shape = (count, size, size) if channels == 1 else (count, size, size, channels)
+        if multi_label:
+            labels = rng.integers(0, 2, (count, n_classes))
+            level = labels[:, 0] * 120 + 40
+        else:
+            labels = rng.integers(0, n_classes, (count, 1))
+            level = labels[:, 0] * (200 // max(n_classes - 1, 1)) + 20
+        noise = rng.integers(0, 30, shape)
+        images = level.reshape((-1,) + (1,) * (len(shape) - 1)) + noise
+        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels.astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    """A data root holding a tiny grayscale `breastmnist.npz` (binary) and `bloodmnist.npz` (RGB)."""
+    root = tmp_path / "data"
+    make_npz(root / "breastmnist.npz", n_classes=2)
+    make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(40, 16, 16))
+    return root
+
+
+@pytest.fixture
+def offline_hub(monkeypatch):
+    """Make Hugging Face lookups fail at once, as they do on a machine without internet."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} absent (needs ../shared beside the repo)")

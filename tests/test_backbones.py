@@ -1,0 +1,118 @@
+"""core.backbones: registry, factory, local weights, offline errors, feature kinds."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared
+
+from core.backbones import (
+    BACKBONES,
+    WeightsUnavailableError,
+    create_backbone,
+    extract_features,
+    get_backbone,
+    weights_identity,
+)
+from core.preprocess import preprocess
+
+EXPECTED_DIMS = {
+    "resnet18": {"pool": 512},
+    "resnet50": {"pool": 2048},
+    "efficientnet_lite0": {"pool": 1280},
+    "vit_tiny": {"cls": 192, "mean": 192},
+    "vit_small": {"cls": 384, "mean": 384},
+    "vit_base": {"cls": 768, "mean": 768},
+    "dinov2_small": {"cls": 384, "mean": 384},
+    "dinov2_base": {"cls": 768, "mean": 768},
+}
+
+
+def features_of(name, *, img_size=None, **kwargs):
+    spec = get_backbone(name)
+    model, cfg = create_backbone(name, img_size=img_size, **kwargs)
+    batch = torch.randint(0, 256, (2, 28, 28, 1), dtype=torch.uint8)
+    with torch.inference_mode():
+        return extract_features(model, preprocess(batch, cfg), spec.family), cfg
+
+
+def test_registry_lists_what_the_issue_names():
+    assert set(EXPECTED_DIMS) <= set(BACKBONES)
+    assert BACKBONES["vit_tiny"].model_id == "vit_tiny_patch16_224.augreg_in21k"
+    assert BACKBONES["dinov2_small"].model_id == "vit_small_patch14_dinov2.lvd142m"
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_DIMS))
+def test_every_backbone_builds_and_yields_its_features(name):
+    # A small input (a multiple of the patch size) keeps this quick.
+    small = 28 if name.startswith("dinov2") else 32
+    feats, cfg = features_of(name, pretrained=False, img_size=small)
+    assert {k: v.shape for k, v in feats.items()} == {
+        k: torch.Size([2, d]) for k, d in EXPECTED_DIMS[name].items()
+    }
+
+
+def test_input_size_comes_from_the_spec_else_timm():
+    assert create_backbone("dinov2_small", pretrained=False)[1].input_size == 224  # not 518
+    assert create_backbone("timm:test_vit", pretrained=False)[1].input_size == 160  # timm's
+
+
+@pytest.mark.parametrize("name,kinds", [("timm:test_vit", {"cls", "mean"}), ("timm:test_resnet", {"pool"})])
+def test_any_timm_model_works_with_the_prefix(name, kinds):
+    feats, cfg = features_of(name, pretrained=False, img_size=32)
+    assert set(feats) == set(get_backbone(name).features) == kinds
+
+
+def test_mean_excludes_prefix_tokens():
+    spec = get_backbone("timm:test_vit")
+    model, cfg = create_backbone(spec, pretrained=False, img_size=32)
+    x = preprocess(torch.randint(0, 256, (2, 28, 28, 3), dtype=torch.uint8), cfg)
+    with torch.inference_mode():
+        tokens = model.forward_features(x)
+        feats = extract_features(model, x, "vit")
+    torch.testing.assert_close(feats["mean"], tokens[:, model.num_prefix_tokens :].mean(1))
+    torch.testing.assert_close(feats["cls"], tokens[:, 0])
+
+
+def test_unknown_backbone_names_the_valid_ones():
+    with pytest.raises(ValueError, match="dinov2_small.*timm:<model_name>"):
+        get_backbone("dino")
+    with pytest.raises(ValueError, match="timm has no model"):
+        get_backbone("timm:not_a_model")
+
+
+def test_offline_hub_error_names_the_fixes(offline_hub):
+    with pytest.raises(WeightsUnavailableError, match="--weights.*--no-pretrained"):
+        create_backbone("timm:test_vit", pretrained=True)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+        create_backbone("vit_tiny", weights=tmp_path / "nope.safetensors")
+
+
+def test_weights_identity_tells_hub_file_and_random_apart(tmp_path):
+    spec = get_backbone("vit_tiny")
+    file = tmp_path / "w.pth"
+    file.write_bytes(b"abc")
+    assert weights_identity(spec, pretrained=True, weights=None) == f"timm:{spec.model_id}"
+    assert weights_identity(spec, pretrained=False, weights=None) == "random-init"
+    assert weights_identity(spec, pretrained=True, weights=file).startswith("sha256:ba7816bf")
+
+
+@pytest.mark.real
+@needs_shared(DINOV2_WEIGHTS)
+def test_real_dinov2_weights_load_offline(offline_hub):
+    model, cfg = create_backbone("dinov2_small", weights=DINOV2_WEIGHTS)
+    init_value = create_backbone("dinov2_small", pretrained=False)[0].blocks[-1].ls1.gamma
+    trained = model.blocks[-1].ls1.gamma
+    # LayerScale starts at a constant 1e-5; trained DINOv2 has moved it by orders of magnitude.
+    assert init_value.abs().max() < 1e-4 < trained.abs().mean()
+    assert cfg.input_size == 224 and cfg.mean == pytest.approx((0.485, 0.456, 0.406))
+
+
+@pytest.mark.real
+@needs_shared(EFFNET_WEIGHTS)
+def test_real_efficientnet_weights_load_offline(offline_hub):
+    feats, _ = features_of("efficientnet_lite0", weights=EFFNET_WEIGHTS)
+    assert feats["pool"].shape == (2, 1280) and feats["pool"].abs().sum() > 0
