@@ -53,6 +53,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 TIMM_PREFIX = "timm:"
+RANDOM_INIT_SEED = 0
 
 
 class WeightsUnavailableError(RuntimeError):
@@ -83,7 +84,8 @@ def create_backbone(
 
     Args:
         name: a registry key, `timm:<model>`, or a spec.
-        pretrained: load hub weights (ignored when `weights` is given).
+        pretrained: load hub weights (ignored when `weights` is given); False gives a random
+            init from a fixed seed, the same model every time.
         weights: a local .safetensors / .pth file in the timm layout of the model.
         img_size: input size override; defaults to the spec's, else timm's.
         resize: how stored images reach the input size (see `core.preprocess.RESIZE_MODES`).
@@ -117,7 +119,7 @@ def weights_identity(spec: BackboneSpec, *, pretrained: bool, weights: str | os.
     """What fixes the numbers a backbone produces: a local file's sha256, a timm tag, or random."""
     if weights is not None:
         return "sha256:" + sha256_file(weights)
-    return f"timm:{spec.model_id}" if pretrained else "random-init"
+    return f"timm:{spec.model_id}" if pretrained else f"random-init:seed{RANDOM_INIT_SEED}"
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -147,11 +149,14 @@ def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> di
 
 
 def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Module:
+    if not pretrained:
+        # A fixed seed makes "random init" one reproducible model, so its features can be cached.
+        with torch.random.fork_rng():
+            torch.manual_seed(RANDOM_INIT_SEED)
+            return timm.create_model(spec.model_id, pretrained=False, **kwargs)
     try:
-        return timm.create_model(spec.model_id, pretrained=pretrained, **kwargs)
+        return timm.create_model(spec.model_id, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
-        if not pretrained:
-            raise
         source = kwargs.get("pretrained_cfg_overlay", {}).get("file") or f"the hub ({spec.model_id})"
         raise WeightsUnavailableError(
             f"could not load pretrained weights for {spec.name} from {source}: {e}. "

@@ -96,7 +96,7 @@ def test_weights_identity_tells_hub_file_and_random_apart(tmp_path):
     file = tmp_path / "w.pth"
     file.write_bytes(b"abc")
     assert weights_identity(spec, pretrained=True, weights=None) == f"timm:{spec.model_id}"
-    assert weights_identity(spec, pretrained=False, weights=None) == "random-init"
+    assert weights_identity(spec, pretrained=False, weights=None) == "random-init:seed0"
     assert weights_identity(spec, pretrained=True, weights=file).startswith("sha256:ba7816bf")
 
 

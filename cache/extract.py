@@ -1,0 +1,309 @@
+"""Fill a cache entry: every split through the frozen backbone once, on the fast path.
+
+uint8 batches go from memory to the device, are preprocessed there, and run under bf16 autocast
+where the hardware supports it; the copy back and the write to disk happen on a background thread
+while the next batch computes. Under `torchrun` each rank takes every world-th batch and writes its
+own rows; rank 0 lays out and finalizes the entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import filelock
+import numpy as np
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from cache.store import CacheKey, entry_path, inspect_entry
+from cache.writer import PartialEntry, attach_partial, open_partial
+from core.backbones import create_backbone, extract_features, get_backbone, weights_identity
+from core.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
+from core.preprocess import preprocess
+from core.results import package_versions
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    path: Path
+    reused: bool
+    images_per_second: float | None = None
+    rank: int = 0
+
+
+def extract(
+    backbone: str,
+    dataset: str = "bloodmnist",
+    *,
+    size: int = 28,
+    task: str | None = None,
+    splits: tuple[str, ...] = SPLITS,
+    batch_size: int = 128,
+    precision: str = "auto",
+    resize: str = "bicubic",
+    img_size: int | None = None,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    dtype: str = "float16",
+    data_root: str | os.PathLike | None = None,
+    cache_root: str | os.PathLike | None = None,
+    device: str | None = None,
+    download: bool = True,
+    overwrite: bool = False,
+    lock_timeout: float = -1,
+    progress: bool = True,
+) -> ExtractResult:
+    """Extract all feature kinds of `backbone` for `dataset` into a cache entry (or reuse it).
+
+    Args:
+        backbone: registry name or `timm:<model>`.
+        dataset: MedMNIST flag, or a path to a MedMNIST-layout npz (then `task` is required).
+        precision: "auto" = bf16 on CUDA and on CPUs with AVX-512-BF16 / AMX, else fp32.
+        dtype: storage dtype of the features, "float16" or "float32".
+        lock_timeout: seconds to wait for another process extracting the same entry (-1: forever).
+
+    Returns:
+        the complete entry's path, whether it was reused, and the measured throughput.
+    """
+    rank, world = _init_distributed()
+    spec, dspec = get_backbone(backbone), get_dataset(dataset, task=task)
+    splits = tuple(s for s in SPLITS if s in splits)
+    npz = dataset_path(dspec, size=size, root=data_root, download=download)
+    device = resolve_device(device, rank=rank)
+    precision = resolve_precision(precision, device)
+    model, pcfg = create_backbone(
+        spec, pretrained=pretrained, weights=weights, img_size=img_size, resize=resize
+    )
+    key = CacheKey(
+        backbone=spec.name, model_id=spec.model_id,
+        weights=weights_identity(spec, pretrained=pretrained, weights=weights),
+        dataset=dspec.flag, size=size, data_md5=file_md5(npz), preprocess=pcfg.to_dict(),
+        features=spec.features, splits=splits, precision=precision, dtype=dtype,
+    )  # fmt: skip
+    path = entry_path(key, cache_root)
+    data = {split: load_split(dspec, split, size=size, root=data_root, download=False) for split in splits}
+
+    model = model.to(device)
+    if spec.family == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+    run = _Runner(model, pcfg, spec.family, device, precision)
+
+    with _entry_lock(path, rank, lock_timeout) as reusable:
+        if _broadcast(reusable and not overwrite):
+            return ExtractResult(path, reused=True, rank=rank)
+        if rank == 0:
+            labels = {split: labels for split, (_, labels) in data.items()}
+            dims = {k: v.shape[1] for k, v in run(torch.from_numpy(data[splits[0]][0][:2])).items()}
+            if overwrite:
+                PartialEntry(path, key).discard()
+            open_partial(path, key, labels=labels, dims=dims)
+        _barrier()
+        entry = attach_partial(path, key)
+        seconds, n_done = _fill(
+            entry, run, data, batch_size=batch_size, rank=rank, world=world, progress=progress
+        )
+        seconds, n_done = _reduce_max_sum(seconds, n_done)
+        throughput = n_done / seconds if seconds > 0 else None
+        if rank == 0:
+            entry.finalize(_attrs(key, device, batch_size, seconds, n_done, throughput, world))
+            log.debug("wrote %s (%.0f img/s)", path, throughput or 0)
+        _barrier()
+    return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
+
+
+class _Runner:
+    """Preprocess + forward one uint8 batch under the chosen precision; returns features on device."""
+
+    def __init__(self, model, pcfg, family, device, precision):
+        self.model, self.pcfg, self.family, self.device = model, pcfg, family, device
+        self.autocast_dtype = AUTOCAST_DTYPES.get(precision)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = preprocess(images.to(self.device, non_blocking=True), self.pcfg)
+        if self.family == "cnn":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        ):
+            return extract_features(self.model, x, self.family)
+
+
+def _fill(entry: PartialEntry, run: _Runner, data, *, batch_size, rank, world, progress) -> tuple[float, int]:
+    """Write this rank's share of the missing batches; returns (seconds, images)."""
+    jobs = [(split, start, stop) for split in entry.rows for start, stop in entry.todo(split, batch_size)]
+    mine = jobs[rank::world]
+    total = sum(stop - start for _, start, stop in mine)
+    storage = torch.float16 if entry.key.dtype == "float16" else torch.float32
+    started = time.perf_counter()
+    with _BackgroundWriter(entry, rank) as writer, tqdm(
+        total=total, unit="img", desc=f"{entry.key.backbone} {entry.key.dataset}_{entry.key.size}",
+        disable=not progress or rank != 0, smoothing=0.1,
+    ) as bar:  # fmt: skip
+        for split, start, stop in mine:
+            images = torch.from_numpy(data[split][0][start:stop])
+            features = {k: v.to(storage) for k, v in run(images).items()}
+            writer.put(split, start, stop, _to_host(features))
+            bar.update(stop - start)
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+    return time.perf_counter() - started, total
+
+
+class _BackgroundWriter:
+    """A thread that copies features to numpy and writes them while the next batch computes."""
+
+    def __init__(self, entry: PartialEntry, rank: int):
+        self.entry, self.rank = entry, rank
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def put(self, split, start, stop, features) -> None:
+        if self.error is not None:
+            raise RuntimeError("writing the cache failed") from self.error
+        self.queue.put((split, start, stop, features))
+
+    def __exit__(self, *exc):
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise RuntimeError("writing the cache failed") from self.error
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain so the producer never blocks on a dead writer
+            try:
+                split, start, stop, (features, ready) = item
+                if ready is not None:
+                    ready.synchronize()
+                arrays = {k: v.numpy() for k, v in features.items()}
+                if not all(np.isfinite(a).all() for a in arrays.values()):
+                    raise OverflowError(
+                        f"non-finite features in {split}[{start}:{stop}]; try --dtype float32"
+                    )
+                self.entry.write(split, start, arrays)
+                self.entry.mark_done(split, start, stop, rank=self.rank)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the producer thread
+                self.error = e
+
+
+def _to_host(features: dict[str, torch.Tensor]):
+    """Start the device->host copy; returns (tensors, event to wait on, or None on CPU)."""
+    first = next(iter(features.values()))
+    if first.device.type != "cuda":
+        return features, None
+    host = {
+        k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True).copy_(v, non_blocking=True)
+        for k, v in features.items()
+    }
+    ready = torch.cuda.Event()
+    ready.record()
+    return host, ready
+
+
+def resolve_device(device: str | None, *, rank: int = 0) -> torch.device:
+    if device:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Resolve "auto": bf16 where it runs fast (CUDA, CPUs with AVX-512-BF16 or AMX), else fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+
+
+def cpu_has_fast_bf16() -> bool:
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@contextlib.contextmanager
+def _entry_lock(path: Path, rank: int, timeout: float):
+    """Rank 0 holds a file lock on the entry; yields whether a complete entry already exists."""
+    if rank != 0:
+        yield False
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = filelock.FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        log.info("another process is extracting %s; waiting for it (lock %s.lock)", path.name, path)
+        try:
+            lock.acquire(timeout=timeout)
+        except filelock.Timeout as e:
+            raise TimeoutError(f"{path} is being extracted by another process; try again later") from e
+    try:
+        yield path.exists() and inspect_entry(path).complete
+    finally:
+        lock.release()
+
+
+def _attrs(key: CacheKey, device, batch_size, seconds, n_images, throughput, world) -> dict:
+    return {
+        "versions": package_versions(),
+        "extraction": {
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "world_size": world, "batch_size": batch_size, "precision": key.precision,
+            "seconds": round(seconds, 3), "images": n_images,
+            "images_per_second": round(throughput, 1) if throughput else None,
+        },
+        "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }  # fmt: skip
+
+
+def _init_distributed() -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _broadcast(value: bool) -> bool:
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _reduce_max_sum(seconds: float, images: int) -> tuple[float, int]:
+    """Wall time is the slowest rank's; images add up."""
+    if not dist.is_initialized():
+        return seconds, images
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, (seconds, images))
+    return max(s for s, _ in values), sum(n for _, n in values)

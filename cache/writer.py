@@ -1,0 +1,155 @@
+"""Atomic, resumable, shardable writes of one cache entry.
+
+The HDF5 structure (every dataset at its final shape, contiguous, allocated up front) is written
+once into `{digest}.h5.partial`. After that the file's HDF5 metadata never changes: feature rows are
+written straight to their byte offsets, by any process, and each process records the row ranges it
+has finished in a small JSON sidecar replaced atomically after every chunk. A kill -9 therefore
+loses at most the chunk in flight; the entry is renamed to `{digest}.h5` only when every row is in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from cache.store import CacheKey
+
+
+class PartialEntry:
+    """An entry under construction. Create (or reopen) it with `open_partial`."""
+
+    def __init__(self, final_path: Path, key: CacheKey):
+        self.final_path = final_path
+        self.path = final_path.with_name(final_path.name + ".partial")
+        self.key = key
+        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}  # (split, kind) -> (offset, row bytes)
+        self.rows: dict[str, int] = {}
+
+    def write(self, split: str, start: int, features: dict[str, np.ndarray]) -> None:
+        """Write rows `start:start+len` of every feature kind of `split` in place."""
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            for kind, array in features.items():
+                offset, row_bytes = self.offsets[split, kind]
+                data = np.ascontiguousarray(array, dtype=np.dtype(self.key.dtype).newbyteorder("<"))
+                if data.nbytes != len(data) * row_bytes:
+                    raise ValueError(f"{kind} rows have {data.shape[1:]} values, expected {row_bytes}")
+                os.pwrite(fd, data.tobytes(), offset + start * row_bytes)
+        finally:
+            os.close(fd)
+
+    def mark_done(self, split: str, start: int, stop: int, *, rank: int = 0) -> None:
+        """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
+        progress = self._read_progress(rank)
+        progress.setdefault(split, []).append([start, stop])
+        sidecar = self._sidecar(rank)
+        tmp = sidecar.with_name(sidecar.name + ".tmp")
+        tmp.write_text(json.dumps(progress))
+        tmp.replace(sidecar)
+
+    def done_ranges(self, split: str) -> list[tuple[int, int]]:
+        """Finished row ranges of `split` over every process's sidecar, sorted."""
+        ranges = []
+        for sidecar in self.path.parent.glob(self.path.name + ".progress-*.json"):
+            ranges += [tuple(r) for r in json.loads(sidecar.read_text()).get(split, [])]
+        return sorted(ranges)
+
+    def todo(self, split: str, batch_size: int) -> list[tuple[int, int]]:
+        """Batches (start, stop) still to write: the gaps between done ranges, cut into batches."""
+        batches, cursor = [], 0
+        for start, stop in [*self.done_ranges(split), (self.rows[split], self.rows[split])]:
+            batches += [(b, min(b + batch_size, start)) for b in range(cursor, start, batch_size)]
+            cursor = max(cursor, stop)
+        return batches
+
+    def finalize(self, attrs: dict) -> Path:
+        """Check every row is in, stamp the attributes, rename to the final path, drop sidecars."""
+        for split, n in self.rows.items():
+            if sum(stop - start for start, stop in self.done_ranges(split)) != n:
+                raise RuntimeError(f"{self.path}: {split} is not fully written; cannot finalize")
+        with h5py.File(self.path, "r+") as f:
+            for name, value in attrs.items():
+                f.attrs[name] = value if isinstance(value, str | int | float) else json.dumps(value)
+            f.attrs["complete"] = True
+        os.replace(self.path, self.final_path)
+        for sidecar in self.path.parent.glob(self.path.name + ".progress-*.json"):
+            sidecar.unlink()
+        return self.final_path
+
+    def discard(self) -> None:
+        for stale in self.path.parent.glob(self.path.name + "*"):
+            stale.unlink()
+
+    def _sidecar(self, rank: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.progress-{rank}.json")
+
+    def _read_progress(self, rank: int) -> dict:
+        sidecar = self._sidecar(rank)
+        return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+def open_partial(
+    final_path: Path, key: CacheKey, *, labels: dict[str, np.ndarray], dims: dict[str, int]
+) -> PartialEntry:
+    """Reopen a matching unfinished entry to resume it, or lay out a fresh one.
+
+    Args:
+        labels: split -> (N, L) labels, stored at creation.
+        dims: feature kind -> feature dimension.
+    """
+    entry = PartialEntry(final_path, key)
+    if not _matches(entry.path, key, labels, dims):
+        entry.discard()
+        _create_layout(entry.path, key, labels, dims)
+    return attach_partial(final_path, key)
+
+
+def attach_partial(final_path: Path, key: CacheKey) -> PartialEntry:
+    """Open an existing partial entry (laid out by this or another process) for writing rows."""
+    entry = PartialEntry(final_path, key)
+    with h5py.File(entry.path, "r") as f:
+        for split in key.splits:
+            entry.rows[split] = len(f[split]["labels"])
+            for kind in key.features:
+                dataset = f[split]["features"][kind]
+                row_bytes = dataset.shape[1] * dataset.dtype.itemsize
+                entry.offsets[split, kind] = (dataset.id.get_offset(), row_bytes)
+    return entry
+
+
+def _create_layout(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # all bytes placed now: writes never touch metadata
+    dcpl.set_layout(h5py.h5d.CONTIGUOUS)
+    with h5py.File(path, "w") as f:
+        f.attrs["key"] = key.to_json()
+        f.attrs["complete"] = False
+        for split in key.splits:
+            group = f.create_group(split)
+            group.create_dataset("labels", data=labels[split])
+            for kind in key.features:
+                shape = (len(labels[split]), dims[kind])
+                group.create_dataset(f"features/{kind}", shape=shape, dtype=key.dtype, dcpl=dcpl)
+
+
+def _matches(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]) -> bool:
+    """Is there a readable partial file of exactly this key and layout to resume?"""
+    if not path.exists():
+        return False
+    try:
+        with h5py.File(path, "r") as f:
+            if f.attrs["key"] != key.to_json():
+                return False
+            return all(
+                np.array_equal(f[split]["labels"][...], labels[split])
+                and f[split]["features"][kind].shape == (len(labels[split]), dims[kind])
+                for split in key.splits
+                for kind in key.features
+            )
+    except (OSError, KeyError):
+        return False
