@@ -99,7 +99,7 @@ def extract(
     model = model.to(device)
     if spec.family == "cnn":
         model = model.to(memory_format=torch.channels_last)
-    run = _Runner(model, pcfg, spec.family, device, precision)
+    run = FeatureRunner(model, pcfg, spec.family, device, precision)
 
     with _entry_lock(path, rank, lock_timeout) as reusable:
         if _broadcast(reusable and not overwrite):
@@ -124,7 +124,7 @@ def extract(
     return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
 
 
-class _Runner:
+class FeatureRunner:
     """Preprocess + forward one uint8 batch under the chosen precision; returns features on device."""
 
     def __init__(self, model, pcfg, family, device, precision):
@@ -133,7 +133,12 @@ class _Runner:
 
     @torch.inference_mode()
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = preprocess(images.to(self.device, non_blocking=True), self.pcfg)
+        """images: (B, H, W, C) uint8 on any device -> {kind: (B, D)} on the model's device."""
+        return self.forward(preprocess(images.to(self.device, non_blocking=True), self.pcfg))
+
+    @torch.inference_mode()
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """x: (B, 3, S, S) preprocessed input -> {kind: (B, D)}."""
         if self.family == "cnn":
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(
@@ -142,7 +147,9 @@ class _Runner:
             return extract_features(self.model, x, self.family)
 
 
-def _fill(entry: PartialEntry, run: _Runner, data, *, batch_size, rank, world, progress) -> tuple[float, int]:
+def _fill(
+    entry: PartialEntry, run: FeatureRunner, data, *, batch_size, rank, world, progress
+) -> tuple[float, int]:
     """Write this rank's share of the missing batches; returns (seconds, images)."""
     jobs = [(split, start, stop) for split in entry.rows for start, stop in entry.todo(split, batch_size)]
     mine = jobs[rank::world]

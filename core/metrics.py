@@ -6,6 +6,8 @@ bootstrap (weights = resample counts, one row per resample) share one vectorized
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from core.data import TASKS
@@ -49,12 +51,14 @@ def evaluate(
     if bootstrap:
         counts = resample_counts(len(y_true), bootstrap, seed).astype(np.float32)
         boot = _scores(y_true, y_score, task, counts, threshold)
-        result["ci95"] = {
-            name: np.nanpercentile(values, [2.5, 97.5]).tolist()
-            for name, values in boot.items()
-            if name in SCALARS
-        }
+        result["ci95"] = {name: _interval(values) for name, values in boot.items() if name in SCALARS}
     return result
+
+
+def _interval(values: np.ndarray) -> list[float]:
+    """95% percentile interval over the resamples where the metric is defined."""
+    values = values[np.isfinite(values)]
+    return np.percentile(values, [2.5, 97.5]).tolist() if len(values) else [math.nan, math.nan]
 
 
 def resample_counts(n: int, n_resamples: int, seed: int) -> np.ndarray:

@@ -6,10 +6,12 @@ import json
 import math
 import os
 import platform
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+
+import numpy as np
 
 SCHEMA_VERSION = 1
 METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
@@ -19,7 +21,9 @@ METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
 class RunResult:
     """What one run found, with enough context to compare and reproduce it.
 
-    `metrics` maps split ("val", "test") to the dict of `core.metrics.evaluate`.
+    `metrics` maps split ("val", "test") to the dict of `core.metrics.evaluate`. `predictions`
+    (e.g. test scores and labels) are kept beside the JSON in `{run_name}.npz`, so intervals and
+    paired tests can be computed later; `tag` tells label-efficiency and feature variants apart.
     """
 
     dataset: str
@@ -31,16 +35,20 @@ class RunResult:
     hparams: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cache_key: str | None = None
+    tag: str = ""
     versions: dict[str, str] = field(default_factory=lambda: package_versions())
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
+    predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
     def run_name(self) -> str:
-        return f"{self.dataset}_{self.size}__{self.model}__{self.method}__seed{self.seed}"
+        method = f"{self.method}-{self.tag}" if self.tag else self.method
+        return f"{self.dataset}_{self.size}__{self.model.replace(':', '-')}__{method}__seed{self.seed}"
 
     def to_json(self) -> str:
-        return json.dumps(_finite(asdict(self)), indent=2, sort_keys=True)
+        record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
+        return json.dumps(_finite(record), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -51,13 +59,26 @@ class RunResult:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it")
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"predictions"}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+    def load_predictions(self, runs_dir: str | os.PathLike) -> dict[str, np.ndarray]:
+        """The arrays saved beside the record (empty when the run kept none)."""
+        path = Path(runs_dir) / f"{self.run_name}.npz"
+        if not path.exists():
+            return {}
+        with np.load(path) as npz:
+            return dict(npz)
 
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Write `{out_dir}/{run_name}.json` atomically (a crash never leaves half a record)."""
         path = Path(out_dir) / f"{self.run_name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.predictions:
+            arrays = path.with_suffix(".npz")
+            with open(arrays.with_name(arrays.name + ".partial"), "wb") as f:
+                np.savez_compressed(f, **self.predictions)
+            arrays.with_name(arrays.name + ".partial").replace(arrays)
         tmp = path.with_name(path.name + ".partial")
         tmp.write_text(self.to_json())
         tmp.replace(path)

@@ -15,6 +15,9 @@ from core.backbones import WeightsUnavailableError
 from core.cli_utils import list_backbones, list_datasets, setup_logging
 from core.data import SIZES, SPLITS
 from core.preprocess import RESIZE_MODES
+from probe.fit import SELECT_METRICS, run_probe
+from probe.heads import HEADS
+from probe.summary import summary_table
 
 USER_ERRORS = (ValueError, FileNotFoundError, CacheError, WeightsUnavailableError, TimeoutError, OSError)
 
@@ -36,8 +39,14 @@ def clean_errors(command):
 
 
 def split_list(ctx, param, value: str) -> tuple[str, ...]:
-    items = tuple(v.strip() for v in value.split(",") if v.strip())
-    return items
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def int_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in split_list(ctx, param, value))
+    except ValueError as e:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
 
 
 def dataset_options(command):
@@ -91,6 +100,89 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
     rate = f" ({result.images_per_second:.0f} img/s)" if result.images_per_second else ""
     if result.rank == 0:
         click.echo(f"{'reused' if result.reused else 'wrote'} {result.path}{rate}")
+
+
+@main.command("fit")
+@click.option("--backbone", default=None, help="Fit this backbone's entry [default: every cached backbone].")
+@dataset_options
+@click.option(
+    "--head",
+    "heads",
+    default="logreg",
+    show_default=True,
+    callback=split_list,
+    help=f"Comma-separated heads: {', '.join(HEADS)}.",
+)
+@click.option(
+    "--features",
+    default=None,
+    help="cls, mean, cls+mean or pool [default: cls+mean for ViTs, pool for CNNs].",
+)
+@click.option(
+    "--select",
+    type=click.Choice(list(SELECT_METRICS)),
+    default="acc",
+    show_default=True,
+    help="Val metric that picks the hyper-parameters.",
+)
+@click.option("--seeds", default="0", show_default=True, callback=int_list, help="Comma-separated seeds.")
+@click.option(
+    "--train-fraction", type=float, default=None, help="Label efficiency: fit on this fraction of train."
+)
+@click.option(
+    "--shots", type=click.IntRange(min=1), default=None, help="Label efficiency: K examples per class."
+)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=0),
+    default=1000,
+    show_default=True,
+    help="Bootstrap resamples for 95% intervals on test.",
+)
+@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option(
+    "--extract", "do_extract", is_flag=True, help="Extract the features first if they are not cached."
+)
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), default=None, help="With --extract: local weights."
+)
+@click.option(
+    "--pretrained/--no-pretrained", default=True, help="With --extract: hub weights or random init."
+)
+@clean_errors
+def fit_command(
+    backbone, dataset, size, task, data_root, cache_root, heads, do_extract, weights, pretrained, **options
+):
+    """Fit heads on cached features; choose on val, score test once, write one record per run."""
+    if options["train_fraction"] is not None and options["shots"] is not None:
+        raise click.UsageError("give --train-fraction or --shots, not both")
+    entries = None
+    if do_extract:
+        if backbone is None:
+            raise click.UsageError("--extract needs --backbone")
+        result = extract(
+            backbone,
+            dataset,
+            size=size,
+            task=task,
+            data_root=data_root,
+            cache_root=cache_root,
+            weights=weights,
+            pretrained=pretrained,
+        )
+        entries = [(result.path, store.read_key(result.path))]
+    results = run_probe(
+        dataset,
+        size=size,
+        backbone=backbone,
+        heads=heads,
+        task=task,
+        cache_root=cache_root,
+        entries=entries,
+        **options,
+    )
+    click.echo(summary_table(results))
+    click.echo(f"{len(results)} result record(s) in {options['out']}/")
 
 
 @main.group("cache")

@@ -56,3 +56,16 @@ def offline_hub(monkeypatch):
 
 def needs_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} absent (needs ../shared beside the repo)")
+
+
+@pytest.fixture(scope="session")
+def real_dinov2_cache(tmp_path_factory):
+    """Real BreastMNIST through the real DINOv2-S, extracted once per test session (float16)."""
+    if not (BREASTMNIST.exists() and DINOV2_WEIGHTS.exists()):
+        pytest.skip("needs ../shared/data/breastmnist.npz and ../shared/weights/dinov2_vits14.safetensors")
+    from cache.extract import extract
+
+    cache = tmp_path_factory.mktemp("real-cache")
+    result = extract("dinov2_small", "breastmnist", data_root=BREASTMNIST.parent, cache_root=cache,
+                     weights=DINOV2_WEIGHTS, progress=False)  # fmt: skip
+    return cache, result.path

@@ -1,0 +1,1 @@
+"""Benchmarks: medprobe against the usual notebook pipeline, measured on the same machine and data."""
