@@ -24,8 +24,9 @@ import torch
 
 from benchmarks import notebook
 from benchmarks.synthetic import write_npz
-from cache.extract import FeatureRunner, extract, resolve_device, resolve_precision
+from cache.extract import FeatureRunner, default_batch_size, extract
 from core.backbones import create_backbone, get_backbone
+from core.device import resolve_device, resolve_precision
 
 
 def bare_forward(args) -> dict:
@@ -34,6 +35,7 @@ def bare_forward(args) -> dict:
     device = resolve_device(args.device)
     model, cfg = create_backbone(spec, pretrained=False)
     model = model.to(device)
+    args.batch_size = args.batch_size or default_batch_size(device)
     run = FeatureRunner(model, cfg, spec.family, device, resolve_precision(args.precision, device))
     x = torch.randn(args.batch_size, 3, cfg.input_size, cfg.input_size, device=device)
     run.forward(x)  # warm-up
@@ -103,7 +105,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="vit_tiny")
     parser.add_argument("--images", type=int, default=2048, help="images through bare and e2e")
     parser.add_argument("--notebook-images", type=int, default=512)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: probe extract's")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--device", default=None)
@@ -123,7 +125,9 @@ def main() -> None:
         argv += ["--data-root", tmp, "--cache-root", str(Path(tmp) / "cache")]
         results = {mode: run_child(mode, argv) for mode in MODES}
     dataset_gb = n * 28 * 28 * 3 / 2**30
-    precision = resolve_precision(args.precision, resolve_device(args.device))
+    device = resolve_device(args.device)
+    precision = resolve_precision(args.precision, device)
+    args.batch_size = args.batch_size or default_batch_size(device)
     command = "python -m benchmarks.extract_throughput " + " ".join(sys.argv[1:])
     row = (
         f"| {date.today()} | {machine()} | {args.backbone} | {precision} | {args.batch_size} "

@@ -79,6 +79,7 @@ def create_backbone(
     weights: str | os.PathLike | None = None,
     img_size: int | None = None,
     resize: str = "bicubic",
+    num_classes: int = 0,
 ) -> tuple[torch.nn.Module, PreprocessConfig]:
     """Build a headless backbone in eval mode and the preprocessing its weights expect.
 
@@ -89,12 +90,13 @@ def create_backbone(
         weights: a local .safetensors / .pth file in the timm layout of the model.
         img_size: input size override; defaults to the spec's, else timm's.
         resize: how stored images reach the input size (see `core.preprocess.RESIZE_MODES`).
+        num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
 
     Returns:
-        (model, preprocess config). The model outputs features, not logits.
+        (model, preprocess config). With num_classes=0 the model outputs features, not logits.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
-    kwargs = {"num_classes": 0}
+    kwargs = {"num_classes": num_classes}
     size = img_size or spec.img_size
     if size is not None and spec.family == "vit":
         kwargs["img_size"] = size

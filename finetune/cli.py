@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import click
+import torch.distributed as dist
 
 from core import __version__
+from core.backbones import WeightsUnavailableError
 from core.cli_utils import list_backbones, list_datasets, setup_logging
+from core.data import SIZES
+from core.device import PRECISIONS
+from finetune.augment import AUGMENTS
+from finetune.model import FREEZE_HELP
+from finetune.train import SELECT, TrainConfig, train
+
+USER_ERRORS = (ValueError, FileNotFoundError, WeightsUnavailableError, OSError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,6 +25,61 @@ from core.cli_utils import list_backbones, list_datasets, setup_logging
 def main(verbose: bool) -> None:
     """Train ResNet-18 from scratch or fine-tune ViT / DINOv2 end to end on MedMNIST+."""
     setup_logging(verbose)
+
+
+@main.command("run")
+@click.option("--model", default="resnet18", show_default=True, help="Registry name (see `finetune models`).")
+@click.option(
+    "--dataset", default="bloodmnist", show_default=True, help="MedMNIST flag or a path to an .npz."
+)
+@click.option("--size", type=click.Choice([str(s) for s in SIZES]), default="28", show_default=True,
+              callback=lambda ctx, p, v: int(v))  # fmt: skip
+@click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class).")
+@click.option("--data-root", type=click.Path(file_okay=False), default=None,
+              help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].")  # fmt: skip
+@click.option(
+    "--img-size",
+    type=int,
+    default=None,
+    help="Input size [default: dataset size for CNNs from scratch, else the model's].",
+)
+@click.option("--pretrained/--no-pretrained", default=None,
+              help="[default: scratch for resnet18, pretrained for the others]")  # fmt: skip
+@click.option(
+    "--weights", type=click.Path(dir_okay=False), default=None, help="Local .safetensors/.pth weights."
+)
+@click.option("--freeze", default="none", show_default=True, help=FREEZE_HELP)
+@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--weight-decay", type=float, default=1e-5, show_default=True)
+@click.option("--warmup", type=float, default=1.0, show_default=True, help="Epochs of linear warmup.")
+@click.option("--layer-decay", type=float, default=None, help="Layer-wise lr decay (ViTs), e.g. 0.75.")
+@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
+@click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
+@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping [default: off].")
+@click.option("--select", type=click.Choice(list(SELECT)), default="acc", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+def run(**options) -> None:
+    """Train one model on one dataset; best epoch on val, test scored once."""
+    try:
+        result = train(TrainConfig(**options))
+    except USER_ERRORS as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", 0)) == 0:
+        test = result.metrics["test"]
+        click.echo(
+            f"{result.run_name}: best epoch {result.hparams['best_epoch']}, "
+            f"test ACC {test['acc']:.4f}, AUC {test['auc']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+            f"-> {options['out']}/{result.run_name}/"
+        )
 
 
 @main.command()

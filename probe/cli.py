@@ -8,12 +8,13 @@ import click
 import torch.distributed as dist
 
 from cache import store
-from cache.extract import PRECISIONS, extract
+from cache.extract import extract
 from cache.store import CacheError
 from core import __version__
 from core.backbones import WeightsUnavailableError
 from core.cli_utils import list_backbones, list_datasets, setup_logging
 from core.data import SIZES, SPLITS
+from core.device import PRECISIONS
 from core.preprocess import RESIZE_MODES
 from probe.fit import SELECT_METRICS, run_probe
 from probe.heads import HEADS
@@ -79,7 +80,12 @@ def main(verbose: bool) -> None:
 @click.option("--backbone", required=True, help="Registry name (see `probe backbones`) or timm:<model>.")
 @dataset_options
 @click.option("--splits", default=",".join(SPLITS), show_default=True, callback=split_list)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Images per forward [default: 128 on GPU, 16 on CPU].",
+)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="auto: bf16 on CUDA and on CPUs with bf16 units, else fp32.")  # fmt: skip
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="bicubic", show_default=True)

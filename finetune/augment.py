@@ -1,0 +1,45 @@
+"""On-device augmentation of uint8 batches: random flips and a small random affine, no PIL."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+AUGMENTS = ("none", "basic")
+
+
+def augment(
+    images: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    max_degrees: float = 10.0,
+    max_shift: float = 0.05,
+    max_scale: float = 0.05,
+) -> torch.Tensor:
+    """Flip each image horizontally/vertically with p=0.5 and apply a small random affine.
+
+    Args:
+        images: (B, H, W, C) uint8 on any device.
+        generator: CPU generator for the random parameters (its state is checkpointed, so a
+            resumed run draws the same augmentations).
+
+    Returns:
+        (B, H, W, C) uint8 on the same device.
+    """
+    n = len(images)
+    draws = torch.rand(n, 6, generator=generator).to(images.device)
+    x = images.permute(0, 3, 1, 2).float()
+    x = torch.where(draws[:, 0, None, None, None] < 0.5, x.flip(-1), x)
+    x = torch.where(draws[:, 1, None, None, None] < 0.5, x.flip(-2), x)
+    angle = (draws[:, 2] * 2 - 1) * math.radians(max_degrees)
+    scale = 1 + (draws[:, 3] * 2 - 1) * max_scale
+    shift = (draws[:, 4:6] * 2 - 1) * max_shift * 2  # grid units span [-1, 1]
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)

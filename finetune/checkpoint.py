@@ -1,0 +1,35 @@
+"""Checkpoints that survive a kill -9: written to a temporary file and renamed, read weights-only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
+    """Write `state` (tensors, numbers, strings, lists, dicts) atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Final weights as safetensors (contiguous CPU copies), atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".partial")
+    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def copy_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A real copy of a model's weights, not references to the live tensors."""
+    return {k: v.detach().clone() for k, v in state_dict.items()}

@@ -1,0 +1,312 @@
+"""The fine-tune runner: one training loop for ResNet-18 from scratch and ViT / DINOv2 fine-tuning.
+
+Data stay uint8 tensors in memory; augmentation, resizing and normalization happen on the device.
+The best epoch on val is kept as a real copy of the weights and is what test is scored with.
+Every epoch ends in an atomic checkpoint, so `resume=True` continues a killed run exactly.
+Under torchrun the model is wrapped in DistributedDataParallel and each rank trains on its shard.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import timm.optim
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+from core.backbones import create_backbone, get_backbone
+from core.data import get_dataset, load_split
+from core.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
+from core.metrics import MULTI_LABEL, evaluate
+from core.preprocess import preprocess
+from core.results import RunResult
+from finetune.augment import AUGMENTS, augment
+from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
+from finetune.model import SCRATCH_BY_DEFAULT, apply_freeze, parse_freeze, train_mode
+from finetune.plots import plot_curves
+
+log = logging.getLogger(__name__)
+SELECT = {"acc": "acc", "auc": "auc", "f1": "macro_f1"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything a fine-tune run depends on; stored in its checkpoint and result record."""
+
+    model: str = "resnet18"
+    dataset: str = "bloodmnist"
+    size: int = 28
+    task: str | None = None
+    data_root: str | None = None
+    img_size: int | None = None
+    pretrained: bool | None = None  # None: scratch for resnet18, pretrained otherwise
+    weights: str | None = None
+    freeze: str = "none"
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    warmup: float = 1.0  # epochs of linear warmup
+    layer_decay: float | None = None
+    label_smoothing: float = 0.0
+    augment: str = "basic"
+    precision: str = "auto"
+    patience: int | None = None
+    select: str = "acc"
+    seed: int = 0
+    out: str = "runs"
+    resume: bool = False
+    device: str | None = None
+
+    def __post_init__(self):
+        parse_freeze(self.freeze)
+        if self.augment not in AUGMENTS:
+            raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
+        if self.select not in SELECT:
+            raise ValueError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT)}")
+        if self.pretrained is None:
+            self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
+
+    @property
+    def method(self) -> str:
+        if self.freeze == "backbone":
+            return "frozen-sgd"
+        return "finetune" if self.pretrained else "scratch"
+
+
+def train(cfg: TrainConfig) -> RunResult:
+    """Train, select the best epoch on val, score test once; write the run's files (rank 0).
+
+    Returns:
+        the result record (also saved as `{out}/{run_name}.json`).
+    """
+    rank, world = init_distributed()
+    device = resolve_device(cfg.device, rank=rank)
+    precision = resolve_precision(cfg.precision, device)
+    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    data = {s: load_split(dspec, s, size=cfg.size, root=cfg.data_root) for s in ("train", "val", "test")}
+    data = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
+
+    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
+    img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
+    model, pcfg = create_backbone(
+        spec, pretrained=cfg.pretrained, weights=cfg.weights, img_size=img_size, num_classes=dspec.n_classes
+    )
+    n_trainable = apply_freeze(model, cfg.freeze)
+    model = model.to(device)
+    if spec.family == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    torch.manual_seed(cfg.seed)
+    shuffle_gen, augment_gen = (
+        torch.Generator().manual_seed(cfg.seed),
+        torch.Generator().manual_seed(cfg.seed + 1),
+    )
+    n_train = len(data["train"][0])
+    steps_per_epoch = math.ceil(len(range(rank, n_train, world)) / cfg.batch_size)
+    optimizer = timm.optim.create_optimizer_v2(
+        model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch))
+    )
+    loss_fn = _loss_fn(dspec.task, cfg.label_smoothing)
+
+    run = RunResult(
+        dataset=dspec.flag, size=cfg.size, model=spec.name, method=cfg.method, seed=cfg.seed, metrics={}
+    )
+    run_dir = Path(cfg.out) / run.run_name
+    checkpoint_path = run_dir / "checkpoint.pt"
+    state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -math.inf, "best_state": None}
+    if cfg.resume and checkpoint_path.exists():
+        checkpoint = load_checkpoint(checkpoint_path)
+        _check_same_run(checkpoint["config"], cfg)
+        state = _restore(checkpoint, model, optimizer, scheduler, shuffle_gen, augment_gen)
+        log.info("resuming %s after epoch %d", run.run_name, state["epoch"])
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+    started = time.perf_counter()
+    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
+        epoch_start = time.perf_counter()
+        train_mode(net)
+        order = torch.randperm(n_train, generator=shuffle_gen)[rank::world]
+        total_loss, seen = 0.0, 0
+        for idx in order.split(cfg.batch_size):
+            images, labels = data["train"][0][idx].to(device), data["train"][1][idx].to(device)
+            if cfg.augment == "basic":
+                images = augment(images, augment_gen)
+            x = _to_input(images, pcfg, spec.family)
+            with autocast(device, precision):
+                logits = net(x)
+            loss = loss_fn(logits.float(), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            total_loss, seen = total_loss + loss.item() * len(idx), seen + len(idx)
+        train_seconds = time.perf_counter() - epoch_start
+
+        val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
+        val_metrics = evaluate(data["val"][1].numpy(), _probs(val_logits, dspec.task), task=dspec.task)
+        score = val_metrics[SELECT[cfg.select]]
+        seconds = time.perf_counter() - epoch_start
+        state["history"].append(
+            {
+                "epoch": epoch,
+                "train_loss": total_loss / max(seen, 1),
+                "val_loss": float(loss_fn(torch.from_numpy(val_logits), data["val"][1])),
+                "val_acc": val_metrics["acc"],
+                "val_auc": val_metrics["auc"],
+                "val_macro_f1": val_metrics["macro_f1"],
+                "lr": scheduler.get_last_lr()[0],
+                "seconds": seconds,
+                "train_images_per_s": seen * world / train_seconds,
+            }
+        )
+        if score > state["best_score"]:
+            state.update(best_epoch=epoch, best_score=score, best_state=copy_state(model.state_dict()))
+        state["epoch"] = epoch
+        log.info(
+            "epoch %d: train loss %.4f, val %s %.4f", epoch, total_loss / max(seen, 1), cfg.select, score
+        )
+        if rank == 0:
+            save_checkpoint(
+                _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen), checkpoint_path
+            )
+        barrier()
+        if cfg.patience is not None and epoch - state["best_epoch"] >= cfg.patience:
+            log.info("early stop: no val improvement for %d epochs", cfg.patience)
+            break
+
+    model.load_state_dict(state["best_state"] or copy_state(model.state_dict()))
+    val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
+    test_logits = _predict(model, data["test"][0], pcfg, spec.family, device, precision, rank, world)
+    test_scores = _probs(test_logits, dspec.task)
+    run.metrics = {
+        "val": evaluate(data["val"][1].numpy(), _probs(val_logits, dspec.task), task=dspec.task),
+        "test": evaluate(
+            data["test"][1].numpy(), test_scores, task=dspec.task, bootstrap=1000, seed=cfg.seed
+        ),
+    }
+    history = state["history"]
+    run.hparams = asdict(cfg) | {
+        "img_size": pcfg.input_size,
+        "best_epoch": state["best_epoch"],
+        "epochs_run": len(history),
+        "trainable_params": n_trainable,
+        "precision": precision,
+        "world_size": world,
+    }
+    run.timings = {
+        "train_s": round(time.perf_counter() - started, 3),
+        "epoch_s": float(np.mean([h["seconds"] for h in history])) if history else None,
+        "train_images_per_s": float(np.mean([h["train_images_per_s"] for h in history])) if history else None,
+    }
+    run.predictions = {"test_score": test_scores.astype(np.float32), "test_true": data["test"][1].numpy()}
+    if rank == 0:
+        save_weights(model.state_dict(), run_dir / "weights.safetensors")
+        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        plot_curves(history, state["best_epoch"], run_dir / "curves.png", title=run.run_name)
+        run.save(cfg.out)
+    barrier()
+    return run
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """Learning-rate factor per step: linear warmup to 1, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _to_input(images: torch.Tensor, pcfg, family: str) -> torch.Tensor:
+    x = preprocess(images, pcfg)
+    return x.contiguous(memory_format=torch.channels_last) if family == "cnn" else x
+
+
+def _loss_fn(task: str, label_smoothing: float):
+    if task == MULTI_LABEL:
+        return lambda logits, y: F.binary_cross_entropy_with_logits(logits, y.float())
+    return lambda logits, y: F.cross_entropy(logits, y.reshape(-1), label_smoothing=label_smoothing)
+
+
+def _probs(logits: np.ndarray, task: str) -> np.ndarray:
+    z = torch.from_numpy(logits).double()
+    return (torch.sigmoid(z) if task == MULTI_LABEL else torch.softmax(z, dim=1)).numpy()
+
+
+@torch.inference_mode()
+def _predict(model, images, pcfg, family, device, precision, rank, world, batch_size=256) -> np.ndarray:
+    """Logits (N, n_out) for all images; each rank does its shard, gathered in order on every rank."""
+    model.eval()
+    rows = torch.arange(rank, len(images), world)
+    out = []
+    for idx in rows.split(batch_size):
+        with autocast(device, precision):
+            out.append(model(_to_input(images[idx].to(device), pcfg, family)).float().cpu())
+    logits = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+    if world == 1:
+        return logits
+    shards = [None] * world
+    dist.all_gather_object(shards, (rows.numpy(), logits))
+    full = np.zeros((len(images), max(s[1].shape[1] for s in shards)), np.float32)
+    for shard_rows, shard_logits in shards:
+        full[shard_rows] = shard_logits
+    return full
+
+
+def _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen) -> dict:
+    return {
+        "config": asdict(cfg),
+        "epoch": state["epoch"],
+        "history": state["history"],
+        "best_epoch": state["best_epoch"],
+        "best_score": state["best_score"],
+        "best_state": state["best_state"],
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "shuffle": shuffle_gen.get_state(),
+            "augment": augment_gen.get_state(),
+        },
+    }
+
+
+def _check_same_run(saved: dict, cfg: TrainConfig) -> None:
+    """Refuse to resume a checkpoint of a different configuration (silently mixing two runs)."""
+    free = {"resume", "out", "device", "epochs", "patience"}
+    diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in free and getattr(cfg, k) != v}
+    if diff:
+        changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+        raise ValueError(
+            f"--resume found a checkpoint of another configuration ({changes}); "
+            "drop --resume to start over or use another --out"
+        )
+
+
+def _restore(ckpt, model, optimizer, scheduler, shuffle_gen, augment_gen) -> dict:
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    torch.set_rng_state(ckpt["rng"]["torch"])
+    shuffle_gen.set_state(ckpt["rng"]["shuffle"])
+    augment_gen.set_state(ckpt["rng"]["augment"])
+    return {k: ckpt[k] for k in ("epoch", "history", "best_epoch", "best_score", "best_state")}
