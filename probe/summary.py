@@ -23,7 +23,7 @@ def summary_table(results: list[RunResult]) -> str:
     for (dataset, size, model, method, tag), runs in groups.items():
         cells = " ".join(f"{_mean_std([r.metrics['test'][m] for r in runs]):>13}" for _, m in COLUMNS)
         name = f"{method}-{tag}" if tag else method
-        lines.append(f"{dataset}_{size:<6} {model:16} {name:18} {len(runs):>5} {cells}")
+        lines.append(f"{f'{dataset}_{size}':16} {model:16} {name:18} {len(runs):>5} {cells}")
     return "\n".join(lines)
 
 
