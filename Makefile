@@ -28,6 +28,7 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/probe extract --backbone dinov2_small --dataset breastmnist --size 28 $(if $(WEIGHTS),--weights $(WEIGHTS),)
 	$(BIN)/probe fit --backbone dinov2_small --dataset breastmnist --size 28 --head logreg,linear,knn --out $(RUNS)
+	$(BIN)/probe report $(RUNS) -o $(RUNS)/report
 
 test: install
 	$(BIN)/python -m pytest

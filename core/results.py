@@ -86,12 +86,14 @@ class RunResult:
 
 
 def load_results(runs_dir: str | os.PathLike) -> list[RunResult]:
-    """Every result record under `runs_dir`, sorted by run name."""
+    """Every result record under `runs_dir` with its saved predictions, sorted by run name."""
     results = []
     for path in sorted(Path(runs_dir).rglob("*.json")):
         data = json.loads(path.read_text())
         if isinstance(data, dict) and "schema_version" in data and "metrics" in data:
-            results.append(RunResult.from_dict(data))
+            result = RunResult.from_dict(data)
+            result.predictions = result.load_predictions(path.parent)
+            results.append(result)
     return sorted(results, key=lambda r: r.run_name)
 
 

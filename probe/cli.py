@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import click
 import torch.distributed as dist
@@ -16,6 +17,7 @@ from core.cli_utils import list_backbones, list_datasets, setup_logging
 from core.data import SIZES, SPLITS
 from core.device import PRECISIONS
 from core.preprocess import RESIZE_MODES
+from core.report import write_report
 from probe.fit import SELECT_METRICS, run_probe
 from probe.heads import HEADS
 from probe.summary import summary_table
@@ -189,6 +191,23 @@ def fit_command(
     )
     click.echo(summary_table(results))
     click.echo(f"{len(results)} result record(s) in {options['out']}/")
+
+
+@main.command("report")
+@click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--out", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option(
+    "--bootstrap",
+    type=click.IntRange(min=100),
+    default=1000,
+    show_default=True,
+    help="Resamples of the paired tests against the best row.",
+)
+@clean_errors
+def report_command(runs_dir, out, bootstrap):
+    """Compare every result under RUNS_DIR: report.md, report.csv, report.html with figures."""
+    path = write_report(runs_dir, out, n_resamples=bootstrap)
+    click.echo(f"wrote {path}, {Path(out) / 'report.md'} and {Path(out) / 'report.csv'}")
 
 
 @main.group("cache")

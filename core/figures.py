@@ -1,0 +1,79 @@
+"""The figures of runs and reports (matplotlib, headless): curves, resolution, label efficiency."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
+import numpy as np  # noqa: E402
+
+
+def training_curves(history: list[dict], best_epoch: int, *, title: str = ""):
+    """Two panels: train/val loss, and val ACC/AUC per epoch, with a line at `best_epoch`."""
+    epochs = [h["epoch"] for h in history]
+    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    loss_ax.plot(epochs, [h["train_loss"] for h in history], label="train loss")
+    loss_ax.plot(epochs, [h["val_loss"] for h in history], label="val loss")
+    metric_ax.plot(epochs, [h["val_acc"] for h in history], label="val ACC")
+    metric_ax.plot(epochs, [h["val_auc"] for h in history], label="val AUC")
+    for ax, ylabel in ((loss_ax, "loss"), (metric_ax, "score")):
+        ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
+        ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def lines(
+    series: dict[str, list[tuple[float, float, float]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_x: bool = False,
+):
+    """One line per name through (x, mean, std) points, with a ±std band."""
+    fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
+    for name, points in sorted(series.items()):
+        x, mean, std = (np.array(v, dtype=float) for v in zip(*sorted(points), strict=True))
+        ax.plot(x, mean, marker="o", label=name)
+        ax.fill_between(x, mean - std, mean + std, alpha=0.15)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def confusion(matrix: list[list[int]], labels: list[str], *, title: str):
+    """A confusion matrix heat map with counts in the cells (true on rows, predicted on columns)."""
+    matrix = np.asarray(matrix)
+    fig, ax = plt.subplots(
+        figsize=(1.5 + 0.55 * len(matrix), 1.2 + 0.5 * len(matrix)), constrained_layout=True
+    )
+    ax.imshow(matrix, cmap="Blues")
+    for (i, j), count in np.ndenumerate(matrix):
+        color = "white" if count > matrix.max() / 2 else "black"
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
+    ticks = range(len(matrix))
+    ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
+    ax.set_title(title, fontsize=8, wrap=True)
+    ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)
+    ax.set_yticklabels(labels, fontsize=7)
+    return fig
+
+
+def save_png(fig, path: str | os.PathLike | None = None) -> bytes:
+    """Render a figure to PNG bytes (and to `path` if given), then free it."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    data = buffer.getvalue()
+    if path is not None:
+        with open(path, "wb") as f:
+            f.write(data)
+    return data

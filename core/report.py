@@ -1,0 +1,305 @@
+"""One comparison report from many result records: tables (md, csv, html) and figures.
+
+Rows are model × method (× variant) per dataset, columns per image size. Each cell is the test
+metric as mean ± std over seeds, or with its 95% bootstrap interval for a single seed. The best
+value per column is marked, and so is every row a paired bootstrap on the same test set cannot
+tell apart from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core import figures
+from core.data import DATASETS
+from core.metrics import paired_bootstrap
+from core.results import RunResult, load_results
+
+METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
+PAIRED = ("acc", "auc")
+
+
+@dataclass
+class Row:
+    """One model × method (× variant) of one dataset at one size, over its seeds."""
+
+    dataset: str
+    size: int
+    model: str
+    method: str
+    runs: list[RunResult]
+    stats: dict[str, tuple[float, float, float | None, float | None]] = field(default_factory=dict)
+    best: set[str] = field(default_factory=set)
+    tied: set[str] = field(default_factory=set)
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} · {self.method}"
+
+    @property
+    def wall_s(self) -> float | None:
+        times = [_run_seconds(r) for r in self.runs]
+        return float(np.mean(times)) if all(t is not None for t in times) else None
+
+    @property
+    def images_per_s(self) -> float | None:
+        timings = self.runs[0].timings
+        return timings.get("extract_images_per_s") or timings.get("train_images_per_s")
+
+
+def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row]:
+    """Group records into rows, summarize them, mark best and indistinguishable cells."""
+    groups: dict[tuple, list[RunResult]] = defaultdict(list)
+    for r in results:
+        method = f"{r.method}-{r.tag}" if r.tag else r.method
+        groups[r.dataset, r.size, r.model, method].append(r)
+    rows = [Row(*key, runs=sorted(runs, key=lambda r: r.seed)) for key, runs in sorted(groups.items())]
+    for row in rows:
+        row.stats = {m: _summarize([r.metrics["test"] for r in row.runs], m) for _, m in METRICS}
+    by_column: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        by_column[row.dataset, row.size].append(row)
+    for column_rows in by_column.values():
+        for _, metric in METRICS:
+            _mark(column_rows, metric, n_resamples)
+    return rows
+
+
+def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_resamples: int = 1000) -> Path:
+    """Write report.md, report.csv, report.html (figures embedded) and figures/*.png.
+
+    Returns:
+        the path of report.html.
+    """
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    results = load_results(runs_dir)
+    if not results:
+        raise FileNotFoundError(
+            f"no result records (*.json) under {runs_dir}; run `probe fit` or `finetune run`"
+        )
+    rows = build_rows(results, n_resamples=n_resamples)
+    (out_dir / "figures").mkdir(parents=True, exist_ok=True)
+    figs = [
+        (title, figures.save_png(fig, out_dir / "figures" / name), name)
+        for title, fig, name in _figures(rows, runs_dir)
+    ]
+    tables = {dataset: _table(rows, dataset) for dataset in sorted({r.dataset for r in rows})}
+    (out_dir / "report.md").write_text(_markdown(tables, figs))
+    _write_csv(rows, out_dir / "report.csv")
+    (out_dir / "report.html").write_text(_html(tables, figs))
+    return out_dir / "report.html"
+
+
+def _summarize(metrics: list[dict], name: str) -> tuple[float, float, float | None, float | None]:
+    values = [m[name] for m in metrics if m.get(name) is not None]
+    if not values:
+        return (np.nan, np.nan, None, None)
+    lo, hi = metrics[0].get("ci95", {}).get(name, (None, None)) if len(values) == 1 else (None, None)
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, lo, hi
+
+
+def _mark(rows: list[Row], metric: str, n_resamples: int) -> None:
+    scored = [r for r in rows if np.isfinite(r.stats[metric][0])]
+    if not scored:
+        return
+    best = max(scored, key=lambda r: r.stats[metric][0])
+    best.best.add(metric)
+    if metric not in PAIRED or "test_score" not in best.runs[0].predictions:
+        return
+    reference = best.runs[0].predictions
+    task = DATASETS[best.dataset].task if best.dataset in DATASETS else None
+    for row in scored:
+        other = row.runs[0].predictions
+        if row is best or "test_score" not in other or task is None:
+            continue
+        if not np.array_equal(other["test_true"], reference["test_true"]):
+            continue  # different test sets (e.g. custom data): not comparable pairwise
+        _, lo, hi = paired_bootstrap(
+            reference["test_true"],
+            reference["test_score"],
+            other["test_score"],
+            task=task,
+            metric=metric,
+            n_resamples=n_resamples,
+        )
+        if lo <= 0 <= hi:
+            row.tied.add(metric)
+
+
+def _cell(row: Row | None, metric: str) -> tuple[str, str]:
+    """(text, mark) where mark is 'best', 'tied' or ''."""
+    if row is None or not np.isfinite(row.stats[metric][0]):
+        return "–", ""
+    mean, std, lo, hi = row.stats[metric]
+    if len(row.runs) > 1:
+        text = f"{mean:.3f} ± {std:.3f}"
+    elif lo is not None:
+        text = f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    else:
+        text = f"{mean:.3f}"
+    return text, "best" if metric in row.best else "tied" if metric in row.tied else ""
+
+
+def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[str, str]]]]:
+    """Header and cells of one dataset's table: rows model × method, column groups per size."""
+    mine = [r for r in rows if r.dataset == dataset]
+    sizes = sorted({r.size for r in mine})
+    header = ["model", "method", "seeds"]
+    for size in sizes:
+        header += [f"{name} @{size}" for name, _ in METRICS] + [f"time s @{size}", f"img/s @{size}"]
+    lookup = {(r.model, r.method, r.size): r for r in mine}
+    body = []
+    for model, method in sorted({(r.model, r.method) for r in mine}):
+        line = [
+            (model, ""),
+            (method, ""),
+            (str(max(len(r.runs) for r in mine if (r.model, r.method) == (model, method))), ""),
+        ]
+        for size in sizes:
+            row = lookup.get((model, method, size))
+            line += [_cell(row, metric) for _, metric in METRICS]
+            line += [
+                (_number(row and row.wall_s, "{:.1f}"), ""),
+                (_number(row and row.images_per_s, "{:.0f}"), ""),
+            ]
+        body.append(line)
+    return header, body
+
+
+def _number(value, pattern: str) -> str:
+    return pattern.format(value) if value is not None else "–"
+
+
+def _markdown(tables, figs) -> str:
+    out = [
+        "# medprobe report",
+        "",
+        "Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed.",
+        "**bold**: best in its column; ≈: statistically indistinguishable from the best",
+        "(paired bootstrap on the same test set: the 95% interval of the difference contains 0).",
+        "",
+    ]
+    for dataset, (header, body) in tables.items():
+        out += [f"## {dataset}", "", "| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+        for line in body:
+            cells = [f"**{t}**" if m == "best" else f"{t} ≈" if m == "tied" else t for t, m in line]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    out += ["## Figures", ""] + [f"![{title}](figures/{name})" for title, _, name in figs]
+    return "\n".join(out) + "\n"
+
+
+def _write_csv(rows: list[Row], path: Path) -> None:
+    fields = ["dataset", "size", "model", "method", "seeds"]
+    for _, m in METRICS:
+        fields += [f"{m}_mean", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi", f"{m}_best", f"{m}_indistinguishable"]
+    fields += ["wall_s", "images_per_s"]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(fields)
+        for r in rows:
+            line = [r.dataset, r.size, r.model, r.method, len(r.runs)]
+            for _, m in METRICS:
+                line += [*r.stats[m], m in r.best, m in r.tied]
+            writer.writerow(line + [r.wall_s, r.images_per_s])
+
+
+def _html(tables, figs) -> str:
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title><style>",
+        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}",
+        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
+        "td.best{font-weight:bold;background:#e6f4ea}",
+        "td.tied{background:#f4f9f5}img{max-width:100%;margin:1em 0}</style></head><body>",
+        "<h1>medprobe report</h1><p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] "
+        "for one seed. <b>Bold</b>: best in its column; shaded: statistically indistinguishable from it "
+        "(paired bootstrap on the same test set).</p>",
+    ]
+    for dataset, (header, body) in tables.items():
+        parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
+        parts += [f"<th>{html.escape(h)}</th>" for h in header] + ["</tr>"]
+        for line in body:
+            cells = "".join(f"<td class='{m}'>{html.escape(t)}</td>" for t, m in line)
+            parts.append(f"<tr>{cells}</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Figures</h2>")
+    for title, png, _ in figs:
+        data = base64.b64encode(png).decode()
+        parts.append(
+            f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        )
+    return "\n".join(parts + ["</body></html>"])
+
+
+def _figures(rows: list[Row], runs_dir: Path):
+    """(title, figure, file name) of every figure the runs support."""
+    for dataset in sorted({r.dataset for r in rows}):
+        mine = [r for r in rows if r.dataset == dataset]
+        plain = [r for r in mine if "-" not in r.method or r.method == "frozen-sgd"]
+        series = defaultdict(list)
+        for r in plain:
+            series[r.label].append((r.size, *r.stats["acc"][:2]))
+        if series:
+            yield (
+                f"{dataset}: test ACC vs resolution",
+                figures.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
+                f"{dataset}_resolution.png",
+            )
+        best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
+        labels = list(DATASETS[dataset].labels) if dataset in DATASETS else None
+        matrix = best.runs[0].metrics["test"].get("confusion_matrix")
+        if matrix and labels and np.ndim(matrix) == 2:
+            title = f"{dataset}_{best.size}: confusion matrix of {best.label}"
+            yield title, figures.confusion(matrix, labels, title=title), f"{dataset}_confusion.png"
+        efficiency = _label_efficiency(mine)
+        if efficiency:
+            yield (
+                f"{dataset}: label efficiency",
+                figures.lines(
+                    efficiency,
+                    xlabel="train fraction or shots per class",
+                    ylabel="test ACC",
+                    title=dataset,
+                    log_x=True,
+                ),
+                f"{dataset}_label_efficiency.png",
+            )
+    for row in rows:
+        for run in row.runs[:1]:
+            history = runs_dir / run.run_name / "history.json"
+            if history.exists():
+                fig = figures.training_curves(
+                    json.loads(history.read_text()), run.hparams.get("best_epoch", 0), title=run.run_name
+                )
+                yield f"training curves: {run.run_name}", fig, f"curves_{run.run_name}.png"
+
+
+def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, float]]]:
+    series = defaultdict(list)
+    for r in rows:
+        fraction, shots = r.runs[0].hparams.get("train_fraction"), r.runs[0].hparams.get("shots")
+        amount = fraction if fraction is not None else shots
+        if amount is not None:
+            base = r.method.split("-")[0]
+            series[f"{r.model} · {base} ({'fraction' if fraction is not None else 'shots'})"].append(
+                (amount, *r.stats["acc"][:2])
+            )
+    return dict(series)
+
+
+def _run_seconds(run: RunResult) -> float | None:
+    t = run.timings
+    if "train_s" in t:
+        return t["train_s"]
+    parts = [t.get("fit_s"), t.get("extract_s")]
+    return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
