@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from pathlib import Path
 
 import click
 import torch.distributed as dist
@@ -14,7 +17,7 @@ from core.data import SIZES
 from core.device import PRECISIONS
 from finetune.augment import AUGMENTS
 from finetune.model import FREEZE_HELP
-from finetune.train import SELECT, TrainConfig, train
+from finetune.train import SELECT, TrainConfig, run_name, train
 
 USER_ERRORS = (ValueError, FileNotFoundError, WeightsUnavailableError, OSError)
 
@@ -80,6 +83,22 @@ def run(**options) -> None:
             f"test ACC {test['acc']:.4f}, AUC {test['auc']:.4f}, macro-F1 {test['macro_f1']:.4f} "
             f"-> {options['out']}/{result.run_name}/"
         )
+
+
+@main.command("plan")
+def plan() -> None:
+    """Check `run` argument lists (JSON lines on stdin); print each run's record path or error.
+
+    One process checks a whole recipe: what `probe suite` asks before it starts any run.
+    """
+    for line in sys.stdin:
+        try:
+            with run.make_context("run", json.loads(line)) as ctx:
+                cfg = TrainConfig(**ctx.params)
+                click.echo(json.dumps({"record": str(Path(cfg.out) / f"{run_name(cfg)}.json")}))
+        except (click.ClickException, *USER_ERRORS) as e:
+            message = e.format_message() if isinstance(e, click.ClickException) else str(e)
+            click.echo(json.dumps({"error": message}))
 
 
 @main.command()

@@ -223,6 +223,12 @@ def train(cfg: TrainConfig) -> RunResult:
     return run
 
 
+def run_name(cfg: TrainConfig) -> str:
+    """The name of the run's record and folder; checks that the model and dataset exist."""
+    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    return RunResult(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, metrics={}).run_name
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int):
     """Learning-rate factor per step: linear warmup to 1, then cosine decay to 0."""
 

@@ -20,6 +20,7 @@ from core.preprocess import RESIZE_MODES
 from core.report import write_report
 from probe.fit import SELECT_METRICS, run_probe
 from probe.heads import HEADS
+from probe.suite import load_recipe, run_suite
 from probe.summary import summary_table
 
 USER_ERRORS = (ValueError, FileNotFoundError, CacheError, WeightsUnavailableError, TimeoutError, OSError)
@@ -208,6 +209,28 @@ def report_command(runs_dir, out, bootstrap):
     """Compare every result under RUNS_DIR: report.md, report.csv, report.html with figures."""
     path = write_report(runs_dir, out, n_resamples=bootstrap)
     click.echo(f"wrote {path}, {Path(out) / 'report.md'} and {Path(out) / 'report.csv'}")
+
+
+@main.command("suite")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Result records [default: the recipe's]."
+)
+@click.option(
+    "--report", type=click.Path(file_okay=False), default=None, help="Report folder [default: the recipe's]."
+)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@clean_errors
+def suite_command(recipe, **overrides):
+    """Run a recipe's matrix (skipping finished runs), then write its report."""
+    plan = load_recipe(recipe, **overrides)
+    click.echo(
+        f"{recipe}: {len(plan.datasets)} dataset(s) x {len(plan.sizes)} size(s), "
+        f"{len(plan.probes)} probe and {len(plan.finetunes)} finetune entries, seeds {plan.seeds}"
+    )
+    path = run_suite(plan)
+    click.echo(f"wrote {path}")
 
 
 @main.group("cache")

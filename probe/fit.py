@@ -171,13 +171,16 @@ def _one_run(splits, key, path, spec, kinds, *, head, seed, select, fraction, sh
                               "train_fraction": fraction, "shots": shots},
         timings={"fit_s": round(fit.seconds, 3), "extract_s": extraction.get("seconds"),
                  "extract_images_per_s": extraction.get("images_per_second")},
-        cache_key=key.digest, tag=_tag(kinds, key, fraction, shots),
+        cache_key=key.digest, tag=run_tag(kinds, key.features, fraction, shots),
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": test[1]},
     )  # fmt: skip
 
 
-def _tag(kinds, key, fraction, shots) -> str:
-    parts = [] if kinds == key.features else ["+".join(kinds)]
+def run_tag(
+    kinds: tuple[str, ...], all_kinds: tuple[str, ...], fraction: float | None, shots: int | None
+) -> str:
+    """What tells a run's variant apart in its name: non-default features, label efficiency."""
+    parts = [] if tuple(kinds) == tuple(all_kinds) else ["+".join(kinds)]
     parts += [f"frac{fraction:g}"] if fraction is not None else []
     parts += [f"shots{shots}"] if shots is not None else []
     return "-".join(parts)

@@ -1,0 +1,107 @@
+"""`probe suite`: recipes are checked before any run, run end to end, and re-runs skip finished work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import BREASTMNIST, DINOV2_WEIGHTS, make_npz
+
+from core.results import load_results
+from probe.cli import main as probe_main
+from probe.suite import RecipeError, load_recipe, run_suite
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    root = tmp_path / "data"
+    make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(48, 16, 16))
+    return root
+
+
+@pytest.mark.slow
+def test_tiny_recipe_runs_end_to_end_and_rerun_skips_everything(tiny_data, tmp_path):
+    args = [
+        "suite",
+        str(RECIPES / "tiny.toml"),
+        "--data-root",
+        str(tiny_data),
+        "--cache-root",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "runs"),
+        "--report",
+        str(tmp_path / "report"),
+    ]
+    first = CliRunner().invoke(probe_main, args)
+    assert first.exit_code == 0, first.output
+    records = load_results(tmp_path / "runs")
+    assert {(r.model, r.method) for r in records} == {
+        ("timm:test_vit", "logreg"),
+        ("timm:test_vit", "knn"),
+        ("timm:test_resnet", "scratch"),
+    }
+    assert (tmp_path / "report" / "report.html").exists()
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").rglob("*") if p.is_file()}
+
+    again = CliRunner().invoke(probe_main, args)
+    assert again.exit_code == 0, again.output
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing was re-run or rewritten
+
+
+def test_shipped_recipes_are_valid():
+    for name in ("notebook_bloodmnist", "resolution_sweep"):
+        recipe = load_recipe(RECIPES / f"{name}.toml")
+        assert recipe.datasets == ["bloodmnist"] and recipe.probes and len(recipe.finetunes) == 5
+        assert all(f["epochs"] == 20 and f["lr"] == 1e-3 and f["batch_size"] == 128 for f in recipe.finetunes)
+    assert load_recipe(RECIPES / "resolution_sweep.toml").sizes == [28, 64, 128, 224]
+
+
+@pytest.mark.parametrize(
+    "body,match",
+    [
+        (
+            '[suite]\ndatasets = ["bloodmnist"]\nepochz = 3\n',
+            r":3: unknown key 'epochz' in \[suite\]; valid keys",
+        ),
+        (
+            '[[probe]]\nbackbone = "vit_tiny"\nheads = ["svm"]\n',
+            r":3: unknown head\(s\) \['svm'\]; choose from",
+        ),
+        ('[[probe]]\nbackbone = "dino"\n', r":2: unknown backbone 'dino'; choose one of .*dinov2_small"),
+        ('[suite]\ndatasets = ["bloodmnistt"]\n', r":2: unknown dataset 'bloodmnistt'; choose one of"),
+        ("[suite]\nsizes = [32]\n", r":2: sizes \[32\] not available"),
+        (
+            '[[finetune]]\nmodel = "vit_tiny"\nepochz = 2\n',
+            r":2: \[\[finetune\]\] model 'vit_tiny': .*No such option '--epochz'",
+        ),
+        ('[[finetune]]\nmodel = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
+    ],
+)
+def test_bad_recipes_fail_before_any_run_naming_line_and_choices(body, match, tmp_path):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(body)
+    with pytest.raises(RecipeError, match=match):
+        load_recipe(recipe, out=str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_real_recipe_on_breastmnist_with_real_dinov2(real_dinov2_cache, tmp_path):
+    cache, _ = real_dinov2_cache
+    recipe = tmp_path / "real.toml"
+    recipe.write_text(
+        f'[suite]\ndatasets = ["breastmnist"]\ndata_root = "{BREASTMNIST.parent}"\ncache_root = "{cache}"\n'
+        f'out = "{tmp_path / "runs"}"\nreport = "{tmp_path / "report"}"\n\n'
+        f'[[probe]]\nbackbone = "dinov2_small"\nweights = "{DINOV2_WEIGHTS}"\nheads = ["logreg", "knn"]\n\n'
+        f'[[finetune]]\nmodel = "resnet18"\nepochs = 3\nbatch_size = 64\n'
+    )
+    report = run_suite(load_recipe(recipe))
+    records = {(r.model, r.method): r for r in load_results(tmp_path / "runs")}
+    assert set(records) == {("dinov2_small", "logreg"), ("dinov2_small", "knn"), ("resnet18", "scratch")}
+    assert records["dinov2_small", "logreg"].metrics["test"]["acc"] > 0.75
+    assert "breastmnist" in report.read_text()
