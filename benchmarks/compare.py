@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import notebook
-from benchmarks.extract_throughput import machine
+from benchmarks.common import emit, machine
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
 from cache.store import read_key
@@ -204,10 +204,7 @@ def main() -> None:
         f"{logreg['acc']:.3f} / {logreg['macro_f1']:.3f} | {ours['linear']['acc']:.3f} / "
         f"{ours['linear']['macro_f1']:.3f} | `{command}` |"
     )
-    print(row)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write(row + "\n")
+    emit(row, args.append)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks import notebook
+from benchmarks.common import emit, machine
 from benchmarks.synthetic import write_npz
 from cache.extract import FeatureRunner, default_batch_size, extract
 from core.backbones import create_backbone, get_backbone
@@ -90,14 +90,6 @@ def run_child(mode: str, argv: list[str]) -> dict:
     return figures | {"peak_rss_gb": usage.ru_maxrss / 2**20, "rate": figures["images"] / figures["seconds"]}
 
 
-def machine() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
-    with open("/proc/cpuinfo") as f:
-        cpu = next((line.split(":", 1)[1].strip() for line in f if "model name" in line), "")
-    return f"{cpu or platform.processor()}, {os.cpu_count()} cores"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -137,10 +129,7 @@ def main() -> None:
         f"| {results['e2e']['peak_rss_gb']:.2f} (data {dataset_gb:.3f}) | `{command}` |"
     )
     print(json.dumps(results, indent=2))
-    print(row)
-    if args.append:
-        with open(args.append, "a") as f:
-            f.write(row + "\n")
+    emit(row, args.append)
 
 
 if __name__ == "__main__":

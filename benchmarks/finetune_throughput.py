@@ -23,7 +23,7 @@ import timm.optim
 import torch.nn.functional as F
 
 from benchmarks import notebook
-from benchmarks.extract_throughput import machine
+from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
 from core.backbones import create_backbone, get_backbone
 from finetune.train import TrainConfig, train

@@ -15,7 +15,7 @@ from datetime import date
 
 import numpy as np
 
-from benchmarks.extract_throughput import machine
+from benchmarks.common import machine
 from probe.fit import fit_probe
 
 
