@@ -1,0 +1,56 @@
+"""What every head shares: target encoding, probabilities per task type, standardization."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from core.metrics import MULTI_LABEL
+
+
+@dataclass
+class Sweep:
+    """Outcome of a grid search on val: the refit-free best head and every grid point's score."""
+
+    best: object
+    params: dict
+    val_scores: list[tuple[dict, float]]
+
+
+class BaseHead:
+    """Shared by every head: targets (classes or multi-label 0/1 rows), probabilities, losses."""
+
+    task: str
+    n_classes: int | None
+
+    def _targets(self, y: np.ndarray) -> torch.Tensor:
+        y = np.asarray(y)
+        if self.task == MULTI_LABEL:
+            self.classes_ = np.arange(y.shape[1])
+            return torch.as_tensor(y, dtype=torch.float32)
+        y = y.reshape(len(y))
+        self.classes_ = np.arange(self.n_classes or int(y.max()) + 1)
+        return torch.as_tensor(y, dtype=torch.long)
+
+    def _proba(self, logits: torch.Tensor) -> np.ndarray:
+        probs = torch.sigmoid(logits) if self.task == MULTI_LABEL else torch.softmax(logits, dim=-1)
+        return probs.double().numpy()
+
+    def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.task == MULTI_LABEL:
+            return F.binary_cross_entropy_with_logits(logits, targets)
+        return F.cross_entropy(logits, targets)
+
+
+def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor((np.asarray(X, dtype=np.float32) - mean) / scale)
+
+
+def fit_scaler(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std of the train features (std 1 where a feature is constant)."""
+    X = np.asarray(X, dtype=np.float32)
+    std = X.std(axis=0)
+    return X.mean(axis=0), np.where(std > 1e-6, std, 1.0).astype(np.float32)

@@ -1,0 +1,124 @@
+"""The `linear` head: a torch linear layer on standardized features, a whole lr x wd grid at once."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from probe.base import BaseHead, Sweep, fit_scaler, standardize
+
+LINEAR_GRID = tuple((lr, wd) for lr in (1e-3, 1e-2, 1e-1) for wd in (0.0, 1e-4, 1e-2))
+
+
+class LinearHead(BaseHead):
+    """A torch linear layer on standardized features, trained with AdamW on mini-batches.
+
+    Runs on the GPU when there is one; shuffling follows torch's global seed. `sweep` trains a
+    whole (lr, weight decay) grid together in one pass over the data, each configuration with its
+    own optimizer state and early stopping on val.
+    """
+
+    def __init__(
+        self,
+        lr: float = 1e-2,
+        weight_decay: float = 1e-4,
+        *,
+        task: str = "multi-class",
+        n_classes: int | None = None,
+        epochs: int = 100,
+        batch_size: int = 256,
+        patience: int = 10,
+        device: str | None = None,
+    ):
+        self.lr, self.weight_decay, self.task, self.n_classes = lr, weight_decay, task, n_classes
+        self.epochs, self.batch_size, self.patience = epochs, batch_size, patience
+        self.device = device
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LinearHead:
+        """Train for `epochs` epochs (no early stopping: that needs val, see `sweep`)."""
+        self.mean_, self.scale_ = fit_scaler(X)
+        targets = self._targets(y)
+        grid = _LinearGrid([(self.lr, self.weight_decay)], X.shape[1], len(self.classes_), self._device())
+        x = standardize(X, self.mean_, self.scale_)
+        for _ in range(self.epochs):
+            self._epoch(grid, x, targets)
+        self.coef_, self.intercept_ = grid.state(0)
+        self.best_epoch_ = self.epochs
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        x = standardize(X, self.mean_, self.scale_)
+        return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
+
+    @classmethod
+    def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, grid=LINEAR_GRID, **kw) -> Sweep:
+        """Train every (lr, wd) of `grid` together; each keeps its best-on-val epoch."""
+        head = cls(task=task, n_classes=n_classes, **kw)
+        head.mean_, head.scale_ = fit_scaler(X)
+        targets = head._targets(y)
+        x, x_val = standardize(X, head.mean_, head.scale_), standardize(X_val, head.mean_, head.scale_)
+        layers = _LinearGrid(list(grid), X.shape[1], len(head.classes_), head._device())
+        best = [(-math.inf, 0, None)] * len(grid)  # (val score, epoch, (coef, intercept))
+        for epoch in range(1, head.epochs + 1):
+            head._epoch(layers, x, targets)
+            val_logits = layers.logits(x_val, train=False)
+            for g, (best_score, best_epoch, _) in enumerate(best):
+                if epoch - best_epoch > head.patience:
+                    continue  # this configuration has stopped early
+                val_score = score(head._proba(val_logits[g]))
+                if val_score > best_score:
+                    best[g] = (val_score, epoch, layers.state(g))
+            if all(epoch - best_epoch > head.patience for _, best_epoch, _ in best):
+                break
+        scores = [
+            ({"lr": lr, "weight_decay": wd, "epochs": b[1]}, b[0])
+            for (lr, wd), b in zip(grid, best, strict=True)
+        ]
+        chosen = max(range(len(grid)), key=lambda g: best[g][0])
+        head.lr, head.weight_decay = grid[chosen]
+        _, head.best_epoch_, (head.coef_, head.intercept_) = best[chosen]
+        head.epochs = head.best_epoch_  # so that `fit` on the same data retraces the chosen run
+        return Sweep(head, scores[chosen][0], scores)
+
+    def _epoch(self, layers: _LinearGrid, x: torch.Tensor, targets: torch.Tensor) -> None:
+        """One shuffled pass of mini-batches; every configuration sees the same batches."""
+        for idx in torch.randperm(len(x)).split(self.batch_size):
+            logits = layers.logits(x[idx])
+            batch_targets = targets[idx].to(logits.device)
+            loss = sum(self._loss(logits[g], batch_targets) for g in range(len(logits)))
+            layers.step(loss)
+
+    def _device(self) -> torch.device:
+        return torch.device(self.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+
+
+class _LinearGrid:
+    """G independent linear layers evaluated as one batched matmul, each with its own AdamW group."""
+
+    def __init__(self, grid: list[tuple[float, float]], n_features: int, n_out: int, device: torch.device):
+        self.device = device
+        self.weights = [torch.zeros(n_out, n_features, device=device, requires_grad=True) for _ in grid]
+        self.biases = [torch.zeros(n_out, device=device, requires_grad=True) for _ in grid]
+        groups = zip(grid, self.weights, self.biases, strict=True)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": [w, b], "lr": lr, "weight_decay": wd} for (lr, wd), w, b in groups]
+        )
+
+    def logits(self, x: torch.Tensor, *, train: bool = True) -> torch.Tensor:
+        """x: (B, D) -> (G, B, n_out); without `train`, no graph and the result is on the CPU."""
+        with torch.set_grad_enabled(train):
+            out = torch.einsum("bd,gcd->gbc", x.to(self.device), torch.stack(self.weights))
+            out = out + torch.stack(self.biases)[:, None]
+        return out if train else out.cpu()
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def state(self, g: int) -> tuple[np.ndarray, np.ndarray]:
+        """A real copy (not a view of the live tensors) of configuration g's weights."""
+        return self.weights[g].detach().cpu().numpy().copy(), self.biases[g].detach().cpu().numpy().copy()
