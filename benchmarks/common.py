@@ -17,9 +17,23 @@ def machine() -> str:
     return f"{cpu or platform.processor()}, {os.cpu_count()} cores"
 
 
-def emit(row: str, append: Path | None) -> None:
-    """Print a markdown row and, with `append`, add it to that file (e.g. BENCHMARKS.md)."""
+def emit(row: str, append: Path | None, *, section: str | None = None) -> None:
+    """Print a markdown row and, with `append`, add it to that file (e.g. BENCHMARKS.md).
+
+    With `section` (a heading in that file), the row goes at the end of the first table under
+    it; otherwise, or when the heading is missing, at the end of the file.
+    """
     print(row)
-    if append:
-        with open(append, "a") as f:
-            f.write(row + "\n")
+    if not append:
+        return
+    lines = Path(append).read_text().splitlines() if Path(append).exists() else []
+    at = len(lines)
+    if section in lines:
+        start = lines.index(section)
+        table = [i for i in range(start, len(lines)) if lines[i].startswith("|")]
+        if table:
+            at = table[0]
+            while at < len(lines) and lines[at].startswith("|"):
+                at += 1
+    lines.insert(at, row)
+    Path(append).write_text("\n".join(lines) + "\n")

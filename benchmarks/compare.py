@@ -42,6 +42,7 @@ from core.metrics import evaluate
 from probe.fit import run_probe
 
 EPOCHS = 20
+SECTION = "## End-to-end frozen experiment (notebook vs medprobe)"
 
 
 def notebook_experiment(args, data: dict, n_classes: int, task: str) -> dict:
@@ -181,7 +182,12 @@ def main() -> None:
     )
     parser.add_argument("--weights", default=None)
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
-    parser.add_argument("--append", type=Path, default=None, help="append the row to this markdown file")
+    parser.add_argument(
+        "--append",
+        type=Path,
+        default=Path("BENCHMARKS.md"),
+        help="markdown file that gets the row (default: BENCHMARKS.md; '' for none)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -204,7 +210,7 @@ def main() -> None:
         f"{logreg['acc']:.3f} / {logreg['macro_f1']:.3f} | {ours['linear']['acc']:.3f} / "
         f"{ours['linear']['macro_f1']:.3f} | `{command}` |"
     )
-    emit(row, args.append)
+    emit(row, args.append if str(args.append) else None, section=SECTION)
 
 
 if __name__ == "__main__":
