@@ -52,10 +52,18 @@ def end_to_end(args) -> dict:
     """`probe extract`: npz on disk -> complete cache entry on disk, timed as a whole."""
     start = time.perf_counter()
     result = extract(
-        args.backbone, "bloodmnist", data_root=args.data_root, cache_root=args.cache_root,
-        weights=args.weights, pretrained=args.weights is not None, batch_size=args.batch_size,
-        precision=args.precision, device=args.device, overwrite=True, progress=False,
-    )  # fmt: skip
+        args.backbone,
+        "bloodmnist",
+        data_root=args.data_root,
+        cache_root=args.cache_root,
+        weights=args.weights,
+        pretrained=args.weights is not None,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        device=args.device,
+        overwrite=True,
+        progress=False,
+    )
     seconds = time.perf_counter() - start
     n = sum(len(v) for k, v in np.load(Path(args.data_root) / "bloodmnist.npz").items() if "labels" in k)
     return {"images": n, "seconds": seconds, "path": str(result.path)}

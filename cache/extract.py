@@ -88,11 +88,18 @@ def extract(
         spec, pretrained=pretrained, weights=weights, img_size=img_size, resize=resize
     )
     key = CacheKey(
-        backbone=spec.name, model_id=spec.model_id,
+        backbone=spec.name,
+        model_id=spec.model_id,
         weights=weights_identity(spec, pretrained=pretrained, weights=weights),
-        dataset=dspec.flag, size=size, data_md5=file_md5(npz), preprocess=pcfg.to_dict(),
-        features=spec.features, splits=splits, precision=precision, dtype=dtype,
-    )  # fmt: skip
+        dataset=dspec.flag,
+        size=size,
+        data_md5=file_md5(npz),
+        preprocess=pcfg.to_dict(),
+        features=spec.features,
+        splits=splits,
+        precision=precision,
+        dtype=dtype,
+    )
     path = entry_path(key, cache_root)
     data = {split: load_split(dspec, split, size=size, root=data_root, download=False) for split in splits}
 
@@ -160,10 +167,16 @@ def _fill(
     total = sum(stop - start for _, start, stop in mine)
     storage = torch.float16 if entry.key.dtype == "float16" else torch.float32
     started = time.perf_counter()
-    with _BackgroundWriter(entry, rank) as writer, tqdm(
-        total=total, unit="img", desc=f"{entry.key.backbone} {entry.key.dataset}_{entry.key.size}",
-        disable=not progress or rank != 0, smoothing=0.1,
-    ) as bar:  # fmt: skip
+    with (
+        _BackgroundWriter(entry, rank) as writer,
+        tqdm(
+            total=total,
+            unit="img",
+            desc=f"{entry.key.backbone} {entry.key.dataset}_{entry.key.size}",
+            disable=not progress or rank != 0,
+            smoothing=0.1,
+        ) as bar,
+    ):
         for split, start, stop in mine:
             images = torch.from_numpy(data[split][0][start:stop])
             features = {k: v.to(storage) for k, v in run(images).items()}
@@ -258,12 +271,15 @@ def _attrs(key: CacheKey, device, batch_size, seconds, n_images, throughput, wor
         "versions": package_versions(),
         "extraction": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "world_size": world, "batch_size": batch_size, "precision": key.precision,
-            "seconds": round(seconds, 3), "images": n_images,
+            "world_size": world,
+            "batch_size": batch_size,
+            "precision": key.precision,
+            "seconds": round(seconds, 3),
+            "images": n_images,
             "images_per_second": round(throughput, 1) if throughput else None,
         },
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }  # fmt: skip
+    }
 
 
 def _broadcast(value: bool) -> bool:

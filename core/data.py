@@ -21,9 +21,19 @@ SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
 TASKS = ("multi-class", "binary-class", "multi-label, binary-class", "ordinal-regression")
 FLAGS_2D = (
-    "pathmnist", "chestmnist", "dermamnist", "octmnist", "pneumoniamnist", "retinamnist",
-    "breastmnist", "bloodmnist", "tissuemnist", "organamnist", "organcmnist", "organsmnist",
-)  # fmt: skip
+    "pathmnist",
+    "chestmnist",
+    "dermamnist",
+    "octmnist",
+    "pneumoniamnist",
+    "retinamnist",
+    "breastmnist",
+    "bloodmnist",
+    "tissuemnist",
+    "organamnist",
+    "organcmnist",
+    "organsmnist",
+)
 
 
 @dataclass(frozen=True)
@@ -85,9 +95,14 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         n_samples = {split: len(npz[f"{split}_labels"]) for split in SPLITS}
     n_out = labels.shape[1] if task == "multi-label, binary-class" else int(labels.max()) + 1
     return DatasetSpec(
-        flag=path.stem, task=task, n_channels=None, labels=tuple(str(i) for i in range(n_out)),
-        n_samples=n_samples, sizes=(), path=path,
-    )  # fmt: skip
+        flag=path.stem,
+        task=task,
+        n_channels=None,
+        labels=tuple(str(i) for i in range(n_out)),
+        n_samples=n_samples,
+        sizes=(),
+        path=path,
+    )
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:

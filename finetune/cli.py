@@ -35,19 +35,31 @@ def main(verbose: bool) -> None:
 @click.option(
     "--dataset", default="bloodmnist", show_default=True, help="MedMNIST flag or a path to an .npz."
 )
-@click.option("--size", type=click.Choice([str(s) for s in SIZES]), default="28", show_default=True,
-              callback=lambda ctx, p, v: int(v))  # fmt: skip
+@click.option(
+    "--size",
+    type=click.Choice([str(s) for s in SIZES]),
+    default="28",
+    show_default=True,
+    callback=lambda ctx, p, v: int(v),
+)
 @click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class).")
-@click.option("--data-root", type=click.Path(file_okay=False), default=None,
-              help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].")  # fmt: skip
+@click.option(
+    "--data-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].",
+)
 @click.option(
     "--img-size",
     type=int,
     default=None,
     help="Input size [default: dataset size for CNNs from scratch, else the model's].",
 )
-@click.option("--pretrained/--no-pretrained", default=None,
-              help="[default: scratch for resnet18, pretrained for the others]")  # fmt: skip
+@click.option(
+    "--pretrained/--no-pretrained",
+    default=None,
+    help="[default: scratch for resnet18, pretrained for the others]",
+)
 @click.option(
     "--weights", type=click.Path(dir_okay=False), default=None, help="Local .safetensors/.pth weights."
 )

@@ -56,16 +56,34 @@ def int_list(ctx, param, value: str) -> tuple[int, ...]:
 def dataset_options(command):
     """--dataset / --size / --task / --data-root, the same for every command that reads data."""
     options = [
-        click.option("--dataset", default="bloodmnist", show_default=True,
-                     help="MedMNIST flag (see `probe datasets`) or a path to your own .npz."),
-        click.option("--size", type=click.Choice([str(s) for s in SIZES]), default="28", show_default=True,
-                     callback=lambda ctx, p, v: int(v), help="Image size of the dataset files."),
+        click.option(
+            "--dataset",
+            default="bloodmnist",
+            show_default=True,
+            help="MedMNIST flag (see `probe datasets`) or a path to your own .npz.",
+        ),
+        click.option(
+            "--size",
+            type=click.Choice([str(s) for s in SIZES]),
+            default="28",
+            show_default=True,
+            callback=lambda ctx, p, v: int(v),
+            help="Image size of the dataset files.",
+        ),
         click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class)."),
-        click.option("--data-root", type=click.Path(file_okay=False), default=None,
-                     help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist]."),
-        click.option("--cache-root", type=click.Path(file_okay=False), default=None,
-                     help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe]."),
-    ]  # fmt: skip
+        click.option(
+            "--data-root",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].",
+        ),
+        click.option(
+            "--cache-root",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
+        ),
+    ]
     for option in reversed(options):
         command = option(command)
     return command
@@ -89,12 +107,21 @@ def main(verbose: bool) -> None:
     default=None,
     help="Images per forward [default: 128 on GPU, 16 on CPU].",
 )
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
-              help="auto: bf16 on CUDA and on CPUs with bf16 units, else fp32.")  # fmt: skip
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="auto",
+    show_default=True,
+    help="auto: bf16 on CUDA and on CPUs with bf16 units, else fp32.",
+)
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="bicubic", show_default=True)
 @click.option("--img-size", type=int, default=None, help="Backbone input size [default: the backbone's].")
-@click.option("--weights", type=click.Path(dir_okay=False), default=None,
-              help="Local .safetensors/.pth weights (offline stand-in for hub weights).")  # fmt: skip
+@click.option(
+    "--weights",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Local .safetensors/.pth weights (offline stand-in for hub weights).",
+)
 @click.option("--pretrained/--no-pretrained", default=True, show_default=True)
 @click.option("--dtype", type=click.Choice(store.STORAGE_DTYPES), default="float16", show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")

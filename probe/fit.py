@@ -144,8 +144,19 @@ def run_probe(
         kinds = tuple(features.split("+")) if features else key.features
         for head in heads:
             for seed in seeds:
-                result = _one_run(splits, key, path, spec, kinds, head=head, seed=seed, select=select,
-                                  fraction=train_fraction, shots=shots, bootstrap=bootstrap)  # fmt: skip
+                result = _one_run(
+                    splits,
+                    key,
+                    path,
+                    spec,
+                    kinds,
+                    head=head,
+                    seed=seed,
+                    select=select,
+                    fraction=train_fraction,
+                    shots=shots,
+                    bootstrap=bootstrap,
+                )
                 result.save(out)
                 results.append(result)
     return results
@@ -161,19 +172,38 @@ def _one_run(splits, key, path, spec, kinds, *, head, seed, select, fraction, sh
         (select_features(train_feats, kinds)[rows], y_train[rows]),
         (select_features(val[0], kinds), val[1]),
         (select_features(test[0], kinds), test[1]),
-        head=head, task=spec.task, n_classes=spec.n_classes, select=select, bootstrap=bootstrap, seed=seed,
-    )  # fmt: skip
+        head=head,
+        task=spec.task,
+        n_classes=spec.n_classes,
+        select=select,
+        bootstrap=bootstrap,
+        seed=seed,
+    )
     extraction = read_attrs(path).get("extraction", {})
     return RunResult(
-        dataset=spec.flag, size=key.size, model=key.backbone, method=head, seed=seed,
+        dataset=spec.flag,
+        size=key.size,
+        model=key.backbone,
+        method=head,
+        seed=seed,
         metrics={"val": fit.val, "test": fit.test},
-        hparams=fit.params | {"features": "+".join(kinds), "select": select, "n_train": len(rows),
-                              "train_fraction": fraction, "shots": shots},
-        timings={"fit_s": round(fit.seconds, 3), "extract_s": extraction.get("seconds"),
-                 "extract_images_per_s": extraction.get("images_per_second")},
-        cache_key=key.digest, tag=run_tag(kinds, key.features, fraction, shots),
+        hparams=fit.params
+        | {
+            "features": "+".join(kinds),
+            "select": select,
+            "n_train": len(rows),
+            "train_fraction": fraction,
+            "shots": shots,
+        },
+        timings={
+            "fit_s": round(fit.seconds, 3),
+            "extract_s": extraction.get("seconds"),
+            "extract_images_per_s": extraction.get("images_per_second"),
+        },
+        cache_key=key.digest,
+        tag=run_tag(kinds, key.features, fraction, shots),
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": test[1]},
-    )  # fmt: skip
+    )
 
 
 def run_tag(

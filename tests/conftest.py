@@ -66,6 +66,12 @@ def real_dinov2_cache(tmp_path_factory):
     from cache.extract import extract
 
     cache = tmp_path_factory.mktemp("real-cache")
-    result = extract("dinov2_small", "breastmnist", data_root=BREASTMNIST.parent, cache_root=cache,
-                     weights=DINOV2_WEIGHTS, progress=False)  # fmt: skip
+    result = extract(
+        "dinov2_small",
+        "breastmnist",
+        data_root=BREASTMNIST.parent,
+        cache_root=cache,
+        weights=DINOV2_WEIGHTS,
+        progress=False,
+    )
     return cache, result.path

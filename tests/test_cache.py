@@ -146,10 +146,22 @@ def test_reading_an_unfinished_entry_is_refused(data_root, tmp_path):
 def slow_extract_args(data_root, cache_root):
     # vit_tiny (random init) at 112 px: slow enough to kill mid-way, fast enough for the suite.
     return [
-        "--backbone", "vit_tiny", "--no-pretrained", "--img-size", "112", "--dataset", "bloodmnist",
-        "--data-root", str(data_root), "--cache-root", str(cache_root), "--batch-size", "16",
-        "--precision", "fp32",
-    ]  # fmt: skip
+        "--backbone",
+        "vit_tiny",
+        "--no-pretrained",
+        "--img-size",
+        "112",
+        "--dataset",
+        "bloodmnist",
+        "--data-root",
+        str(data_root),
+        "--cache-root",
+        str(cache_root),
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+    ]
 
 
 @pytest.fixture
@@ -211,9 +223,22 @@ def test_two_concurrent_extractions_end_with_one_valid_entry(bigger_data, tmp_pa
 @pytest.mark.slow
 def test_torchrun_two_processes_equal_one(bigger_data, tmp_path):
     common = [
-        "--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32", "--dataset", "bloodmnist",
-        "--data-root", str(bigger_data), "--batch-size", "16", "--precision", "fp32", "--device", "cpu",
-    ]  # fmt: skip
+        "--backbone",
+        "timm:test_vit",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--dataset",
+        "bloodmnist",
+        "--data-root",
+        str(bigger_data),
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+        "--device",
+        "cpu",
+    ]
     single = subprocess.run(
         cli_process(*common, "--cache-root", str(tmp_path / "one")), capture_output=True, text=True
     )
@@ -222,8 +247,11 @@ def test_torchrun_two_processes_equal_one(bigger_data, tmp_path):
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     sharded = subprocess.run(
         [*torchrun, "-m", "probe", "extract", *common, "--cache-root", str(tmp_path / "two")],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert sharded.returncode == 0, sharded.stderr[-3000:]
     two = list((tmp_path / "two").rglob("*.h5"))
     assert len(two) == 1 and not list((tmp_path / "two").rglob("*.partial*"))

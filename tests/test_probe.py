@@ -101,8 +101,14 @@ def test_multi_label_runs_with_sigmoid_scores(name):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 12)).astype(np.float32)
     y = (X[:, :4] > 0).astype(int)
-    fit = fit_probe((X[:120], y[:120]), (X[120:160], y[120:160]), (X[160:], y[160:]), head=name,
-                    task="multi-label, binary-class", n_classes=4)  # fmt: skip
+    fit = fit_probe(
+        (X[:120], y[:120]),
+        (X[120:160], y[120:160]),
+        (X[160:], y[160:]),
+        head=name,
+        task="multi-label, binary-class",
+        n_classes=4,
+    )
     assert fit.test_scores.shape == (40, 4)
     assert not np.allclose(fit.test_scores.sum(1), 1)  # independent sigmoids, not a softmax
     assert fit.test["auc"] > 0.8
@@ -136,15 +142,28 @@ def cached(tmp_path):
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(80, 24, 24))
     cache = tmp_path / "cache"
     for backbone in ("timm:test_vit", "timm:test_resnet"):
-        extract(backbone, "bloodmnist", data_root=root, cache_root=cache, pretrained=False, img_size=32,
-                progress=False)  # fmt: skip
+        extract(
+            backbone,
+            "bloodmnist",
+            data_root=root,
+            cache_root=cache,
+            pretrained=False,
+            img_size=32,
+            progress=False,
+        )
     return root, cache
 
 
 def test_run_probe_writes_one_record_per_entry_head_and_seed(cached, tmp_path):
     _, cache = cached
-    results = run_probe("bloodmnist", heads=("logreg", "knn"), seeds=(0, 1), cache_root=cache,
-                        out=tmp_path / "runs", bootstrap=50)  # fmt: skip
+    results = run_probe(
+        "bloodmnist",
+        heads=("logreg", "knn"),
+        seeds=(0, 1),
+        cache_root=cache,
+        out=tmp_path / "runs",
+        bootstrap=50,
+    )
     assert len(results) == 2 * 2 * 2
     loaded = load_results(tmp_path / "runs")
     assert {(r.model, r.method, r.seed) for r in loaded} == {
@@ -158,9 +177,16 @@ def test_run_probe_writes_one_record_per_entry_head_and_seed(cached, tmp_path):
 def test_label_efficiency_runs_are_tagged_and_differ_by_seed(cached, tmp_path):
     _, cache = cached
     results = run_probe(
-        "bloodmnist", backbone="timm:test_vit", heads=("logreg",), seeds=(0, 1, 2),
-        train_fraction=0.5, features="cls", cache_root=cache, out=tmp_path, bootstrap=0,
-    )  # fmt: skip
+        "bloodmnist",
+        backbone="timm:test_vit",
+        heads=("logreg",),
+        seeds=(0, 1, 2),
+        train_fraction=0.5,
+        features="cls",
+        cache_root=cache,
+        out=tmp_path,
+        bootstrap=0,
+    )
     assert {r.tag for r in results} == {"cls-frac0.5"} and all(r.hparams["n_train"] == 40 for r in results)
     assert len(list(tmp_path.glob("*.json"))) == 3
 
@@ -185,10 +211,20 @@ def test_cli_fit_missing_entry_names_the_extract_command(tmp_path):
 
 def test_cli_fit_extract_flag_creates_the_entry(data_root, tmp_path):
     args = [
-        "fit", "--backbone", "timm:test_resnet", "--no-pretrained", "--extract",
-        "--data-root", str(data_root), "--cache-root", str(tmp_path / "c"), "--out", str(tmp_path / "r"),
-        "--bootstrap", "0",
-    ]  # fmt: skip
+        "fit",
+        "--backbone",
+        "timm:test_resnet",
+        "--no-pretrained",
+        "--extract",
+        "--data-root",
+        str(data_root),
+        "--cache-root",
+        str(tmp_path / "c"),
+        "--out",
+        str(tmp_path / "r"),
+        "--bootstrap",
+        "0",
+    ]
     result = CliRunner().invoke(probe_main, args)
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "r").glob("*.json"))) == 1

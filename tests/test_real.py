@@ -25,8 +25,15 @@ def logreg_on(path, kinds=("cls", "mean")):
 
 def test_float16_storage_costs_at_most_half_a_point(real_dinov2_cache):
     cache, fp16_path = real_dinov2_cache
-    fp32_path = extract("dinov2_small", "breastmnist", data_root=BREASTMNIST.parent, cache_root=cache,
-                        weights=DINOV2_WEIGHTS, dtype="float32", progress=False).path  # fmt: skip
+    fp32_path = extract(
+        "dinov2_small",
+        "breastmnist",
+        data_root=BREASTMNIST.parent,
+        cache_root=cache,
+        weights=DINOV2_WEIGHTS,
+        dtype="float32",
+        progress=False,
+    ).path
     assert fp32_path != fp16_path
     half, full = logreg_on(fp16_path), logreg_on(fp32_path)
     assert abs(half.test["acc"] - full.test["acc"]) <= 0.005, (half.test["acc"], full.test["acc"])
@@ -42,8 +49,14 @@ def test_dinov2_logreg_beats_raw_pixels_and_a_random_vit(real_dinov2_cache, tmp_
         pixels[split] = (images.reshape(len(images), -1).astype(np.float32) / 255, labels)
     raw = fit_probe(pixels["train"], pixels["val"], pixels["test"], head="logreg", task=TASK, n_classes=2)
 
-    random_vit = extract("dinov2_small", "breastmnist", data_root=BREASTMNIST.parent, cache_root=tmp_path,
-                         pretrained=False, progress=False).path  # fmt: skip
+    random_vit = extract(
+        "dinov2_small",
+        "breastmnist",
+        data_root=BREASTMNIST.parent,
+        cache_root=tmp_path,
+        pretrained=False,
+        progress=False,
+    ).path
     random = logreg_on(random_vit)
     for name in ("acc", "auc"):
         assert dinov2.test[name] > raw.test[name], (name, dinov2.test[name], raw.test[name])

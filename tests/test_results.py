@@ -11,10 +11,16 @@ from core.results import SCHEMA_VERSION, RunResult, load_results
 
 def make_result(**overrides):
     fields = dict(
-        dataset="bloodmnist", size=28, model="vit_tiny", method="logreg", seed=0,
+        dataset="bloodmnist",
+        size=28,
+        model="vit_tiny",
+        method="logreg",
+        seed=0,
         metrics={"val": {"acc": 0.9}, "test": {"acc": 0.88, "auc": float("nan")}},
-        hparams={"C": 1.0}, timings={"fit_s": 1.5}, cache_key="abc",
-    )  # fmt: skip
+        hparams={"C": 1.0},
+        timings={"fit_s": 1.5},
+        cache_key="abc",
+    )
     return RunResult(**(fields | overrides))
 
 
