@@ -11,20 +11,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import filelock
-import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from cache.store import CacheKey, entry_path, inspect_entry
-from cache.writer import PartialEntry, attach_partial, open_partial
+from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from core.backbones import create_backbone, extract_features, get_backbone, weights_identity
 from core.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
 from core.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
@@ -168,7 +165,7 @@ def _fill(
     storage = torch.float16 if entry.key.dtype == "float16" else torch.float32
     started = time.perf_counter()
     with (
-        _BackgroundWriter(entry, rank) as writer,
+        BackgroundWriter(entry, rank) as writer,
         tqdm(
             total=total,
             unit="img",
@@ -185,49 +182,6 @@ def _fill(
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     return time.perf_counter() - started, total
-
-
-class _BackgroundWriter:
-    """A thread that copies features to numpy and writes them while the next batch computes."""
-
-    def __init__(self, entry: PartialEntry, rank: int):
-        self.entry, self.rank = entry, rank
-        self.queue: queue.Queue = queue.Queue(maxsize=4)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._work, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def put(self, split, start, stop, features) -> None:
-        if self.error is not None:
-            raise RuntimeError("writing the cache failed") from self.error
-        self.queue.put((split, start, stop, features))
-
-    def __exit__(self, *exc):
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None and exc[0] is None:
-            raise RuntimeError("writing the cache failed") from self.error
-
-    def _work(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain so the producer never blocks on a dead writer
-            try:
-                split, start, stop, (features, ready) = item
-                if ready is not None:
-                    ready.synchronize()
-                arrays = {k: v.numpy() for k, v in features.items()}
-                if not all(np.isfinite(a).all() for a in arrays.values()):
-                    raise OverflowError(
-                        f"non-finite features in {split}[{start}:{stop}]; try --dtype float32"
-                    )
-                self.entry.write(split, start, arrays)
-                self.entry.mark_done(split, start, stop, rank=self.rank)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the producer thread
-                self.error = e
 
 
 def _to_host(features: dict[str, torch.Tensor]):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import threading
 from pathlib import Path
 
 import h5py
@@ -90,6 +92,53 @@ class PartialEntry:
     def _read_progress(self, rank: int) -> dict:
         sidecar = self._sidecar(rank)
         return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+
+
+class BackgroundWriter:
+    """A thread that turns features into numpy and writes them while the next batch computes.
+
+    `put` takes (split, start, stop, (features, ready_event_or_None)); an error in the thread is
+    raised in the producer at its next `put` or on exit.
+    """
+
+    def __init__(self, entry: PartialEntry, rank: int):
+        self.entry, self.rank = entry, rank
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._work, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def put(self, split, start, stop, features) -> None:
+        if self.error is not None:
+            raise RuntimeError("writing the cache failed") from self.error
+        self.queue.put((split, start, stop, features))
+
+    def __exit__(self, *exc):
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None and exc[0] is None:
+            raise RuntimeError("writing the cache failed") from self.error
+
+    def _work(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain so the producer never blocks on a dead writer
+            try:
+                split, start, stop, (features, ready) = item
+                if ready is not None:
+                    ready.synchronize()
+                arrays = {k: v.numpy() for k, v in features.items()}
+                if not all(np.isfinite(a).all() for a in arrays.values()):
+                    raise OverflowError(
+                        f"non-finite features in {split}[{start}:{stop}]; try --dtype float32"
+                    )
+                self.entry.write(split, start, arrays)
+                self.entry.mark_done(split, start, stop, rank=self.rank)
+            except BaseException as e:  # noqa: BLE001 - re-raised in the producer thread
+                self.error = e
 
 
 def open_partial(

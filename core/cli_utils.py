@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 import click
+import torch.distributed as dist
 
 from core.backbones import BACKBONES
-from core.data import DATASETS
+from core.data import DATASETS, SIZES
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -27,3 +29,73 @@ def list_backbones() -> None:
         size = spec.img_size or "native"
         click.echo(f"{name:20} {spec.model_id:40} {spec.family:4} {'+'.join(spec.features):9} {size}")
     click.echo("timm:<model_name>    any other timm model")
+
+
+def clean_errors_of(errors: tuple[type[Exception], ...]):
+    """A decorator: `errors` become a one-line message and exit status 1; a process group
+    (torchrun) is closed either way."""
+
+    def decorate(command):
+        @functools.wraps(command)
+        def wrapper(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except errors as e:
+                raise click.ClickException(str(e)) from e
+            finally:
+                if dist.is_initialized():
+                    dist.destroy_process_group()
+
+        return wrapper
+
+    return decorate
+
+
+def split_list(ctx, param, value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def int_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in split_list(ctx, param, value))
+    except ValueError as e:
+        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
+
+
+def dataset_options(command, *, cache: bool = True):
+    """--dataset / --size / --task / --data-root (/ --cache-root): the same in every command."""
+    options = [
+        click.option(
+            "--dataset",
+            default="bloodmnist",
+            show_default=True,
+            help="MedMNIST flag (see `probe datasets`) or a path to your own .npz.",
+        ),
+        click.option(
+            "--size",
+            type=click.Choice([str(s) for s in SIZES]),
+            default="28",
+            show_default=True,
+            callback=lambda ctx, p, v: int(v),
+            help="Image size of the dataset files.",
+        ),
+        click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class)."),
+        click.option(
+            "--data-root",
+            type=click.Path(file_okay=False),
+            default=None,
+            help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].",
+        ),
+    ]
+    if cache:
+        options.append(
+            click.option(
+                "--cache-root",
+                type=click.Path(file_okay=False),
+                default=None,
+                help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
+            )
+        )
+    for option in reversed(options):
+        command = option(command)
+    return command

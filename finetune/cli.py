@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 from pathlib import Path
 
 import click
-import torch.distributed as dist
 
 from core import __version__
 from core.backbones import WeightsUnavailableError
-from core.cli_utils import list_backbones, list_datasets, setup_logging
-from core.data import SIZES
+from core.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
 from core.device import PRECISIONS
 from finetune.augment import AUGMENTS
 from finetune.model import FREEZE_HELP
@@ -32,23 +31,7 @@ def main(verbose: bool) -> None:
 
 @main.command("run")
 @click.option("--model", default="resnet18", show_default=True, help="Registry name (see `finetune models`).")
-@click.option(
-    "--dataset", default="bloodmnist", show_default=True, help="MedMNIST flag or a path to an .npz."
-)
-@click.option(
-    "--size",
-    type=click.Choice([str(s) for s in SIZES]),
-    default="28",
-    show_default=True,
-    callback=lambda ctx, p, v: int(v),
-)
-@click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class).")
-@click.option(
-    "--data-root",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].",
-)
+@functools.partial(dataset_options, cache=False)
 @click.option(
     "--img-size",
     type=int,
@@ -79,15 +62,10 @@ def main(verbose: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""
-    try:
-        result = train(TrainConfig(**options))
-    except USER_ERRORS as e:
-        raise click.ClickException(str(e)) from e
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
+    result = train(TrainConfig(**options))
     if int(os.environ.get("RANK", 0)) == 0:
         test = result.metrics["test"]
         click.echo(

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 import click
-import torch.distributed as dist
 
 from cache import store
 from cache.extract import extract
 from cache.store import CacheError
 from core import __version__
 from core.backbones import WeightsUnavailableError
-from core.cli_utils import list_backbones, list_datasets, setup_logging
-from core.data import SIZES, SPLITS
+from core.cli_utils import (
+    clean_errors_of,
+    dataset_options,
+    int_list,
+    list_backbones,
+    list_datasets,
+    setup_logging,
+    split_list,
+)
+from core.data import SPLITS
 from core.device import PRECISIONS
 from core.preprocess import RESIZE_MODES
 from core.report import write_report
@@ -26,67 +32,7 @@ from probe.summary import summary_table
 USER_ERRORS = (ValueError, FileNotFoundError, CacheError, WeightsUnavailableError, TimeoutError, OSError)
 
 
-def clean_errors(command):
-    """Turn the library's known exceptions into a one-line message and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except USER_ERRORS as e:
-            raise click.ClickException(str(e)) from e
-        finally:
-            if dist.is_initialized():
-                dist.destroy_process_group()
-
-    return wrapper
-
-
-def split_list(ctx, param, value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def int_list(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in split_list(ctx, param, value))
-    except ValueError as e:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
-
-
-def dataset_options(command):
-    """--dataset / --size / --task / --data-root, the same for every command that reads data."""
-    options = [
-        click.option(
-            "--dataset",
-            default="bloodmnist",
-            show_default=True,
-            help="MedMNIST flag (see `probe datasets`) or a path to your own .npz.",
-        ),
-        click.option(
-            "--size",
-            type=click.Choice([str(s) for s in SIZES]),
-            default="28",
-            show_default=True,
-            callback=lambda ctx, p, v: int(v),
-            help="Image size of the dataset files.",
-        ),
-        click.option("--task", default=None, help="Task of a custom .npz (e.g. multi-class)."),
-        click.option(
-            "--data-root",
-            type=click.Path(file_okay=False),
-            default=None,
-            help="Folder of the npz files [default: $MEDMNIST_ROOT, else ~/.medmnist].",
-        ),
-        click.option(
-            "--cache-root",
-            type=click.Path(file_okay=False),
-            default=None,
-            help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+clean_errors = clean_errors_of(USER_ERRORS)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
