@@ -22,7 +22,13 @@ from tqdm.auto import tqdm
 
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
-from core.backbones import create_backbone, extract_features, get_backbone, weights_identity
+from core.backbones import (
+    create_backbone,
+    extract_features,
+    get_backbone,
+    preprocess_config,
+    weights_identity,
+)
 from core.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
 from core.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
 from core.preprocess import preprocess
@@ -81,9 +87,7 @@ def extract(
     device = resolve_device(device, rank=rank)
     precision = resolve_precision(precision, device)
     batch_size = batch_size or default_batch_size(device)
-    model, pcfg = create_backbone(
-        spec, pretrained=pretrained, weights=weights, img_size=img_size, resize=resize
-    )
+    pcfg = preprocess_config(spec, img_size=img_size, resize=resize)
     key = CacheKey(
         backbone=spec.name,
         model_id=spec.model_id,
@@ -98,16 +102,16 @@ def extract(
         dtype=dtype,
     )
     path = entry_path(key, cache_root)
-    data = {split: load_split(dspec, split, size=size, root=data_root, download=False) for split in splits}
-
-    model = model.to(device)
-    if spec.family == "cnn":
-        model = model.to(memory_format=torch.channels_last)
-    run = FeatureRunner(model, pcfg, spec.family, device, precision)
 
     with _entry_lock(path, rank, lock_timeout) as reusable:
         if _broadcast(reusable and not overwrite):
-            return ExtractResult(path, reused=True, rank=rank)
+            return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
+        model, _ = create_backbone(spec, pretrained=pretrained, weights=weights, img_size=img_size)
+        model = model.to(device)
+        if spec.family == "cnn":
+            model = model.to(memory_format=torch.channels_last)
+        run = FeatureRunner(model, pcfg, spec.family, device, precision)
+        data = {s: load_split(dspec, s, size=size, root=data_root, download=False) for s in splits}
         if rank == 0:
             labels = {split: labels for split, (_, labels) in data.items()}
             dims = {k: v.shape[1] for k, v in run(torch.from_numpy(data[splits[0]][0][:2])).items()}

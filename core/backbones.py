@@ -106,15 +106,33 @@ def create_backbone(
             raise FileNotFoundError(f"weights file {path} does not exist")
         kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
     model = _create(spec, pretrained=pretrained or weights is not None, **kwargs)
-    model.eval()
+    return model.eval(), _preprocess_of(model, size, resize)
+
+
+def preprocess_config(
+    name: str | BackboneSpec, *, img_size: int | None = None, resize: str = "bicubic"
+) -> PreprocessConfig:
+    """The preprocessing `create_backbone` would return, without loading any weights.
+
+    The module tree is built on the meta device (no memory, no download), so a cache key can be
+    computed, and a cached entry reused, offline and instantly.
+    """
+    spec = get_backbone(name) if isinstance(name, str) else name
+    size = img_size or spec.img_size
+    kwargs = {"img_size": size} if size is not None and spec.family == "vit" else {}
+    with torch.device("meta"):
+        model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
+    return _preprocess_of(model, size, resize)
+
+
+def _preprocess_of(model: torch.nn.Module, size: int | None, resize: str) -> PreprocessConfig:
     data_cfg = resolve_model_data_config(model)
-    cfg = PreprocessConfig(
+    return PreprocessConfig(
         input_size=size or data_cfg["input_size"][-1],
         mean=tuple(data_cfg["mean"]),
         std=tuple(data_cfg["std"]),
         resize=resize,
     )
-    return model, cfg
 
 
 def weights_identity(spec: BackboneSpec, *, pretrained: bool, weights: str | os.PathLike | None) -> str:

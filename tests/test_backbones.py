@@ -116,3 +116,11 @@ def test_real_dinov2_weights_load_offline(offline_hub):
 def test_real_efficientnet_weights_load_offline(offline_hub):
     feats, _ = features_of("efficientnet_lite0", weights=EFFNET_WEIGHTS)
     assert feats["pool"].shape == (2, 1280) and feats["pool"].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", [*EXPECTED_DIMS, "timm:test_vit", "timm:test_resnet"])
+def test_preprocess_config_without_weights_matches_the_built_model(name):
+    from core.backbones import preprocess_config
+
+    # The cache key is computed from this before any weights load; it must not drift.
+    assert preprocess_config(name, resize="pad") == create_backbone(name, pretrained=False, resize="pad")[1]

@@ -54,10 +54,16 @@ def test_extract_writes_a_complete_self_describing_entry(data_root, tmp_path):
     assert not list(result.path.parent.glob("*.partial*"))
 
 
-def test_complete_entry_is_reused_without_running_the_model(data_root, tmp_path):
+def test_complete_entry_is_reused_without_loading_the_model(data_root, tmp_path, monkeypatch):
     first = extract_tiny(data_root, tmp_path)
     mtime = first.path.stat().st_mtime_ns
-    again = extract_tiny(data_root, tmp_path)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a cached entry must be reused without building the model")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("cache.extract.create_backbone", no_model)
+        again = extract_tiny(data_root, tmp_path)
     assert again.reused and again.path == first.path and first.path.stat().st_mtime_ns == mtime
     rebuilt = extract_tiny(data_root, tmp_path, overwrite=True)
     assert not rebuilt.reused and rebuilt.path == first.path
