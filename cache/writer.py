@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from cache.store import CacheKey
+from core.atomic import atomic_path
 
 
 class PartialEntry:
@@ -48,10 +49,8 @@ class PartialEntry:
         """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
         progress = self._read_progress(rank)
         progress.setdefault(split, []).append([start, stop])
-        sidecar = self._sidecar(rank)
-        tmp = sidecar.with_name(sidecar.name + ".tmp")
-        tmp.write_text(json.dumps(progress))
-        tmp.replace(sidecar)
+        with atomic_path(self._sidecar(rank)) as tmp:
+            tmp.write_text(json.dumps(progress))
 
     def done_ranges(self, split: str) -> list[tuple[int, int]]:
         """Finished row ranges of `split` over every process's sidecar, sorted."""

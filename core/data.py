@@ -15,6 +15,8 @@ import medmnist
 import numpy as np
 from tqdm.auto import tqdm
 
+from core.atomic import atomic_path
+
 log = logging.getLogger(__name__)
 
 SIZES = (28, 64, 128, 224)
@@ -207,20 +209,18 @@ def _warn_if_modified(path: Path, md5: str) -> None:
 def _download(url: str, dest: Path, *, md5: str) -> None:
     """Fetch `url` into `dest` through a `.partial` file; nothing is left behind on failure."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".partial")
     try:
-        with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
-                while chunk := response.read(1 << 20):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        got = file_md5(partial)
-        if got != md5:
-            raise OSError(f"downloaded {dest.name} has MD5 {got}, expected {md5}; try again")
-        partial.replace(dest)
+        with atomic_path(dest) as partial:
+            with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                    while chunk := response.read(1 << 20):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+            got = file_md5(partial)
+            if got != md5:
+                raise OSError(f"downloaded {dest.name} has MD5 {got}, expected {md5}; try again")
     except (urllib.error.URLError, OSError) as e:
-        partial.unlink(missing_ok=True)
         raise FileNotFoundError(
             f"could not download {dest.name} from {url} into {dest.parent} ({e}). "
             f"Offline? Put {dest.name} in {dest.parent}, or point --data-root / MEDMNIST_ROOT "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path
+
 SCHEMA_VERSION = 1
 METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
 
@@ -75,13 +77,10 @@ class RunResult:
         path = Path(out_dir) / f"{self.run_name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.predictions:
-            arrays = path.with_suffix(".npz")
-            with open(arrays.with_name(arrays.name + ".partial"), "wb") as f:
+            with atomic_path(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
                 np.savez_compressed(f, **self.predictions)
-            arrays.with_name(arrays.name + ".partial").replace(arrays)
-        tmp = path.with_name(path.name + ".partial")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.to_json())
         return path
 
 

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
+from core.atomic import atomic_path
+
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
     """Write `state` (tensors, numbers, strings, lists, dicts) atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -24,10 +23,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
     """Final weights as safetensors (contiguous CPU copies), atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, str(tmp))
 
 
 def copy_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
