@@ -96,10 +96,8 @@ def create_backbone(
         (model, preprocess config). With num_classes=0 the model outputs features, not logits.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
-    kwargs = {"num_classes": num_classes}
-    size = img_size or spec.img_size
-    if size is not None and spec.family == "vit":
-        kwargs["img_size"] = size
+    size, kwargs = _input_size(spec, img_size)
+    kwargs["num_classes"] = num_classes
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
@@ -118,11 +116,16 @@ def preprocess_config(
     computed, and a cached entry reused, offline and instantly.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
-    size = img_size or spec.img_size
-    kwargs = {"img_size": size} if size is not None and spec.family == "vit" else {}
+    size, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
         model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
     return _preprocess_of(model, size, resize)
+
+
+def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, dict]:
+    """The input size to run at (None: timm's) and the create_model kwargs that set it (ViTs)."""
+    size = img_size or spec.img_size
+    return size, {"img_size": size} if size is not None and spec.family == "vit" else {}
 
 
 def _preprocess_of(model: torch.nn.Module, size: int | None, resize: str) -> PreprocessConfig:
