@@ -35,7 +35,6 @@ from benchmarks import notebook
 from benchmarks.common import emit, machine
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
-from cache.store import read_key
 from core.backbones import create_backbone
 from core.data import get_dataset, load_split
 from core.metrics import evaluate
@@ -114,7 +113,7 @@ def _step(head, optimizer, scheduler, feats, labels):
 def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tuple[str, ...]) -> dict:
     """`probe extract` then `probe fit` per head; returns metrics and seconds per head."""
     start = time.perf_counter()
-    result = extract(
+    extract(
         args.backbone,
         flag,
         size=size,
@@ -132,9 +131,10 @@ def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tupl
             flag,
             size=size,
             heads=(head,),
+            backbone=args.backbone,
+            cache_root=data_root / "cache",
             out=data_root / "runs",
             bootstrap=0,
-            entries=[(result.path, read_key(result.path))],
         )
         test = record.metrics["test"]
         out[head] = {

@@ -136,23 +136,6 @@ def fit_command(
     backbone, dataset, size, task, data_root, cache_root, heads, do_extract, weights, pretrained, **options
 ):
     """Fit heads on cached features; choose on val, score test once, write one record per run."""
-    if options["train_fraction"] is not None and options["shots"] is not None:
-        raise click.UsageError("give --train-fraction or --shots, not both")
-    entries = None
-    if do_extract:
-        if backbone is None:
-            raise click.UsageError("--extract needs --backbone")
-        result = extract(
-            backbone,
-            dataset,
-            size=size,
-            task=task,
-            data_root=data_root,
-            cache_root=cache_root,
-            weights=weights,
-            pretrained=pretrained,
-        )
-        entries = [(result.path, store.read_key(result.path))]
     results = run_probe(
         dataset,
         size=size,
@@ -160,7 +143,8 @@ def fit_command(
         heads=heads,
         task=task,
         cache_root=cache_root,
-        entries=entries,
+        data_root=data_root,
+        extract={"weights": weights, "pretrained": pretrained} if do_extract else None,
         **options,
     )
     click.echo(summary_table(results))

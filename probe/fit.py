@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cache.store import CacheError, CacheKey, find_entries, read_attrs, read_split
+from cache.extract import extract as extract_features
+from cache.store import CacheError, CacheKey, find_entries, read_attrs, read_key, read_split
 from core.data import get_dataset
 from core.metrics import MULTI_LABEL, evaluate
 from core.results import RunResult
@@ -120,18 +121,30 @@ def run_probe(
     bootstrap: int = 1000,
     task: str | None = None,
     cache_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
     out: str | os.PathLike = "runs",
-    entries: list[tuple[Path, CacheKey]] | None = None,
+    extract: dict | None = None,
 ) -> list[RunResult]:
     """Fit `heads` on the cached features of every matching entry; one record per (entry, head, seed).
 
     Args:
         backbone: only this backbone's entry; None fits every complete entry of the dataset/size.
         features: "cls", "mean", "cls+mean", "pool"; None takes every kind the entry holds.
-        entries: explicit (path, key) pairs, bypassing the cache search.
+        extract: extract the backbone's features first (instant when cached) with these options
+            of `cache.extract.extract` (weights, pretrained, precision, ...), and fit that entry.
     """
+    if train_fraction is not None and shots is not None:
+        raise ValueError("give --train-fraction or --shots, not both")
     spec = get_dataset(dataset, task=task)
-    entries = entries or find_entries(cache_root, dataset=spec.flag, size=size, backbone=backbone)
+    if extract is not None:
+        if backbone is None:
+            raise ValueError("extracting first (--extract) needs --backbone")
+        path = extract_features(
+            backbone, dataset, size=size, task=task, data_root=data_root, cache_root=cache_root, **extract
+        ).path
+        entries = [(path, read_key(path))]
+    else:
+        entries = find_entries(cache_root, dataset=spec.flag, size=size, backbone=backbone)
     if not entries:
         which = f"--backbone {backbone}" if backbone else "--backbone B"
         raise CacheError(

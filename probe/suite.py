@@ -18,8 +18,6 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cache.extract import extract
-from cache.store import read_key
 from core.backbones import get_backbone
 from core.data import get_dataset
 from core.report import write_report
@@ -134,26 +132,20 @@ def _run_probe(recipe: Recipe, probe: dict, dataset: str, size: int) -> None:
     if not missing:
         log.info("skip %s on %s_%d: every result exists", spec.name, dspec.flag, size)
         return
-    extracted = extract(
-        spec.name,
-        dataset,
-        size=size,
-        task=recipe.task,
-        data_root=recipe.data_root,
-        cache_root=recipe.cache_root,
-        **{k: probe[k] for k in EXTRACT_KEYS if k in probe},
-    )
     options = {
         k: probe[k] for k in ("features", "select", "bootstrap", "train_fraction", "shots") if k in probe
     }
     run_probe(
         dataset,
         size=size,
+        backbone=spec.name,
         heads=tuple(missing),
         seeds=tuple(recipe.seeds),
         task=recipe.task,
         out=recipe.out,
-        entries=[(extracted.path, read_key(extracted.path))],
+        cache_root=recipe.cache_root,
+        data_root=recipe.data_root,
+        extract={k: probe[k] for k in EXTRACT_KEYS if k in probe},
         **options,
     )
 

@@ -234,3 +234,8 @@ def test_linear_head_direct_fit_runs_fixed_epochs():
     X, y = blobs(100)
     head = LinearHead(epochs=3, task="multi-class").fit(X, y)
     assert head.best_epoch_ == 3 and head.predict_proba(X).shape == (100, 3)
+
+
+def test_fraction_and_shots_together_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="not both"):
+        run_probe("bloodmnist", train_fraction=0.5, shots=3, cache_root=tmp_path)
