@@ -57,11 +57,11 @@ class Row:
 
 
 def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row]:
-    """Group records into rows, summarize them, mark best and indistinguishable cells."""
+    """Group records into rows, summarize them, mark best and (with `n_resamples` > 0)
+    indistinguishable cells."""
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for r in results:
-        method = f"{r.method}-{r.tag}" if r.tag else r.method
-        groups[r.dataset, r.size, r.model, method].append(r)
+        groups[r.dataset, r.size, r.model, r.variant].append(r)
     rows = [Row(*key, runs=sorted(runs, key=lambda r: r.seed)) for key, runs in sorted(groups.items())]
     for row in rows:
         row.stats = {m: _summarize([r.metrics["test"] for r in row.runs], m) for _, m in METRICS}
@@ -113,7 +113,7 @@ def _mark(rows: list[Row], metric: str, n_resamples: int) -> None:
         return
     best = max(scored, key=lambda r: r.stats[metric][0])
     best.best.add(metric)
-    if metric not in PAIRED or "test_score" not in best.runs[0].predictions:
+    if not n_resamples or metric not in PAIRED or "test_score" not in best.runs[0].predictions:
         return
     reference = best.runs[0].predictions
     task = DATASETS[best.dataset].task if best.dataset in DATASETS else None

@@ -44,9 +44,13 @@ class RunResult:
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
+    def variant(self) -> str:
+        """The method with its tag, e.g. `logreg` or `logreg-frac0.1`: what tables group by."""
+        return f"{self.method}-{self.tag}" if self.tag else self.method
+
+    @property
     def run_name(self) -> str:
-        method = f"{self.method}-{self.tag}" if self.tag else self.method
-        return f"{self.dataset}_{self.size}__{self.model.replace(':', '-')}__{method}__seed{self.seed}"
+        return f"{self.dataset}_{self.size}__{self.model.replace(':', '-')}__{self.variant}__seed{self.seed}"
 
     def to_json(self) -> str:
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
