@@ -35,9 +35,9 @@ from benchmarks import notebook
 from benchmarks.common import emit, machine
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
-from core.backbones import create_backbone
-from core.data import get_dataset, load_split
-from core.metrics import evaluate
+from medprobe.backbones import create_backbone
+from medprobe.data import get_dataset, load_split
+from medprobe.metrics import evaluate
 from probe.fit import run_probe
 
 EPOCHS = 20

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from benchmarks import notebook
 from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
-from core.backbones import create_backbone, get_backbone
+from medprobe.backbones import create_backbone, get_backbone
 from finetune.train import TrainConfig, train
 
 

@@ -22,17 +22,17 @@ from tqdm.auto import tqdm
 
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
-from core.backbones import (
+from medprobe.backbones import (
     create_backbone,
     extract_features,
     get_backbone,
     preprocess_config,
     weights_identity,
 )
-from core.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
-from core.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
-from core.preprocess import preprocess
-from core.results import package_versions
+from medprobe.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
+from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
+from medprobe.preprocess import preprocess
+from medprobe.results import package_versions
 
 log = logging.getLogger(__name__)
 

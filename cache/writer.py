@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from cache.store import CacheKey
-from core.atomic import atomic_path
+from medprobe.atomic import atomic_path
 
 
 class PartialEntry:

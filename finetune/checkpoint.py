@@ -7,7 +7,7 @@ import os
 import torch
 from safetensors.torch import save_file
 
-from core.atomic import atomic_path
+from medprobe.atomic import atomic_path
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:

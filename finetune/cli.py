@@ -10,10 +10,10 @@ from pathlib import Path
 
 import click
 
-from core import __version__
-from core.backbones import WeightsUnavailableError
-from core.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
-from core.device import PRECISIONS
+from medprobe import __version__
+from medprobe.backbones import WeightsUnavailableError
+from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
+from medprobe.device import PRECISIONS
 from finetune.augment import AUGMENTS
 from finetune.model import FREEZE_HELP
 from finetune.train import SELECT, TrainConfig, run_name, train

@@ -1,10 +1,10 @@
-"""Training curves of one run, drawn by the shared figure code in `core.figures`."""
+"""Training curves of one run, drawn by the shared figure code in `medprobe.figures`."""
 
 from __future__ import annotations
 
 import os
 
-from core.figures import save_png, training_curves
+from medprobe.figures import save_png, training_curves
 
 
 def plot_curves(history: list[dict], best_epoch: int, path: str | os.PathLike, *, title: str = "") -> None:

@@ -22,12 +22,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from core.backbones import create_backbone, get_backbone
-from core.data import get_dataset, load_split
-from core.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
-from core.metrics import MULTI_LABEL, evaluate
-from core.preprocess import preprocess
-from core.results import RunResult
+from medprobe.backbones import create_backbone, get_backbone
+from medprobe.data import get_dataset, load_split
+from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
+from medprobe.metrics import MULTI_LABEL, evaluate
+from medprobe.preprocess import preprocess
+from medprobe.results import RunResult
 from finetune.augment import AUGMENTS, augment
 from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
 from finetune.model import SCRATCH_BY_DEFAULT, apply_freeze, parse_freeze, train_mode

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.metrics import MULTI_LABEL
+from medprobe.metrics import MULTI_LABEL
 
 
 @dataclass

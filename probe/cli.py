@@ -9,9 +9,9 @@ import click
 from cache import store
 from cache.extract import extract
 from cache.store import CacheError
-from core import __version__
-from core.backbones import WeightsUnavailableError
-from core.cli_utils import (
+from medprobe import __version__
+from medprobe.backbones import WeightsUnavailableError
+from medprobe.cli_utils import (
     clean_errors_of,
     dataset_options,
     int_list,
@@ -20,10 +20,10 @@ from core.cli_utils import (
     setup_logging,
     split_list,
 )
-from core.data import SPLITS
-from core.device import PRECISIONS
-from core.preprocess import RESIZE_MODES
-from core.report import write_report
+from medprobe.data import SPLITS
+from medprobe.device import PRECISIONS
+from medprobe.preprocess import RESIZE_MODES
+from medprobe.report import write_report
 from probe.fit import SELECT_METRICS, run_probe
 from probe.heads import HEADS
 from probe.suite import load_recipe, run_suite

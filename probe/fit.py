@@ -18,9 +18,9 @@ import torch
 
 from cache.extract import extract as extract_features
 from cache.store import CacheError, CacheKey, find_entries, read_attrs, read_key, read_split
-from core.data import get_dataset
-from core.metrics import MULTI_LABEL, evaluate
-from core.results import RunResult
+from medprobe.data import get_dataset
+from medprobe.metrics import MULTI_LABEL, evaluate
+from medprobe.results import RunResult
 from probe.heads import HEADS
 
 log = logging.getLogger(__name__)

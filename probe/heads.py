@@ -2,7 +2,7 @@
 
 Every head handles the four MedMNIST task types the same way (`probe.base`): softmax over classes
 for multi-class, binary and ordinal tasks, one sigmoid per label for multi-label tasks, so
-`predict_proba` is what `core.metrics.evaluate` expects. Each class also has `sweep`, which fits
+`predict_proba` is what `medprobe.metrics.evaluate` expects. Each class also has `sweep`, which fits
 its whole hyper-parameter grid on train, scores each point on val with `score(proba) -> float`,
 and returns the best.
 """

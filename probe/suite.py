@@ -18,10 +18,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.backbones import get_backbone
-from core.data import get_dataset
-from core.report import write_report
-from core.results import RunResult
+from medprobe.backbones import get_backbone
+from medprobe.data import get_dataset
+from medprobe.report import write_report
+from medprobe.results import RunResult
 from probe.fit import SELECT_METRICS, run_probe, run_tag
 from probe.heads import HEADS
 

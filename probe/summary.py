@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from core.report import METRICS, build_rows
-from core.results import RunResult
+from medprobe.report import METRICS, build_rows
+from medprobe.results import RunResult
 
 
 def summary_table(results: list[RunResult]) -> str:

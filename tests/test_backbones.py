@@ -1,4 +1,4 @@
-"""core.backbones: registry, factory, local weights, offline errors, feature kinds."""
+"""medprobe.backbones: registry, factory, local weights, offline errors, feature kinds."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared
 
-from core.backbones import (
+from medprobe.backbones import (
     BACKBONES,
     WeightsUnavailableError,
     create_backbone,
@@ -14,7 +14,7 @@ from core.backbones import (
     get_backbone,
     weights_identity,
 )
-from core.preprocess import preprocess
+from medprobe.preprocess import preprocess
 
 EXPECTED_DIMS = {
     "resnet18": {"pool": 512},
@@ -120,7 +120,7 @@ def test_real_efficientnet_weights_load_offline(offline_hub):
 
 @pytest.mark.parametrize("name", [*EXPECTED_DIMS, "timm:test_vit", "timm:test_resnet"])
 def test_preprocess_config_without_weights_matches_the_built_model(name):
-    from core.backbones import preprocess_config
+    from medprobe.backbones import preprocess_config
 
     # The cache key is computed from this before any weights load; it must not drift.
     assert preprocess_config(name, resize="pad") == create_backbone(name, pretrained=False, resize="pad")[1]

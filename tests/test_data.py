@@ -1,4 +1,4 @@
-"""core.data: specs, npz loading, download on demand, clear errors."""
+"""medprobe.data: specs, npz loading, download on demand, clear errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import BREASTMNIST, make_npz, needs_shared
 
-from core import data
-from core.data import DATASETS, dataset_path, get_dataset, load_split
+from medprobe import data
+from medprobe.data import DATASETS, dataset_path, get_dataset, load_split
 
 
 def test_specs_cover_the_twelve_2d_datasets():

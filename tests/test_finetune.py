@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from conftest import BREASTMNIST, make_npz, needs_shared
 from safetensors.torch import load_file
 
-from core.backbones import BACKBONES
-from core.data import load_split
-from core.metrics import evaluate
-from core.results import load_results
+from medprobe.backbones import BACKBONES
+from medprobe.data import load_split
+from medprobe.metrics import evaluate
+from medprobe.results import load_results
 from finetune.checkpoint import load_checkpoint
 from finetune.cli import main as finetune_main
 from finetune.model import apply_freeze
@@ -175,7 +175,7 @@ def test_multi_label_and_ordinal_datasets_train(flag, npz, tmp_path):
 
 
 def test_freeze_backbone_trains_only_the_head():
-    from core.backbones import create_backbone
+    from medprobe.backbones import create_backbone
 
     model, _ = create_backbone("timm:test_vit", pretrained=False, num_classes=3)
     head = sum(p.numel() for p in model.get_classifier().parameters())

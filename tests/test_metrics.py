@@ -1,4 +1,4 @@
-"""core.metrics: the MedMNIST oracle, the extra metrics against scikit-learn, the bootstrap."""
+"""medprobe.metrics: the MedMNIST oracle, the extra metrics against scikit-learn, the bootstrap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from medmnist.evaluator import getACC, getAUC
 from sklearn.metrics import balanced_accuracy_score, cohen_kappa_score, f1_score
 
-from core.metrics import evaluate
+from medprobe.metrics import evaluate
 
 TASKS = {
     "multi-class": 8,
@@ -94,7 +94,7 @@ def test_bootstrap_is_seeded_contains_the_estimate_and_is_fast():
 def test_bootstrap_interval_matches_a_slow_loop():
     y, score = random_predictions("binary-class", 2, n=300)
     fast = evaluate(y, score, task="binary-class", bootstrap=200, seed=0)["ci95"]["auc"]
-    from core.metrics import resample_counts
+    from medprobe.metrics import resample_counts
 
     counts = resample_counts(300, 200, seed=0)
     slow = []

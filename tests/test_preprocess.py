@@ -1,11 +1,11 @@
-"""core.preprocess: uint8 batches to normalized model input for every resize mode."""
+"""medprobe.preprocess: uint8 batches to normalized model input for every resize mode."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from core.preprocess import RESIZE_MODES, PreprocessConfig, preprocess
+from medprobe.preprocess import RESIZE_MODES, PreprocessConfig, preprocess
 
 CFG = dict(input_size=56, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 

@@ -8,8 +8,8 @@ from click.testing import CliRunner
 from conftest import make_npz
 
 from cache.extract import extract
-from core.metrics import evaluate
-from core.results import load_results
+from medprobe.metrics import evaluate
+from medprobe.results import load_results
 from probe.cli import main as probe_main
 from probe.fit import fit_probe, run_probe, subsample
 from probe.heads import HEADS, KNNHead, LinearHead, LogRegHead, make_head

@@ -1,4 +1,4 @@
-"""core.report and `probe report`: rows, best and indistinguishable marks, csv, self-contained html."""
+"""medprobe.report and `probe report`: rows, best and indistinguishable marks, csv, self-contained html."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import numpy as np
 from click.testing import CliRunner
 
-from core.metrics import evaluate, paired_bootstrap
-from core.report import build_rows, write_report
-from core.results import RunResult, load_results
+from medprobe.metrics import evaluate, paired_bootstrap
+from medprobe.report import build_rows, write_report
+from medprobe.results import RunResult, load_results
 from probe.cli import main as probe_main
 
 N, C = 600, 8

@@ -1,4 +1,4 @@
-"""core.results: the record round-trips through JSON and is written atomically."""
+"""medprobe.results: the record round-trips through JSON and is written atomically."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from core.results import SCHEMA_VERSION, RunResult, load_results
+from medprobe.results import SCHEMA_VERSION, RunResult, load_results
 
 
 def make_result(**overrides):

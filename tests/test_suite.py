@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import BREASTMNIST, DINOV2_WEIGHTS, make_npz
 
-from core.results import load_results
+from medprobe.results import load_results
 from probe.cli import main as probe_main
 from probe.suite import RecipeError, load_recipe, run_suite
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core import figures
-from core.data import DATASETS
-from core.metrics import paired_bootstrap
-from core.results import RunResult, load_results
+from medprobe import figures
+from medprobe.data import DATASETS
+from medprobe.metrics import paired_bootstrap
+from medprobe.results import RunResult, load_results
 
 METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
 PAIRED = ("acc", "auc")

@@ -8,8 +8,8 @@ import logging
 import click
 import torch.distributed as dist
 
-from core.backbones import BACKBONES
-from core.data import DATASETS, SIZES
+from medprobe.backbones import BACKBONES
+from medprobe.data import DATASETS, SIZES
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -15,7 +15,7 @@ import medmnist
 import numpy as np
 from tqdm.auto import tqdm
 
-from core.atomic import atomic_path
+from medprobe.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 

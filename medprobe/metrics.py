@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from core.data import TASKS
+from medprobe.data import TASKS
 
 MULTI_LABEL = "multi-label, binary-class"
 SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
@@ -31,7 +31,7 @@ def evaluate(
         y_true: (n,) or (n, 1) integer classes; (n, L) 0/1 for multi-label tasks.
         y_score: (n, n_classes) probabilities (softmax rows), or (n, L) sigmoid outputs
             for multi-label tasks.
-        task: one of `core.data.TASKS`.
+        task: one of `medprobe.data.TASKS`.
         bootstrap: number of resamples for 95% percentile intervals (0: none).
         seed: seed of the bootstrap resampling.
         threshold: decision threshold for binary and multi-label tasks (MedMNIST uses 0.5).

@@ -12,7 +12,7 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
-from core.preprocess import PreprocessConfig
+from medprobe.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def create_backbone(
             init from a fixed seed, the same model every time.
         weights: a local .safetensors / .pth file in the timm layout of the model.
         img_size: input size override; defaults to the spec's, else timm's.
-        resize: how stored images reach the input size (see `core.preprocess.RESIZE_MODES`).
+        resize: how stored images reach the input size (see `medprobe.preprocess.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
 
     Returns:

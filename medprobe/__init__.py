@@ -1,4 +1,4 @@
-"""Shared building blocks of medprobe: data, preprocessing, backbones, metrics, results."""
+"""medprobe's shared layer: data, preprocessing, backbones, metrics, results, reports, errors."""
 
 from importlib import metadata
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_path
+from medprobe.atomic import atomic_path
 
 SCHEMA_VERSION = 1
 METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
@@ -23,7 +23,7 @@ METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
 class RunResult:
     """What one run found, with enough context to compare and reproduce it.
 
-    `metrics` maps split ("val", "test") to the dict of `core.metrics.evaluate`. `predictions`
+    `metrics` maps split ("val", "test") to the dict of `medprobe.metrics.evaluate`. `predictions`
     (e.g. test scores and labels) are kept beside the JSON in `{run_name}.npz`, so intervals and
     paired tests can be computed later; `tag` tells label-efficiency and feature variants apart.
     """
