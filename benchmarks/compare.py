@@ -132,6 +132,7 @@ def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tupl
             size=size,
             heads=(head,),
             backbone=args.backbone,
+            data_root=data_root,
             cache_root=data_root / "cache",
             out=data_root / "runs",
             bootstrap=0,

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from benchmarks import notebook
 from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
-from medprobe.backbones import create_backbone, get_backbone
 from finetune.train import TrainConfig, train
+from medprobe.backbones import create_backbone, get_backbone
 
 
 def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None) -> float:

@@ -23,16 +23,17 @@ from tqdm.auto import tqdm
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.backbones import (
+    RANDOM_INIT_SEED,
     create_backbone,
     extract_features,
     get_backbone,
     preprocess_config,
-    weights_identity,
 )
 from medprobe.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
 from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.preprocess import preprocess
 from medprobe.results import package_versions
+from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,9 @@ def extract(
     key = CacheKey(
         backbone=spec.name,
         model_id=spec.model_id,
-        weights=weights_identity(spec, pretrained=pretrained, weights=weights),
+        weights=weights_identity(
+            spec.model_id, pretrained=pretrained, weights=weights, seed=RANDOM_INIT_SEED
+        ),
         dataset=dspec.flag,
         size=size,
         data_md5=file_md5(npz),

@@ -16,11 +16,13 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from medprobe.errors import UserError
+
 FORMAT_VERSION = 1
 STORAGE_DTYPES = ("float16", "float32")
 
 
-class CacheError(RuntimeError):
+class CacheError(UserError, RuntimeError):
     """A cache entry is missing, incomplete or damaged; the message says how to rebuild it."""
 
 

@@ -6,19 +6,19 @@ import functools
 import json
 import os
 import sys
-from pathlib import Path
 
 import click
 
-from medprobe import __version__
-from medprobe.backbones import WeightsUnavailableError
-from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
-from medprobe.device import PRECISIONS
 from finetune.augment import AUGMENTS
 from finetune.model import FREEZE_HELP
-from finetune.train import SELECT, TrainConfig, run_name, train
+from finetune.train import TrainConfig, check_config, train
+from medprobe import __version__
+from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
+from medprobe.device import PRECISIONS
+from medprobe.errors import UserError
+from medprobe.metrics import SELECT_METRICS
 
-USER_ERRORS = (ValueError, FileNotFoundError, WeightsUnavailableError, OSError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,35 +57,41 @@ def main(verbose: bool) -> None:
 @click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
 @click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping [default: off].")
-@click.option("--select", type=click.Choice(list(SELECT)), default="acc", show_default=True)
+@click.option("--select", type=click.Choice(list(SELECT_METRICS)), default="acc", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--skip-existing", is_flag=True, help="Do nothing if this configuration's record exists.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""
     result = train(TrainConfig(**options))
     if int(os.environ.get("RANK", 0)) == 0:
-        test = result.metrics["test"]
+        test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1")}
         click.echo(
             f"{result.run_name}: best epoch {result.hparams['best_epoch']}, "
-            f"test ACC {test['acc']:.4f}, AUC {test['auc']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+            f"test ACC {test['acc']}, AUC {test['auc']}, macro-F1 {test['macro_f1']} "
             f"-> {options['out']}/{result.run_name}/"
         )
 
 
+def _number(value: float | None) -> str:
+    """A metric as printed; undefined ones (NaN, or null in a record read back) as n/a."""
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
 @main.command("plan")
 def plan() -> None:
-    """Check `run` argument lists (JSON lines on stdin); print each run's record path or error.
+    """Check `run` argument lists (JSON lines on stdin); print `{"ok": true}` or the error of each.
 
     One process checks a whole recipe: what `probe suite` asks before it starts any run.
     """
     for line in sys.stdin:
         try:
             with run.make_context("run", json.loads(line)) as ctx:
-                cfg = TrainConfig(**ctx.params)
-                click.echo(json.dumps({"record": str(Path(cfg.out) / f"{run_name(cfg)}.json")}))
+                check_config(TrainConfig(**ctx.params))
+                click.echo(json.dumps({"ok": True}))
         except (click.ClickException, *USER_ERRORS) as e:
             message = e.format_message() if isinstance(e, click.ClickException) else str(e)
             click.echo(json.dumps({"error": message}))

@@ -22,19 +22,21 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from medprobe.backbones import create_backbone, get_backbone
-from medprobe.data import get_dataset, load_split
-from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
-from medprobe.metrics import MULTI_LABEL, evaluate
-from medprobe.preprocess import preprocess
-from medprobe.results import RunResult
 from finetune.augment import AUGMENTS, augment
 from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
 from finetune.model import SCRATCH_BY_DEFAULT, apply_freeze, parse_freeze, train_mode
 from finetune.plots import plot_curves
+from medprobe.backbones import BackboneSpec, create_backbone, get_backbone
+from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset, load_split
+from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
+from medprobe.metrics import SELECT_METRICS, evaluate, selection_metric
+from medprobe.preprocess import preprocess
+from medprobe.results import RunResult
+from medprobe.tasks import MULTI_LABEL
+from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
-SELECT = {"acc": "acc", "auc": "auc", "f1": "macro_f1"}
+NOT_IDENTITY = ("out", "resume", "skip_existing", "device", "data_root", "dataset", "weights")
 
 
 @dataclass
@@ -64,14 +66,15 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs"
     resume: bool = False
+    skip_existing: bool = False
     device: str | None = None
 
     def __post_init__(self):
         parse_freeze(self.freeze)
         if self.augment not in AUGMENTS:
             raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
-        if self.select not in SELECT:
-            raise ValueError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT)}")
+        if self.select not in SELECT_METRICS:
+            raise ValueError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT_METRICS)}")
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
 
@@ -92,13 +95,39 @@ def train(cfg: TrainConfig) -> RunResult:
     device = resolve_device(cfg.device, rank=rank)
     precision = resolve_precision(cfg.precision, device)
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    npz = dataset_path(dspec, size=cfg.size, root=cfg.data_root)
+    run = RunResult(
+        dataset=dspec.flag,
+        size=cfg.size,
+        model=spec.name,
+        method=cfg.method,
+        seed=cfg.seed,
+        metrics={},
+        config=run_config(cfg, spec, dspec, file_md5(npz)),
+        task=dspec.task,
+        class_names=list(dspec.labels),
+    )
+    record = Path(cfg.out) / f"{run.run_name}.json"
+    if cfg.skip_existing and record.exists():
+        log.info("skip %s: the record exists", record.name)
+        return RunResult.from_json(record.read_text())
     data = {s: load_split(dspec, s, size=cfg.size, root=cfg.data_root) for s in ("train", "val", "test")}
     data = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
+    select, selection_note = selection_metric(
+        data["val"][1].numpy(), task=dspec.task, n_classes=dspec.n_classes, select=cfg.select
+    )
+    if selection_note:
+        log.warning("%s", selection_note)
 
     # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
     img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
     model, pcfg = create_backbone(
-        spec, pretrained=cfg.pretrained, weights=cfg.weights, img_size=img_size, num_classes=dspec.n_classes
+        spec,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        img_size=img_size,
+        num_classes=dspec.n_classes,
+        init_seed=cfg.seed,
     )
     n_trainable = apply_freeze(model, cfg.freeze)
     model = model.to(device)
@@ -121,9 +150,6 @@ def train(cfg: TrainConfig) -> RunResult:
     )
     loss_fn = _loss_fn(dspec.task, cfg.label_smoothing)
 
-    run = RunResult(
-        dataset=dspec.flag, size=cfg.size, model=spec.name, method=cfg.method, seed=cfg.seed, metrics={}
-    )
     run_dir = Path(cfg.out) / run.run_name
     checkpoint_path = run_dir / "checkpoint.pt"
     state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -math.inf, "best_state": None}
@@ -132,6 +158,8 @@ def train(cfg: TrainConfig) -> RunResult:
         _check_same_run(checkpoint["config"], cfg)
         state = _restore(checkpoint, model, optimizer, scheduler, shuffle_gen, augment_gen)
         log.info("resuming %s after epoch %d", run.run_name, state["epoch"])
+    elif cfg.resume:
+        log.info("no checkpoint of this configuration in %s; starting it", run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -159,7 +187,7 @@ def train(cfg: TrainConfig) -> RunResult:
 
         val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
         val_metrics = evaluate(data["val"][1].numpy(), _probs(val_logits, dspec.task), task=dspec.task)
-        score = val_metrics[SELECT[cfg.select]]
+        score = val_metrics[select]
         seconds = time.perf_counter() - epoch_start
         state["history"].append(
             {
@@ -171,10 +199,12 @@ def train(cfg: TrainConfig) -> RunResult:
                 "val_macro_f1": val_metrics["macro_f1"],
                 "lr": scheduler.get_last_lr()[0],
                 "seconds": seconds,
+                "train_images": seen * world,
+                "train_seconds": train_seconds,
                 "train_images_per_s": seen * world / train_seconds,
             }
         )
-        if score > state["best_score"]:
+        if score > state["best_score"]:  # NaN never wins; `selection_metric` keeps it defined
             state.update(best_epoch=epoch, best_score=score, best_state=copy_state(model.state_dict()))
         state["epoch"] = epoch
         log.info(
@@ -207,11 +237,14 @@ def train(cfg: TrainConfig) -> RunResult:
         "trainable_params": n_trainable,
         "precision": precision,
         "world_size": world,
+        "selected_on": select,
+        "selection_note": selection_note,
+        "weights": run.config["weights"],
     }
     run.timings = {
         "train_s": round(time.perf_counter() - started, 3),
         "epoch_s": float(np.mean([h["seconds"] for h in history])) if history else None,
-        "train_images_per_s": float(np.mean([h["train_images_per_s"] for h in history])) if history else None,
+        "train_images_per_s": _images_per_second(history),
     }
     run.predictions = {"test_score": test_scores.astype(np.float32), "test_true": data["test"][1].numpy()}
     if rank == 0:
@@ -223,10 +256,23 @@ def train(cfg: TrainConfig) -> RunResult:
     return run
 
 
-def run_name(cfg: TrainConfig) -> str:
-    """The name of the run's record and folder; checks that the model and dataset exist."""
-    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    return RunResult(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, metrics={}).run_name
+def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md5: str) -> dict:
+    """Everything that changes a run's numbers: the options, the data's bytes, the weights' identity."""
+    options = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
+    weights = weights_identity(spec.model_id, pretrained=cfg.pretrained, weights=cfg.weights, seed=cfg.seed)
+    return options | {"model": spec.name, "dataset": dspec.flag, "data_md5": data_md5, "weights": weights}
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """Fail now on what would fail a run later: unknown model or dataset, missing weights file."""
+    spec, _ = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    weights_identity(spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed)
+
+
+def _images_per_second(history: list[dict]) -> float | None:
+    """Images trained over the wall time of the training phases (not a mean of epoch rates)."""
+    seconds = sum(h["train_seconds"] for h in history)
+    return sum(h["train_images"] for h in history) / seconds if seconds > 0 else None
 
 
 def warmup_cosine(total_steps: int, warmup_steps: int):
@@ -298,7 +344,7 @@ def _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen)
 
 def _check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of a different configuration (silently mixing two runs)."""
-    free = {"resume", "out", "device", "epochs", "patience"}
+    free = {"resume", "skip_existing", "out", "device"}
     diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in free and getattr(cfg, k) != v}
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from medprobe.errors import UserError
 from medprobe.preprocess import PreprocessConfig
+from medprobe.weights import load_local_weights
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ TIMM_PREFIX = "timm:"
 RANDOM_INIT_SEED = 0
 
 
-class WeightsUnavailableError(RuntimeError):
+class WeightsUnavailableError(UserError, RuntimeError):
     """Pretrained weights could not be fetched (offline hub) or read from a local file."""
 
 
@@ -80,6 +80,7 @@ def create_backbone(
     img_size: int | None = None,
     resize: str = "bicubic",
     num_classes: int = 0,
+    init_seed: int = RANDOM_INIT_SEED,
 ) -> tuple[torch.nn.Module, PreprocessConfig]:
     """Build a headless backbone in eval mode and the preprocessing its weights expect.
 
@@ -87,10 +88,13 @@ def create_backbone(
         name: a registry key, `timm:<model>`, or a spec.
         pretrained: load hub weights (ignored when `weights` is given); False gives a random
             init from a fixed seed, the same model every time.
-        weights: a local .safetensors / .pth file in the timm layout of the model.
+        weights: a local .safetensors / .pth file in the timm layout of the model; it must cover
+            every parameter but the classifier (`medprobe.weights.load_local_weights`).
         img_size: input size override; defaults to the spec's, else timm's.
         resize: how stored images reach the input size (see `medprobe.preprocess.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
+        init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
+            head), so the same seed builds the same model.
 
     Returns:
         (model, preprocess config). With num_classes=0 the model outputs features, not logits.
@@ -98,12 +102,11 @@ def create_backbone(
     spec = get_backbone(name) if isinstance(name, str) else name
     size, kwargs = _input_size(spec, img_size)
     kwargs["num_classes"] = num_classes
+    with torch.random.fork_rng():
+        torch.manual_seed(init_seed)
+        model = _create(spec, pretrained=pretrained and weights is None, **kwargs)
     if weights is not None:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"weights file {path} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(path)}
-    model = _create(spec, pretrained=pretrained or weights is not None, **kwargs)
+        load_local_weights(model, weights, name=spec.name)
     return model.eval(), _preprocess_of(model, size, resize)
 
 
@@ -138,21 +141,6 @@ def _preprocess_of(model: torch.nn.Module, size: int | None, resize: str) -> Pre
     )
 
 
-def weights_identity(spec: BackboneSpec, *, pretrained: bool, weights: str | os.PathLike | None) -> str:
-    """What fixes the numbers a backbone produces: a local file's sha256, a timm tag, or random."""
-    if weights is not None:
-        return "sha256:" + sha256_file(weights)
-    return f"timm:{spec.model_id}" if pretrained else f"random-init:seed{RANDOM_INIT_SEED}"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:
     """All feature kinds of one forward pass.
 
@@ -173,16 +161,12 @@ def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> di
 
 def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Module:
     if not pretrained:
-        # A fixed seed makes "random init" one reproducible model, so its features can be cached.
-        with torch.random.fork_rng():
-            torch.manual_seed(RANDOM_INIT_SEED)
-            return timm.create_model(spec.model_id, pretrained=False, **kwargs)
+        return timm.create_model(spec.model_id, pretrained=False, **kwargs)
     try:
         return timm.create_model(spec.model_id, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
-        source = kwargs.get("pretrained_cfg_overlay", {}).get("file") or f"the hub ({spec.model_id})"
         raise WeightsUnavailableError(
-            f"could not load pretrained weights for {spec.name} from {source}: {e}. "
+            f"could not load pretrained weights for {spec.name} from the hub ({spec.model_id}): {e}. "
             "Offline? Pass --weights PATH to a local .safetensors/.pth file, "
             "or --no-pretrained for random init"
         ) from e

@@ -57,9 +57,12 @@ def split_list(ctx, param, value: str) -> tuple[str, ...]:
 
 def int_list(ctx, param, value: str) -> tuple[int, ...]:
     try:
-        return tuple(int(v) for v in split_list(ctx, param, value))
+        values = tuple(int(v) for v in split_list(ctx, param, value))
     except ValueError as e:
         raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
+    if not values:
+        raise click.BadParameter(f"expected at least one integer, got {value!r}")
+    return values
 
 
 def dataset_options(command, *, cache: bool = True):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 import os
 import urllib.error
@@ -16,12 +14,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medprobe.atomic import atomic_path
+from medprobe.errors import DataError
+from medprobe.hashing import file_digest
+from medprobe.tasks import TASKS
+from medprobe.validate import check_images, check_labels, infer_n_classes
 
 log = logging.getLogger(__name__)
 
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
-TASKS = ("multi-class", "binary-class", "multi-label, binary-class", "ordinal-regression")
 FLAGS_2D = (
     "pathmnist",
     "chestmnist",
@@ -91,17 +92,16 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         raise FileNotFoundError(f"dataset file {path} does not exist")
     if task not in TASKS:
         raise ValueError(f"{path.name} is a custom dataset: give --task, one of {', '.join(TASKS)}")
-    with np.load(path) as npz:
-        _check_keys(npz, path)
-        labels = npz["train_labels"]
-        n_samples = {split: len(npz[f"{split}_labels"]) for split in SPLITS}
-    n_out = labels.shape[1] if task == "multi-label, binary-class" else int(labels.max()) + 1
+    known = 2 if task == "binary-class" else None  # other class counts are what the labels say
+    with _open_npz(path) as npz:
+        labels = {split: _checked_labels(npz, path, split, task=task, n_classes=known) for split in SPLITS}
+    n_out = infer_n_classes(list(labels.values()), task=task)
     return DatasetSpec(
         flag=path.stem,
         task=task,
         n_channels=None,
         labels=tuple(str(i) for i in range(n_out)),
-        n_samples=n_samples,
+        n_samples={split: len(y) for split, y in labels.items()},
         sizes=(),
         path=path,
     )
@@ -150,39 +150,41 @@ def load_split(
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     path = dataset_path(spec, size=size, root=root, download=download)
-    with np.load(path) as npz:
-        _check_keys(npz, path)
-        images, labels = npz[f"{split}_images"], npz[f"{split}_labels"]
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.ndim != 4 or images.dtype != np.uint8 or len(images) != len(labels):
-        raise ValueError(
-            f"{path.name}: {split}_images must be uint8 (N, H, W[, C]) with one row of "
-            f"{split}_labels per image; got {images.dtype} {images.shape} and {labels.shape}"
+    with _open_npz(path) as npz:
+        images = check_images(npz[f"{split}_images"], where=f"{path.name} {split}")
+        labels = _checked_labels(npz, path, split, task=spec.task, n_classes=spec.n_classes)
+    if len(images) != len(labels):
+        raise DataError(
+            f"{path.name} {split}: {len(images)} images but {len(labels)} label rows; one row per image"
         )
-    return images, labels.reshape(len(labels), -1).astype(np.int64)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_md5_cached(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return images, labels
 
 
 def file_md5(path: str | os.PathLike) -> str:
-    """MD5 of a file's bytes, memoized per (path, size, mtime) for this process."""
-    stat = os.stat(path)
-    return _file_md5_cached(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    """MD5 of a file's bytes (the digest MedMNIST publishes), memoized per (path, size, mtime)."""
+    return file_digest(path, "md5")
+
+
+def _open_npz(path: Path):
+    """The npz, opened and checked for MedMNIST's six arrays."""
+    npz = np.load(path)
+    try:
+        _check_keys(npz, path)
+    except DataError:
+        npz.close()
+        raise
+    return npz
+
+
+def _checked_labels(npz, path: Path, split: str, *, task: str, n_classes: int | None) -> np.ndarray:
+    return check_labels(npz[f"{split}_labels"], task=task, n_classes=n_classes, where=f"{path.name} {split}")
 
 
 def _check_keys(npz, path: Path) -> None:
     expected = [f"{split}_{part}" for split in SPLITS for part in ("images", "labels")]
     missing = [key for key in expected if key not in npz.files]
     if missing:
-        raise ValueError(
+        raise DataError(
             f"{path.name} is not in MedMNIST layout: missing {', '.join(missing)} "
             f"(expected keys: {', '.join(expected)})"
         )

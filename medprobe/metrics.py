@@ -10,10 +10,10 @@ import math
 
 import numpy as np
 
-from medprobe.data import TASKS
+from medprobe.tasks import MULTI_LABEL, TASKS
 
-MULTI_LABEL = "multi-label, binary-class"
 SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
+SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1"}  # --select name -> evaluate() key
 
 
 def evaluate(
@@ -53,6 +53,36 @@ def evaluate(
         boot = _scores(y_true, y_score, task, counts, threshold)
         result["ci95"] = {name: _interval(values) for name, values in boot.items() if name in SCALARS}
     return result
+
+
+def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: str) -> tuple[str, str | None]:
+    """The val metric that picks hyper-parameters or the best epoch, and why it had to change.
+
+    AUC is undefined when a class (or, for multi-label tasks, a label's positives or negatives) is
+    absent from val; selecting on NaN would pick arbitrarily, so such a split falls back to ACC.
+
+    Args:
+        y_val: (n,) / (n, 1) classes, or (n, L) 0/1 for multi-label tasks.
+        select: a key of `SELECT_METRICS`.
+
+    Returns:
+        (the `evaluate` key to select on, a note on the fallback or None).
+    """
+    if select not in SELECT_METRICS:
+        raise ValueError(f"unknown selection metric {select!r}; choose one of {', '.join(SELECT_METRICS)}")
+    metric = SELECT_METRICS[select]
+    if metric != "auc":
+        return metric, None
+    y_val = np.asarray(y_val).reshape(len(y_val), -1)
+    if task == MULTI_LABEL:
+        absent = [c for c in range(y_val.shape[1]) if len(np.unique(y_val[:, c])) < 2]
+        what = "label(s) " + ", ".join(map(str, absent)) + " with one value only"
+    else:
+        absent = sorted(set(range(n_classes)) - set(np.unique(y_val).tolist()))
+        what = "class " + ", ".join(map(str, absent)) + " absent"
+    if not absent:
+        return metric, None
+    return "acc", f"AUC is undefined on val ({what}); selected on ACC instead"
 
 
 def _interval(values: np.ndarray) -> list[float]:

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 
 from medprobe import figures
-from medprobe.data import DATASETS
 from medprobe.metrics import paired_bootstrap
 from medprobe.results import RunResult, load_results
 
@@ -28,22 +27,43 @@ METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC",
 PAIRED = ("acc", "auc")
 
 
+NOT_DISTINGUISHING = {"seed"}  # what repeats of one configuration differ by
+
+
 @dataclass
 class Row:
-    """One model × method (× variant) of one dataset at one size, over its seeds."""
+    """One configuration of one dataset at one size (model, method, variant, ...), over its seeds.
+
+    `detail` names the configuration fields that tell this row from others that would read alike
+    (e.g. `resize=pad`), so two different configurations never look like one.
+    """
 
     dataset: str
     size: int
     model: str
-    method: str
+    variant: str
     runs: list[RunResult]
+    detail: str = ""
     stats: dict[str, tuple[float, float, float | None, float | None]] = field(default_factory=dict)
     best: set[str] = field(default_factory=set)
     tied: set[str] = field(default_factory=set)
 
     @property
+    def method(self) -> str:
+        """The variant as shown: `logreg`, `logreg-frac0.1`, `logreg [resize=pad]`."""
+        return f"{self.variant} [{self.detail}]" if self.detail else self.variant
+
+    @property
     def label(self) -> str:
         return f"{self.model} · {self.method}"
+
+    @property
+    def base_method(self) -> str:
+        return self.runs[0].method
+
+    @property
+    def tag(self) -> str:
+        return self.runs[0].tag
 
     @property
     def wall_s(self) -> float | None:
@@ -61,8 +81,9 @@ def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row
     indistinguishable cells."""
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for r in results:
-        groups[r.dataset, r.size, r.model, r.variant].append(r)
-    rows = [Row(*key, runs=sorted(runs, key=lambda r: r.seed)) for key, runs in sorted(groups.items())]
+        groups[r.dataset, r.size, r.model, r.variant, r.group].append(r)
+    rows = [Row(*key[:4], runs=sorted(runs, key=lambda r: r.seed)) for key, runs in sorted(groups.items())]
+    _name_alike_rows(rows)
     for row in rows:
         row.stats = {m: _summarize([r.metrics["test"] for r in row.runs], m) for _, m in METRICS}
     by_column: dict[tuple, list[Row]] = defaultdict(list)
@@ -72,6 +93,41 @@ def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row
         for _, metric in METRICS:
             _mark(column_rows, metric, n_resamples)
     return rows
+
+
+def _name_alike_rows(rows: list[Row]) -> None:
+    """Give rows that would read alike (same dataset, size, model, variant) their differing fields.
+
+    The fields are collected per (dataset, model, variant) over all sizes, so a configuration keeps
+    one label, and so one table row, across the size columns.
+    """
+    alike: dict[tuple, list[Row]] = defaultdict(list)
+    for row in rows:
+        alike[row.dataset, row.size, row.model, row.variant].append(row)
+    fields: dict[tuple, set[str]] = defaultdict(set)
+    for (dataset, _, model, variant), group in alike.items():
+        configs = [_flatten(row.runs[0].config) for row in group]
+        keys = set().union(*configs) - NOT_DISTINGUISHING
+        fields[dataset, model, variant] |= {k for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
+    for row in rows:
+        keys = sorted(fields[row.dataset, row.model, row.variant])
+        config = _flatten(row.runs[0].config)
+        row.detail = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(config.get(k))}" for k in keys)
+
+
+def _flatten(config: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _short(value) -> str:
+    text = "+".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return text if len(text) <= 20 else text[:19] + "…"
 
 
 def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_resamples: int = 1000) -> Path:
@@ -116,7 +172,7 @@ def _mark(rows: list[Row], metric: str, n_resamples: int) -> None:
     if not n_resamples or metric not in PAIRED or "test_score" not in best.runs[0].predictions:
         return
     reference = best.runs[0].predictions
-    task = DATASETS[best.dataset].task if best.dataset in DATASETS else None
+    task = best.runs[0].task
     for row in scored:
         other = row.runs[0].predictions
         if row is best or "test_score" not in other or task is None:
@@ -245,7 +301,7 @@ def _figures(rows: list[Row], runs_dir: Path):
     """(title, figure, file name) of every figure the runs support."""
     for dataset in sorted({r.dataset for r in rows}):
         mine = [r for r in rows if r.dataset == dataset]
-        plain = [r for r in mine if "-" not in r.method or r.method == "frozen-sgd"]
+        plain = [r for r in mine if not r.tag]
         series = defaultdict(list)
         for r in plain:
             series[r.label].append((r.size, *r.stats["acc"][:2]))
@@ -256,7 +312,7 @@ def _figures(rows: list[Row], runs_dir: Path):
                 f"{dataset}_resolution.png",
             )
         best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
-        labels = list(DATASETS[dataset].labels) if dataset in DATASETS else None
+        labels = best.runs[0].class_names
         matrix = best.runs[0].metrics["test"].get("confusion_matrix")
         if matrix and labels and np.ndim(matrix) == 2:
             title = f"{dataset}_{best.size}: confusion matrix of {best.label}"
@@ -290,10 +346,9 @@ def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, flo
         fraction, shots = r.runs[0].hparams.get("train_fraction"), r.runs[0].hparams.get("shots")
         amount = fraction if fraction is not None else shots
         if amount is not None:
-            base = r.method.split("-")[0]
-            series[f"{r.model} · {base} ({'fraction' if fraction is not None else 'shots'})"].append(
-                (amount, *r.stats["acc"][:2])
-            )
+            kind = "fraction" if fraction is not None else "shots"
+            detail = f" [{r.detail}]" if r.detail else ""
+            series[f"{r.model} · {r.base_method}{detail} ({kind})"].append((amount, *r.stats["acc"][:2]))
     return dict(series)
 
 

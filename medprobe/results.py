@@ -1,8 +1,15 @@
-"""The result record every run writes: one JSON per (dataset, size, model, method, seed)."""
+"""The result record every run writes, named from its readable label and a digest of its configuration.
+
+`config` holds everything that changes a run's numbers (the cache key or training configuration,
+head, features, selection, label-efficiency settings, seed). Its digest ends the record's name, so
+two configurations never share a record and re-running one rewrites its own.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import math
 import os
 import platform
@@ -15,8 +22,10 @@ import numpy as np
 
 from medprobe.atomic import atomic_path
 
-SCHEMA_VERSION = 1
-METHODS = ("scratch", "finetune", "frozen-sgd", "logreg", "linear", "knn")
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2
+DIGEST_CHARS = 10
 
 
 @dataclass
@@ -24,8 +33,9 @@ class RunResult:
     """What one run found, with enough context to compare and reproduce it.
 
     `metrics` maps split ("val", "test") to the dict of `medprobe.metrics.evaluate`. `predictions`
-    (e.g. test scores and labels) are kept beside the JSON in `{run_name}.npz`, so intervals and
-    paired tests can be computed later; `tag` tells label-efficiency and feature variants apart.
+    (test scores and labels) are kept beside the JSON in `{run_name}.npz`, so intervals and paired
+    tests can be computed later; `tag` tells label-efficiency and feature variants apart; `task`
+    and `class_names` let a report score and label a user's own data.
     """
 
     dataset: str
@@ -34,6 +44,9 @@ class RunResult:
     method: str
     seed: int
     metrics: dict[str, dict]
+    config: dict = field(default_factory=dict)
+    task: str | None = None
+    class_names: list[str] = field(default_factory=list)
     hparams: dict = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     cache_key: str | None = None
@@ -46,11 +59,16 @@ class RunResult:
     @property
     def variant(self) -> str:
         """The method with its tag, e.g. `logreg` or `logreg-frac0.1`: what tables group by."""
-        return f"{self.method}-{self.tag}" if self.tag else self.method
+        return variant_of(self.method, self.tag)
+
+    @property
+    def group(self) -> str:
+        """Digest of the configuration without the seed: the runs that are repeats of each other."""
+        return config_digest({k: v for k, v in self.config.items() if k != "seed"})
 
     @property
     def run_name(self) -> str:
-        return f"{self.dataset}_{self.size}__{self.model.replace(':', '-')}__{self.variant}__seed{self.seed}"
+        return run_name(self.dataset, self.size, self.model, self.variant, self.seed, self.config)
 
     def to_json(self) -> str:
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
@@ -88,15 +106,40 @@ class RunResult:
         return path
 
 
+def variant_of(method: str, tag: str) -> str:
+    return f"{method}-{tag}" if tag else method
+
+
+def config_digest(config: dict) -> str:
+    """Short sha256 of the canonical JSON of a configuration."""
+    text = json.dumps(_finite(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
+
+
+def run_name(dataset: str, size: int, model: str, variant: str, seed: int, config: dict) -> str:
+    """`{dataset}_{size}__{model}__{variant}__seed{seed}__{digest}`: readable, and unique per config."""
+    label = f"{dataset}_{size}__{model.replace(':', '-').replace('/', '-')}__{variant}__seed{seed}"
+    return f"{label}__{config_digest(config)}"
+
+
 def load_results(runs_dir: str | os.PathLike) -> list[RunResult]:
-    """Every result record under `runs_dir` with its saved predictions, sorted by run name."""
+    """Every result record under `runs_dir` with its saved predictions, sorted by run name.
+
+    JSON files that are not records (history.json) are passed over; records that cannot be read
+    (torn, foreign, another schema) are skipped with a warning naming each file.
+    """
     results = []
     for path in sorted(Path(runs_dir).rglob("*.json")):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and "schema_version" in data and "metrics" in data:
+        try:
+            data = json.loads(path.read_text())
+            if not (isinstance(data, dict) and "schema_version" in data and "metrics" in data):
+                continue
             result = RunResult.from_dict(data)
             result.predictions = result.load_predictions(path.parent)
-            results.append(result)
+        except (OSError, ValueError, TypeError, KeyError) as e:
+            log.warning("skipping %s: not a readable result record (%s)", path, e)
+            continue
+        results.append(result)
     return sorted(results, key=lambda r: r.run_name)
 
 

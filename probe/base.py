@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medprobe.metrics import MULTI_LABEL
+from medprobe.tasks import MULTI_LABEL
 
 
 @dataclass
@@ -21,8 +22,13 @@ class Sweep:
 
 
 class BaseHead:
-    """Shared by every head: targets (classes or multi-label 0/1 rows), probabilities, losses."""
+    """Shared by every head: targets (classes or multi-label 0/1 rows), probabilities, losses.
 
+    `deterministic` heads give the same fit on the same data whatever the seed, so repeating them
+    over seeds would only repeat one number.
+    """
+
+    deterministic: bool = True
     task: str
     n_classes: int | None
 
@@ -54,3 +60,8 @@ def fit_scaler(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     X = np.asarray(X, dtype=np.float32)
     std = X.std(axis=0)
     return X.mean(axis=0), np.where(std > 1e-6, std, 1.0).astype(np.float32)
+
+
+def score_or_worst(value: float) -> float:
+    """A val score to compare: NaN (metric undefined) ranks below every real score."""
+    return value if value == value else -math.inf

@@ -10,7 +10,6 @@ from cache import store
 from cache.extract import extract
 from cache.store import CacheError
 from medprobe import __version__
-from medprobe.backbones import WeightsUnavailableError
 from medprobe.cli_utils import (
     clean_errors_of,
     dataset_options,
@@ -22,14 +21,17 @@ from medprobe.cli_utils import (
 )
 from medprobe.data import SPLITS
 from medprobe.device import PRECISIONS
+from medprobe.errors import UserError
+from medprobe.metrics import SELECT_METRICS
 from medprobe.preprocess import RESIZE_MODES
 from medprobe.report import write_report
-from probe.fit import SELECT_METRICS, run_probe
+from probe.entries import EntryFilter
+from probe.fit import run_probe
 from probe.heads import HEADS
 from probe.suite import load_recipe, run_suite
 from probe.summary import summary_table
 
-USER_ERRORS = (ValueError, FileNotFoundError, CacheError, WeightsUnavailableError, TimeoutError, OSError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, CacheError, TimeoutError, OSError)
 
 
 clean_errors = clean_errors_of(USER_ERRORS)
@@ -126,16 +128,28 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
     "--extract", "do_extract", is_flag=True, help="Extract the features first if they are not cached."
 )
 @click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None, help="With --extract: local weights."
+    "--weights", type=click.Path(dir_okay=False), default=None, help="Entries of these local weights."
 )
 @click.option(
-    "--pretrained/--no-pretrained", default=True, help="With --extract: hub weights or random init."
+    "--pretrained/--no-pretrained",
+    default=None,
+    help="Entries of pretrained or random-init weights [default: any; with --extract: pretrained].",
 )
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default=None, help="Entries of this resize mode.")
+@click.option("--img-size", type=int, default=None, help="Entries of this backbone input size.")
+@click.option("--dtype", type=click.Choice(store.STORAGE_DTYPES), default=None, help="Entries of this dtype.")
 @clean_errors
-def fit_command(
-    backbone, dataset, size, task, data_root, cache_root, heads, do_extract, weights, pretrained, **options
-):
-    """Fit heads on cached features; choose on val, score test once, write one record per run."""
+def fit_command(backbone, dataset, size, task, data_root, cache_root, heads, do_extract, **options):
+    """Fit heads on cached features; choose on val, score test once, write one record per run.
+
+    Entries are matched by the content of the data file; when several match (say two resize
+    modes), each is fitted into its own record. --weights, --resize, --img-size, --dtype and
+    --[no-]pretrained pick among them, or say how --extract builds a missing one.
+    """
+    wanted = {k: options.pop(k) for k in ("weights", "pretrained", "resize", "img_size", "dtype")}
+    if do_extract:
+        extract_options = {k: v for k, v in wanted.items() if v is not None}
+        extract_options.setdefault("pretrained", True)
     results = run_probe(
         dataset,
         size=size,
@@ -144,10 +158,16 @@ def fit_command(
         task=task,
         cache_root=cache_root,
         data_root=data_root,
-        extract={"weights": weights, "pretrained": pretrained} if do_extract else None,
+        extract=extract_options if do_extract else None,
+        where=EntryFilter(**wanted),
         **options,
     )
     click.echo(summary_table(results))
+    once = sorted({r.method for r in results if r.hparams.get("deterministic")})
+    if once and len(options["seeds"]) > 1:
+        click.echo(
+            f"{', '.join(once)} on all of train: deterministic, so fitted once (seed 0); seeds vary nothing"
+        )
     click.echo(f"{len(results)} result record(s) in {options['out']}/")
 
 

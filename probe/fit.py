@@ -1,11 +1,13 @@
 """Fit heads on cached features: hyper-parameters chosen on val, test scored once with the choice.
 
-`fit_probe` speaks numpy only (no files); `run_probe` reads cache entries, fits every requested
-(head, seed), and writes one result record per run.
+`fit_probe` speaks numpy only (no files); `run_probe` resolves the cache entries built from the
+file the user names (`probe.entries`), fits every requested (head, seed), and writes one result
+record per configuration.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -17,20 +19,20 @@ import numpy as np
 import torch
 
 from cache.extract import extract as extract_features
-from cache.store import CacheError, CacheKey, find_entries, read_attrs, read_key, read_split
-from medprobe.data import get_dataset
-from medprobe.metrics import MULTI_LABEL, evaluate
-from medprobe.results import RunResult
+from cache.store import CacheKey, read_attrs, read_key, read_split
+from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
+from medprobe.metrics import SELECT_METRICS, evaluate, selection_metric
+from medprobe.results import RunResult, run_name, variant_of
+from medprobe.tasks import MULTI_LABEL
+from probe.entries import EntryFilter, matching_entries
 from probe.heads import HEADS
 
 log = logging.getLogger(__name__)
 
-SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1"}
-
 
 @dataclass
 class ProbeFit:
-    """One fitted head: what was chosen, how it scored, how long it took."""
+    """One fitted head: what was chosen, on which val metric, how it scored, how long it took."""
 
     head: object
     params: dict
@@ -39,6 +41,8 @@ class ProbeFit:
     val_scores: list[tuple[dict, float]]
     seconds: float
     test_scores: np.ndarray
+    selected_on: str
+    selection_note: str | None = None
 
 
 def fit_probe(
@@ -58,24 +62,32 @@ def fit_probe(
     Args:
         train, val, test: (features (n, D), labels (n, L)) per split.
         head: a key of `probe.heads.HEADS`.
-        select: val metric that picks the hyper-parameters: acc, auc or f1 (macro).
+        select: val metric that picks the hyper-parameters: acc, auc or f1 (macro); one that is
+            undefined on this val split falls back to acc (`selection_metric`), and says so.
         bootstrap: resamples for 95% intervals on the test metrics.
         seed: seeds torch (the linear head's shuffling) and the bootstrap.
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
-    if select not in SELECT_METRICS:
-        raise ValueError(f"unknown selection metric {select!r}; choose one of {', '.join(SELECT_METRICS)}")
+    metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
     start = time.perf_counter()
-    score = make_scorer(val[1], task=task, metric=SELECT_METRICS[select])
+    score = make_scorer(val[1], task=task, metric=metric)
     sweep = HEADS[head].sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
     seconds = time.perf_counter() - start
     val_metrics = evaluate(val[1], sweep.best.predict_proba(val[0]), task=task)
     test_scores = sweep.best.predict_proba(test[0])
     test_metrics = evaluate(test[1], test_scores, task=task, bootstrap=bootstrap, seed=seed)
     return ProbeFit(
-        sweep.best, sweep.params, val_metrics, test_metrics, sweep.val_scores, seconds, test_scores
+        sweep.best,
+        sweep.params,
+        val_metrics,
+        test_metrics,
+        sweep.val_scores,
+        seconds,
+        test_scores,
+        metric,
+        note,
     )
 
 
@@ -107,6 +119,44 @@ def select_features(features: dict[str, np.ndarray], kinds: tuple[str, ...]) -> 
     return np.concatenate([features[k] for k in kinds], axis=1)
 
 
+def seeds_for(head: str, seeds: tuple[int, ...], *, subsampled: bool) -> tuple[int, ...]:
+    """The seeds worth running: a deterministic head on all of train gives one fit (seed 0)."""
+    return (0,) if HEADS[head].deterministic and not subsampled else tuple(seeds)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What, besides its cache entry, makes a probe run's numbers (and so its record)."""
+
+    head: str
+    kinds: tuple[str, ...]
+    select: str
+    fraction: float | None
+    shots: int | None
+    bootstrap: int
+    seed: int
+
+    def config(self, key: CacheKey) -> dict:
+        """The run's full configuration: the record's name ends in its digest."""
+        return {
+            "entry": json.loads(key.to_json()),
+            "head": self.head,
+            "features": "+".join(self.kinds),
+            "select": self.select,
+            "train_fraction": self.fraction,
+            "shots": self.shots,
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+        }
+
+    def tag(self, all_kinds: tuple[str, ...]) -> str:
+        return run_tag(self.kinds, all_kinds, self.fraction, self.shots)
+
+    def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
+        variant = variant_of(self.head, self.tag(key.features))
+        return run_name(spec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
+
+
 def run_probe(
     dataset: str = "bloodmnist",
     *,
@@ -124,89 +174,123 @@ def run_probe(
     data_root: str | os.PathLike | None = None,
     out: str | os.PathLike = "runs",
     extract: dict | None = None,
+    where: EntryFilter | None = None,
+    skip_existing: bool = False,
 ) -> list[RunResult]:
-    """Fit `heads` on the cached features of every matching entry; one record per (entry, head, seed).
+    """Fit `heads` on the cached features of every matching entry; one record per configuration.
 
     Args:
-        backbone: only this backbone's entry; None fits every complete entry of the dataset/size.
+        backbone: only this backbone's entries; None fits every backbone cached for the data.
         features: "cls", "mean", "cls+mean", "pool"; None takes every kind the entry holds.
         extract: extract the backbone's features first (instant when cached) with these options
             of `cache.extract.extract` (weights, pretrained, precision, ...), and fit that entry.
+        where: without `extract`, fit only the entries built as asked (weights, resize, ...).
+        skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
     """
-    if train_fraction is not None and shots is not None:
-        raise ValueError("give --train-fraction or --shots, not both")
+    _check_options(heads, seeds, select, train_fraction, shots)
     spec = get_dataset(dataset, task=task)
+    where = where or EntryFilter()
+    entries = _entries(spec, dataset, size, task, backbone, cache_root, data_root, extract, where)
+    results = []
+    for path, key in entries:
+        kinds = tuple(features.split("+")) if features else key.features
+        missing = [k for k in kinds if k not in key.features]
+        if missing:
+            raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
+        splits = None
+        for settings in _settings(heads, kinds, select, seeds, train_fraction, shots, bootstrap):
+            record = Path(out) / f"{settings.run_name(spec, key)}.json"
+            if skip_existing and record.exists():
+                log.info("skip %s: the record exists", record.name)
+                continue
+            splits = splits or {split: read_split(path, split) for split in ("train", "val", "test")}
+            result = _one_run(splits, key, path, spec, settings)
+            result.save(out)
+            results.append(result)
+    return results
+
+
+def _check_options(heads, seeds, select, fraction, shots) -> None:
+    """Refuse bad options before any entry is read or any data extracted."""
+    unknown = [h for h in heads if h not in HEADS]
+    if unknown or not heads:
+        raise ValueError(f"unknown head(s) {unknown or heads}; choose from {', '.join(HEADS)}")
+    if not seeds:
+        raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0")
+    if select not in SELECT_METRICS:
+        raise ValueError(f"unknown selection metric {select!r}; choose one of {', '.join(SELECT_METRICS)}")
+    if fraction is not None and shots is not None:
+        raise ValueError("give --train-fraction or --shots, not both")
+
+
+def _settings(heads, kinds, select, seeds, fraction, shots, bootstrap) -> list[FitSettings]:
+    subsampled = fraction is not None or shots is not None
+    return [
+        FitSettings(head, kinds, select, fraction, shots, bootstrap, seed)
+        for head in heads
+        for seed in seeds_for(head, seeds, subsampled=subsampled)
+    ]
+
+
+def _entries(spec, dataset, size, task, backbone, cache_root, data_root, extract, where):
+    """(path, key) of the entries to fit: the one `extract` makes, or those matching the file."""
     if extract is not None:
         if backbone is None:
             raise ValueError("extracting first (--extract) needs --backbone")
         path = extract_features(
             backbone, dataset, size=size, task=task, data_root=data_root, cache_root=cache_root, **extract
         ).path
-        entries = [(path, read_key(path))]
-    else:
-        entries = find_entries(cache_root, dataset=spec.flag, size=size, backbone=backbone)
-    if not entries:
-        which = f"--backbone {backbone}" if backbone else "--backbone B"
-        raise CacheError(
-            f"no cached features for {backbone or 'any backbone'} on {spec.flag}_{size}; create them with "
-            f"`probe extract {which} --dataset {dataset} --size {size}` (or pass --extract)"
-        )
-    results = []
-    for path, key in _newest_per_backbone(entries):
-        splits = {split: read_split(path, split) for split in ("train", "val", "test")}
-        kinds = tuple(features.split("+")) if features else key.features
-        for head in heads:
-            for seed in seeds:
-                result = _one_run(
-                    splits,
-                    key,
-                    path,
-                    spec,
-                    kinds,
-                    head=head,
-                    seed=seed,
-                    select=select,
-                    fraction=train_fraction,
-                    shots=shots,
-                    bootstrap=bootstrap,
-                )
-                result.save(out)
-                results.append(result)
-    return results
+        return [(path, read_key(path))]
+    npz = dataset_path(spec, size=size, root=data_root, download=False)
+    return matching_entries(
+        cache_root,
+        dataset=spec.flag,
+        size=size,
+        data_md5=file_md5(npz),
+        npz=npz,
+        backbone=backbone,
+        where=where,
+    )
 
 
-def _one_run(splits, key, path, spec, kinds, *, head, seed, select, fraction, shots, bootstrap) -> RunResult:
-    missing = [k for k in kinds if k not in splits["train"][0]]
-    if missing:
-        raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
+def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings) -> RunResult:
     (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
-    rows = subsample(y_train, task=spec.task, seed=seed, fraction=fraction, shots=shots)
+    rows = subsample(
+        y_train, task=spec.task, seed=settings.seed, fraction=settings.fraction, shots=settings.shots
+    )
     fit = fit_probe(
-        (select_features(train_feats, kinds)[rows], y_train[rows]),
-        (select_features(val[0], kinds), val[1]),
-        (select_features(test[0], kinds), test[1]),
-        head=head,
+        (select_features(train_feats, settings.kinds)[rows], y_train[rows]),
+        (select_features(val[0], settings.kinds), val[1]),
+        (select_features(test[0], settings.kinds), test[1]),
+        head=settings.head,
         task=spec.task,
         n_classes=spec.n_classes,
-        select=select,
-        bootstrap=bootstrap,
-        seed=seed,
+        select=settings.select,
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
     )
     extraction = read_attrs(path).get("extraction", {})
     return RunResult(
         dataset=spec.flag,
         size=key.size,
         model=key.backbone,
-        method=head,
-        seed=seed,
+        method=settings.head,
+        seed=settings.seed,
         metrics={"val": fit.val, "test": fit.test},
+        config=settings.config(key),
+        task=spec.task,
+        class_names=list(spec.labels),
         hparams=fit.params
         | {
-            "features": "+".join(kinds),
-            "select": select,
+            "features": "+".join(settings.kinds),
+            "select": settings.select,
+            "selected_on": fit.selected_on,
+            "selection_note": fit.selection_note,
+            "deterministic": HEADS[settings.head].deterministic and len(rows) == len(y_train),
             "n_train": len(rows),
-            "train_fraction": fraction,
-            "shots": shots,
+            "train_fraction": settings.fraction,
+            "shots": settings.shots,
+            "weights": key.weights,
         },
         timings={
             "fit_s": round(fit.seconds, 3),
@@ -214,7 +298,7 @@ def _one_run(splits, key, path, spec, kinds, *, head, seed, select, fraction, sh
             "extract_images_per_s": extraction.get("images_per_second"),
         },
         cache_key=key.digest,
-        tag=run_tag(kinds, key.features, fraction, shots),
+        tag=settings.tag(key.features),
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": test[1]},
     )
 
@@ -227,12 +311,3 @@ def run_tag(
     parts += [f"frac{fraction:g}"] if fraction is not None else []
     parts += [f"shots{shots}"] if shots is not None else []
     return "-".join(parts)
-
-
-def _newest_per_backbone(entries: list[tuple[Path, CacheKey]]) -> list[tuple[Path, CacheKey]]:
-    newest: dict[str, tuple[Path, CacheKey]] = {}
-    for path, key in sorted(entries, key=lambda e: e[0].stat().st_mtime):
-        if key.backbone in newest:
-            log.info("several entries for %s; using the newest, %s", key.backbone, path.name)
-        newest[key.backbone] = (path, key)
-    return list(newest.values())

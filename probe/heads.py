@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.base import MULTI_LABEL, BaseHead, Sweep, fit_scaler, standardize
+from probe.base import MULTI_LABEL, BaseHead, Sweep, fit_scaler, score_or_worst, standardize
 from probe.linear import LinearHead
 
 LOGREG_CS = tuple(10.0**e for e in range(-4, 5))  # 1e-4 .. 1e4, 9 points
@@ -88,9 +88,9 @@ class LogRegHead(BaseHead):
         best, best_score, scores = None, -math.inf, []
         for C in sorted(Cs):
             head.C = C
-            val_score = score(head.fit(X, y).predict_proba(X_val))
+            val_score = score_or_worst(score(head.fit(X, y).predict_proba(X_val)))
             scores.append(({"C": C}, val_score))
-            if val_score > best_score:
+            if best is None or val_score > best_score:
                 best, best_score = copy.deepcopy(head), val_score
         best.warm_start = False
         return Sweep(best, {"C": best.C}, scores)
@@ -138,7 +138,7 @@ class KNNHead(BaseHead):
         """Every k in 1..max_k from one neighbour search (votes accumulate along the sorted axis)."""
         head = cls(task=task, n_classes=n_classes).fit(X, y)
         votes = head._votes(X_val, max_k).double().numpy()
-        scores = [({"k": k + 1}, score(votes[:, k])) for k in range(votes.shape[1])]
+        scores = [({"k": k + 1}, score_or_worst(score(votes[:, k]))) for k in range(votes.shape[1])]
         params, _ = max(scores, key=lambda item: item[1])  # first (smallest) k among ties
         head.k = params["k"]
         return Sweep(head, params, scores)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from probe.base import BaseHead, Sweep, fit_scaler, standardize
+from probe.base import BaseHead, Sweep, fit_scaler, score_or_worst, standardize
 
 LINEAR_GRID = tuple((lr, wd) for lr in (1e-3, 1e-2, 1e-1) for wd in (0.0, 1e-4, 1e-2))
 
@@ -16,10 +16,13 @@ LINEAR_GRID = tuple((lr, wd) for lr in (1e-3, 1e-2, 1e-1) for wd in (0.0, 1e-4, 
 class LinearHead(BaseHead):
     """A torch linear layer on standardized features, trained with AdamW on mini-batches.
 
-    Runs on the GPU when there is one; shuffling follows torch's global seed. `sweep` trains a
+    Runs on the GPU when there is one; shuffling follows torch's global seed (so it is not
+    `deterministic`: seeds give different fits). `sweep` trains a
     whole (lr, weight decay) grid together in one pass over the data, each configuration with its
     own optimizer state and early stopping on val.
     """
+
+    deterministic = False
 
     def __init__(
         self,
@@ -65,11 +68,11 @@ class LinearHead(BaseHead):
         for epoch in range(1, head.epochs + 1):
             head._epoch(layers, x, targets)
             val_logits = layers.logits(x_val, train=False)
-            for g, (best_score, best_epoch, _) in enumerate(best):
+            for g, (best_score, best_epoch, best_state) in enumerate(best):
                 if epoch - best_epoch > head.patience:
                     continue  # this configuration has stopped early
-                val_score = score(head._proba(val_logits[g]))
-                if val_score > best_score:
+                val_score = score_or_worst(score(head._proba(val_logits[g])))
+                if best_state is None or val_score > best_score:
                     best[g] = (val_score, epoch, layers.state(g))
             if all(epoch - best_epoch > head.patience for _, best_epoch, _ in best):
                 break

@@ -20,9 +20,9 @@ from pathlib import Path
 
 from medprobe.backbones import get_backbone
 from medprobe.data import get_dataset
+from medprobe.metrics import SELECT_METRICS
 from medprobe.report import write_report
-from medprobe.results import RunResult
-from probe.fit import SELECT_METRICS, run_probe, run_tag
+from probe.fit import run_probe
 from probe.heads import HEADS
 
 try:
@@ -69,7 +69,6 @@ class Recipe:
     task: str | None = None
     probes: list[dict] = field(default_factory=list)
     finetunes: list[dict] = field(default_factory=list)
-    finetune_records: dict[str, Path] = field(default_factory=dict)  # run id -> its record's path
 
 
 def load_recipe(path: str | Path, **overrides) -> Recipe:
@@ -124,40 +123,30 @@ def run_suite(recipe: Recipe) -> Path:
 
 
 def _run_probe(recipe: Recipe, probe: dict, dataset: str, size: int) -> None:
-    spec, dspec = get_backbone(probe["backbone"]), get_dataset(dataset, task=recipe.task)
-    kinds = tuple(probe["features"].split("+")) if probe.get("features") else spec.features
-    tag = run_tag(kinds, spec.features, probe.get("train_fraction"), probe.get("shots"))
-    heads = tuple(probe.get("heads", ["logreg"]))
-    missing = [h for h in heads if not _done(recipe, dspec.flag, size, spec.name, h, tag)]
-    if not missing:
-        log.info("skip %s on %s_%d: every result exists", spec.name, dspec.flag, size)
-        return
+    """Extract (instant when cached), then fit every configuration whose record is missing."""
     options = {
         k: probe[k] for k in ("features", "select", "bootstrap", "train_fraction", "shots") if k in probe
     }
     run_probe(
         dataset,
         size=size,
-        backbone=spec.name,
-        heads=tuple(missing),
+        backbone=probe["backbone"],
+        heads=tuple(probe.get("heads", ["logreg"])),
         seeds=tuple(recipe.seeds),
         task=recipe.task,
         out=recipe.out,
         cache_root=recipe.cache_root,
         data_root=recipe.data_root,
         extract={k: probe[k] for k in EXTRACT_KEYS if k in probe},
+        skip_existing=True,
         **options,
     )
 
 
 def _run_finetune(recipe: Recipe, options: dict, dataset: str, size: int, seed: int) -> None:
     args = _finetune_args(recipe, options, dataset, size, seed)
-    record = recipe.finetune_records[_finetune_id(options, dataset, size, seed)]
-    if record.exists():
-        log.info("skip %s: result exists", record.name)
-        return
     log.info("finetune %s on %s_%d seed %d", options["model"], dataset, size, seed)
-    done = subprocess.run([sys.executable, "-m", "finetune", "run", *args, "--resume"])
+    done = subprocess.run([sys.executable, "-m", "finetune", "run", *args, "--resume", "--skip-existing"])
     if done.returncode != 0:
         raise ChildProcessError(
             f"`finetune run {' '.join(args)}` failed (exit {done.returncode}); re-run the suite to resume it"
@@ -200,16 +189,6 @@ def _plan_finetunes(recipe: Recipe, text: str) -> None:
             raise RecipeError(
                 f"{recipe.path}:{line}: [[finetune]] model {options['model']!r}: {answer['error']}"
             )
-        recipe.finetune_records[_finetune_id(*run)] = Path(answer["record"])
-
-
-def _finetune_id(options: dict, dataset: str, size: int, seed: int) -> str:
-    return json.dumps([options, dataset, size, seed], sort_keys=True)
-
-
-def _done(recipe: Recipe, flag: str, size: int, model: str, method: str, tag: str) -> bool:
-    names = [RunResult(flag, size, model, method, s, metrics={}, tag=tag).run_name for s in recipe.seeds]
-    return all((recipe.out / f"{name}.json").exists() for name in names)
 
 
 def _validate(recipe: Recipe, text: str) -> None:

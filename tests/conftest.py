@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-
-# One thread in the test session and in the processes it starts (torchrun, kill -9 tests): on a
-# 2-core machine, oversubscribed threads make single tests 10-30x slower under load.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(1)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BREASTMNIST = SHARED / "data" / "breastmnist.npz"

@@ -12,9 +12,10 @@ from medprobe.backbones import (
     create_backbone,
     extract_features,
     get_backbone,
-    weights_identity,
 )
+from medprobe.errors import WeightsError
 from medprobe.preprocess import preprocess
+from medprobe.weights import weights_identity
 
 EXPECTED_DIMS = {
     "resnet18": {"pool": 512},
@@ -87,7 +88,7 @@ def test_offline_hub_error_names_the_fixes(offline_hub):
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="nope.safetensors"):
+    with pytest.raises(WeightsError, match="nope.safetensors does not exist"):
         create_backbone("vit_tiny", weights=tmp_path / "nope.safetensors")
 
 
@@ -95,9 +96,10 @@ def test_weights_identity_tells_hub_file_and_random_apart(tmp_path):
     spec = get_backbone("vit_tiny")
     file = tmp_path / "w.pth"
     file.write_bytes(b"abc")
-    assert weights_identity(spec, pretrained=True, weights=None) == f"timm:{spec.model_id}"
-    assert weights_identity(spec, pretrained=False, weights=None) == "random-init:seed0"
-    assert weights_identity(spec, pretrained=True, weights=file).startswith("sha256:ba7816bf")
+    identity = dict(pretrained=True, weights=None, seed=0)
+    assert weights_identity(spec.model_id, **identity) == f"timm:{spec.model_id}"
+    assert weights_identity(spec.model_id, **identity | {"pretrained": False}) == "random-init:seed0"
+    assert weights_identity(spec.model_id, **identity | {"weights": file}).startswith("sha256:ba7816bf")
 
 
 @pytest.mark.real

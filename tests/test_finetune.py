@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from conftest import BREASTMNIST, make_npz, needs_shared
 from safetensors.torch import load_file
 
-from medprobe.backbones import BACKBONES
-from medprobe.data import load_split
-from medprobe.metrics import evaluate
-from medprobe.results import load_results
 from finetune.checkpoint import load_checkpoint
 from finetune.cli import main as finetune_main
 from finetune.model import apply_freeze
 from finetune.train import TrainConfig, train, warmup_cosine
+from medprobe.backbones import BACKBONES
+from medprobe.data import load_split
+from medprobe.metrics import evaluate
+from medprobe.results import load_results
 
 TINY = dict(
     model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, precision="fp32", augment="none"
@@ -186,11 +186,19 @@ def test_freeze_backbone_trains_only_the_head():
         TrainConfig(freeze="half")
 
 
-def test_resume_refuses_another_configuration(data_root, tmp_path):
+def test_resume_of_another_configuration_starts_it_beside_the_first(data_root, tmp_path):
     common = dict(dataset="breastmnist", data_root=str(data_root), out=str(tmp_path), **TINY)
-    train(TrainConfig(epochs=1, **common))
-    with pytest.raises(ValueError, match="lr: 0.001 -> 0.5"):
-        train(TrainConfig(epochs=2, resume=True, **(common | {"lr": 0.5})))
+    first = train(TrainConfig(epochs=1, **common))
+    second = train(TrainConfig(epochs=1, resume=True, **(common | {"lr": 0.5})))
+    assert second.run_name != first.run_name and second.hparams["lr"] == 0.5
+    assert {r.run_name for r in load_results(tmp_path)} == {first.run_name, second.run_name}
+
+
+def test_skip_existing_returns_the_record_without_training(data_root, tmp_path):
+    common = dict(dataset="breastmnist", data_root=str(data_root), out=str(tmp_path), epochs=1, **TINY)
+    first = train(TrainConfig(**common))
+    again = train(TrainConfig(skip_existing=True, **common))
+    assert again.created == first.created and again.metrics == json.loads(first.to_json())["metrics"]
 
 
 def test_warmup_then_cosine():

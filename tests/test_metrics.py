@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 from medmnist.evaluator import getACC, getAUC
@@ -78,12 +76,9 @@ def test_perfect_scores_give_one():
     assert result["acc"] == result["auc"] == result["macro_f1"] == result["balanced_acc"] == 1.0
 
 
-def test_bootstrap_is_seeded_contains_the_estimate_and_is_fast():
+def test_bootstrap_is_seeded_and_contains_the_estimate():
     y, score = random_predictions("multi-class", 8, n=10_000)
-    start = time.perf_counter()
     result = evaluate(y, score, task="multi-class", bootstrap=1000, seed=3)
-    elapsed = time.perf_counter() - start
-    assert elapsed < 1.5, f"1,000 resamples of 10,000 took {elapsed:.2f}s"  # ~0.6 s here; CI slack
     for name in ("acc", "auc", "macro_f1", "balanced_acc"):
         lo, hi = result["ci95"][name]
         assert lo < result[name] < hi and hi - lo < 0.05

@@ -41,6 +41,9 @@ def record(model, method, accuracy, *, size=28, seed=0, tag="", hparams=None, sc
         method=method,
         seed=seed,
         tag=tag,
+        config={"model": model, "method": method, "size": size, "tag": tag, "seed": seed},
+        task="multi-class",
+        class_names=[f"cell {c}" for c in range(C)],
         metrics={"val": test, "test": test},
         hparams=hparams or {},
         timings={"fit_s": 1.0, "extract_s": 9.0},
@@ -101,7 +104,7 @@ def test_report_files_and_html_embeds_every_figure(tmp_path):
             "bloodmnist_resolution.png",
             "bloodmnist_confusion.png",
             "bloodmnist_label_efficiency.png",
-            "curves_bloodmnist_28__vit_tiny__finetune__seed0.png",
+            f"curves_{record('vit_tiny', 'finetune', 0.85).run_name}.png",
         ]
     )
 
@@ -143,3 +146,17 @@ def test_cli_report_and_empty_dir(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(probe_main, ["report", str(tmp_path / "empty")])
     assert empty.exit_code == 1 and "no result records" in empty.output
+
+
+def test_rows_that_would_read_alike_name_their_differing_fields(tmp_path):
+    bicubic = record("vit_tiny", "logreg", 0.8)
+    pad = record("vit_tiny", "logreg", 0.7)
+    bicubic.config["resize"], pad.config["resize"] = "bicubic", "pad"
+    at_64 = record("vit_tiny", "logreg", 0.9, size=64)
+    at_64.config["resize"] = "pad"
+    rows = build_rows([bicubic, pad, at_64], n_resamples=0)
+    assert sorted((r.size, r.method) for r in rows) == [
+        (28, "logreg [resize=bicubic]"),
+        (28, "logreg [resize=pad]"),
+        (64, "logreg [resize=pad]"),  # one label per configuration, so one table row across sizes
+    ]

@@ -1,0 +1,102 @@
+"""One validation step for every dataset split, official or a user's own npz.
+
+Images must be uint8 (N, H, W) or (N, H, W, 1|3) with one label row each; labels must be
+integral, finite and within the task's range and shape. Each error names the file, the split and
+the first offending row, so a wrong number can never come out of a bad label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from medprobe.errors import DataError
+from medprobe.tasks import MULTI_LABEL
+
+
+def check_images(images: np.ndarray, *, where: str) -> np.ndarray:
+    """(N, H, W) or (N, H, W, 1|3) uint8, N > 0 -> (N, H, W, C) uint8."""
+    if len(images) == 0:
+        raise DataError(f"{where}: the split is empty; every split needs at least one image")
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
+        raise DataError(
+            f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {images.dtype} {images.shape}"
+        )
+    return images
+
+
+def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where: str) -> np.ndarray:
+    """Validate one split's labels against its task; returns them as (N, L) int64.
+
+    Args:
+        labels: (N,) or (N, L) numbers as stored.
+        task: one of the MedMNIST task names.
+        n_classes: classes (labels, for multi-label tasks); None to check integrality only.
+        where: "file.npz split" for the messages.
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biuf":
+        raise DataError(f"{where}: labels must be numbers, got dtype {labels.dtype}")
+    if len(labels) == 0:
+        raise DataError(f"{where}: the split is empty; every split needs at least one labelled image")
+    rows = labels.reshape(len(labels), -1)
+    _check_integral(rows, where)
+    if task == MULTI_LABEL:
+        _check_multi_label(rows, n_classes, where)
+    else:
+        _check_single_label(rows, task, n_classes, where)
+    return rows.astype(np.int64)
+
+
+def infer_n_classes(labels: list[np.ndarray], *, task: str) -> int:
+    """Classes of a user's npz from its (already integral, non-negative) labels of every split."""
+    if task == MULTI_LABEL:
+        return labels[0].shape[1]
+    if task == "binary-class":
+        return 2
+    return int(max(y.max() for y in labels)) + 1
+
+
+def _check_integral(rows: np.ndarray, where: str) -> None:
+    if rows.dtype.kind != "f":
+        return
+    bad = ~np.isfinite(rows)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        raise DataError(f"{where}: label row {row} is {rows[row].tolist()}; labels must be finite numbers")
+    fractional = rows != np.round(rows)
+    if fractional.any():
+        row = int(np.argwhere(fractional)[0, 0])
+        raise DataError(
+            f"{where}: label row {row} is {rows[row].tolist()}; labels must be whole class numbers"
+        )
+
+
+def _check_single_label(rows: np.ndarray, task: str, n_classes: int | None, where: str) -> None:
+    if rows.shape[1] != 1:
+        raise DataError(
+            f"{where}: labels have {rows.shape[1]} columns, but a {task} task has one class per row "
+            f"(for one 0/1 column per label use --task '{MULTI_LABEL}')"
+        )
+    top = n_classes - 1 if n_classes else None
+    bad = (rows[:, 0] < 0) | (rows[:, 0] > top if top is not None else False)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        valid = "0 or 1" if task == "binary-class" else f"0..{top}" if top is not None else ">= 0"
+        hint = " (more than two classes? use --task multi-class)" if task == "binary-class" else ""
+        raise DataError(
+            f"{where}: label {rows[row, 0]:g} at row {row} is outside {valid} for a {task} task{hint}"
+        )
+
+
+def _check_multi_label(rows: np.ndarray, n_classes: int | None, where: str) -> None:
+    if n_classes is not None and rows.shape[1] != n_classes:
+        raise DataError(f"{where}: labels have {rows.shape[1]} columns; this dataset has {n_classes} labels")
+    bad = (rows != 0) & (rows != 1)
+    if bad.any():
+        row, column = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(
+            f"{where}: label {rows[row, column]:g} at row {row}, column {column}; "
+            "multi-label targets must be 0 or 1"
+        )

@@ -1,0 +1,87 @@
+"""Local weights files: read, fitted to a timm model strictly, and identified by their bytes.
+
+timm loads a local file non-strictly whenever the classifier is replaced (always, for a feature
+extractor), so a file of another architecture would load nothing and leave a random model that
+is then reported as pretrained. Here every parameter of the backbone must come from the file; only
+the classifier may be missing or of another shape.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from timm.models import load_state_dict
+
+from medprobe.errors import WeightsError
+from medprobe.hashing import file_digest
+
+EXAMPLES = 3
+COUNTERS = "num_batches_tracked"  # BatchNorm step counters: not weights; ported checkpoints lack them
+
+
+def weights_identity(model_id: str, *, pretrained: bool, weights: str | os.PathLike | None, seed: int) -> str:
+    """What fixes a backbone's numbers: a local file's sha256, a timm tag, or a seeded random init."""
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise WeightsError(f"weights file {weights} does not exist")
+        return "sha256:" + file_digest(weights)
+    return f"timm:{model_id}" if pretrained else f"random-init:seed{seed}"
+
+
+def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name: str) -> None:
+    """Load `path` (.safetensors or .pth in timm's layout) into `model`, covering every parameter.
+
+    Raises:
+        WeightsError: the file cannot be read, or it leaves backbone parameters missing, brings
+            unexpected ones, or has other shapes; the message counts them and names a few.
+    """
+    path = Path(path)
+    state = _read(path)
+    filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
+    if filter_fn is not None:  # timm's own adaptation (e.g. DINOv2's 518 px pos_embed to 224)
+        try:
+            state = filter_fn(state, model)
+        except (KeyError, RuntimeError, ValueError, IndexError) as e:
+            raise WeightsError(f"{path} does not fit {name}: {e!r}") from e
+    own = model.state_dict()
+    classifier = _classifier_keys(model)
+    state = {k: v for k, v in state.items() if not (k in classifier and own.get(k, v).shape != v.shape)}
+    state = {k: v for k, v in state.items() if k in own or k not in classifier}
+    mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+    missing = [k for k in own if k not in state and k not in classifier and not k.endswith(COUNTERS)]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected or mismatched:
+        raise WeightsError(_mismatch_message(path, name, len(own), missing, unexpected, mismatched))
+    model.load_state_dict(state, strict=False)
+
+
+def _read(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        return load_state_dict(str(path), weights_only=True)
+    except Exception as e:  # safetensors, zip and unpickling errors have no common base class
+        raise WeightsError(
+            f"cannot read weights file {path} ({type(e).__name__}: {e}); "
+            "is it a complete .safetensors or .pth state dict?"
+        ) from e
+
+
+def _classifier_keys(model: torch.nn.Module) -> set[str]:
+    names = model.pretrained_cfg.get("classifier") or ()
+    names = (names,) if isinstance(names, str) else names
+    return {f"{name}.{part}" for name in names for part in ("weight", "bias")}
+
+
+def _mismatch_message(path, name, n_params, missing, unexpected, mismatched) -> str:
+    parts = []
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched)):
+        if keys:
+            parts.append(f"{len(keys)} {what} (e.g. {', '.join(keys[:EXAMPLES])})")
+    return (
+        f"{path} does not fit {name}: of its {n_params} tensors, {'; '.join(parts)}. "
+        "Give the weights of this architecture, or the --backbone / --model they belong to"
+    )

@@ -1,0 +1,77 @@
+"""Which cache entries a fit uses: those built from the bytes of the file the user names.
+
+An entry is matched by content (the MD5 of the npz, stored in its key) and by what the user asked
+for (weights, resize, input size, storage dtype); never by name or age. When several entries
+match (say bicubic and zero-padded inputs), each is fitted into its own record.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cache.store import CacheError, CacheKey, find_entries
+from medprobe.weights import weights_identity
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """What the user asked of an entry; None means "any"."""
+
+    weights: str | os.PathLike | None = None
+    pretrained: bool | None = None
+    resize: str | None = None
+    img_size: int | None = None
+    dtype: str | None = None
+
+    def accepts(self, key: CacheKey) -> bool:
+        if self.weights is not None and key.weights != weights_identity(
+            key.model_id, pretrained=True, weights=self.weights, seed=0
+        ):
+            return False
+        if self.pretrained is not None and self.pretrained == key.weights.startswith("random-init"):
+            return False
+        wanted = {"resize": self.resize, "input_size": self.img_size}
+        if any(v is not None and key.preprocess.get(k) != v for k, v in wanted.items()):
+            return False
+        return self.dtype is None or key.dtype == self.dtype
+
+
+def matching_entries(
+    cache_root: str | os.PathLike | None,
+    *,
+    dataset: str,
+    size: int,
+    data_md5: str,
+    npz: Path,
+    backbone: str | None = None,
+    where: EntryFilter = EntryFilter(),
+) -> list[tuple[Path, CacheKey]]:
+    """Complete entries of `dataset`/`size` built from the bytes whose MD5 is `data_md5`.
+
+    Raises:
+        CacheError: none matches; the message says whether entries exist for other bytes (the
+            file changed, or another file of that name) and how to create the right one.
+    """
+    candidates = find_entries(cache_root, dataset=dataset, size=size, backbone=backbone)
+    same_bytes = [(p, k) for p, k in candidates if k.data_md5 == data_md5]
+    chosen = [(p, k) for p, k in same_bytes if where.accepts(k)]
+    if chosen:
+        return sorted(chosen, key=lambda entry: (entry[1].backbone, entry[1].digest))
+    which = f"--backbone {backbone}" if backbone else "--backbone B"
+    create = f"`probe extract {which} --dataset {dataset} --size {size}` (or pass --extract)"
+    if candidates and not same_bytes:
+        raise CacheError(
+            f"the cached features of {dataset}_{size} were extracted from other bytes than {npz} "
+            f"(MD5 {data_md5[:12]}…): the file changed or is another file of that name; "
+            f"extract from this file with {create}"
+        )
+    if same_bytes:
+        raise CacheError(
+            f"no cached entry of {dataset}_{size} matches the --weights/--resize/--img-size/--dtype "
+            f"given; see `probe cache ls`, or create it with {create} and the same options"
+        )
+    raise CacheError(
+        f"no cached features for {backbone or 'any backbone'} on {dataset}_{size}; create them with {create}"
+    )
