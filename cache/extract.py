@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
+from medprobe.atomic import disk_errors
 from medprobe.backbones import (
     RANDOM_INIT_SEED,
     create_backbone,
@@ -81,6 +82,9 @@ def extract(
     Returns:
         the complete entry's path, whether it was reused, and the measured throughput.
     """
+    unknown = [s for s in splits if s not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"unknown --splits {','.join(unknown) or '(none)'}; choose from {', '.join(SPLITS)}")
     rank, world = init_distributed()
     spec, dspec = get_backbone(backbone), get_dataset(dataset, task=task)
     splits = tuple(s for s in SPLITS if s in splits)
@@ -106,7 +110,10 @@ def extract(
     )
     path = entry_path(key, cache_root)
 
-    with _entry_lock(path, rank, lock_timeout) as reusable:
+    with (
+        _entry_lock(path, rank, lock_timeout) as reusable,
+        disk_errors(path.with_name(path.name + ".partial")),
+    ):
         if _broadcast(reusable and not overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
         model, _ = create_backbone(spec, pretrained=pretrained, weights=weights, img_size=img_size)

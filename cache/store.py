@@ -13,12 +13,14 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import filelock
 import h5py
 import numpy as np
 
+from cache import integrity
 from medprobe.errors import UserError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: a CRC-32 per array
 STORAGE_DTYPES = ("float16", "float32")
 
 
@@ -106,9 +108,19 @@ def read_split(
         missing = [k for k in kinds or () if k not in available]
         if missing:
             raise CacheError(f"{path} has no feature kind {missing}; it holds {', '.join(available)}")
-        features = {k: group["features"][k][...].astype(np.float32) for k in kinds or available}
-        labels = group["labels"][...]
-    return features, labels
+        stored = {
+            k: _checked(path, f"{split}/features/{k}", group["features"][k]) for k in kinds or available
+        }
+        labels = _checked(path, f"{split}/labels", group["labels"])
+    return {k: v.astype(np.float32) for k, v in stored.items()}, labels
+
+
+def _checked(path: Path, name: str, dataset: h5py.Dataset) -> np.ndarray:
+    values = dataset[...]
+    problem = integrity.problem_with(name, dataset, values)
+    if problem:
+        raise CacheError(f"{path}: {problem}; {rebuild_hint(path)}")
+    return values
 
 
 def read_key(path: str | os.PathLike) -> CacheKey:
@@ -129,6 +141,9 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
     try:
         with _open(path) as f:
             info.key = CacheKey.from_json(f.attrs["key"])
+            if info.key.format_version != FORMAT_VERSION:
+                info.problem = f"written in cache format {info.key.format_version}, not {FORMAT_VERSION}"
+                return info
             info.rows = {split: len(f[split]["labels"]) for split in info.key.splits if split in f}
             info.problem = _structure_problem(f, info.key, info.bytes)
             info.complete = bool(f.attrs.get("complete", False)) and info.problem is None
@@ -136,6 +151,20 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
                 info.problem = "extraction not finished"
     except (OSError, KeyError, ValueError, CacheError) as e:
         info.problem = f"unreadable: {e}"
+    return info
+
+
+def verify_entry(path: str | os.PathLike) -> EntryInfo:
+    """`inspect_entry`, then every array against its checksum (reads the whole file)."""
+    info = inspect_entry(path)
+    if not info.complete:
+        return info
+    with _open(info.path) as f:
+        for name, dataset in integrity.arrays(f, info.key.splits).items():
+            info.problem = integrity.problem_with(name, dataset)
+            if info.problem:
+                info.complete = False
+                break
     return info
 
 
@@ -200,9 +229,52 @@ def _decode(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def entry_files(path: str | os.PathLike) -> list[Path]:
+    """An entry's file and the exact companions it may have left: partial, progress, lock."""
+    final = Path(str(path).removesuffix(".partial"))
+    partial = final.with_name(final.name + ".partial")
+    companions = [final, partial, final.with_name(final.name + ".lock")]
+    companions += sorted(final.parent.glob(glob_escape(partial.name) + ".progress-*.json"))
+    return [p for p in companions if p.exists()]
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
 def remove_entry(path: str | os.PathLike) -> None:
-    """Delete an entry and whatever partial, progress and lock files it left."""
-    path = Path(path)
-    base = path.name.removesuffix(".partial")
-    for stale in path.parent.glob(base + "*"):
-        stale.unlink()
+    """Delete an entry and its companions, holding its lock; refuse while an extraction holds it."""
+    final = Path(str(path).removesuffix(".partial"))
+    lock = filelock.FileLock(str(final) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout as e:
+        raise CacheError(f"{final} is being extracted by another process; remove it when that ends") from e
+    try:
+        for stale in entry_files(final):
+            if stale.name != final.name + ".lock":
+                stale.unlink()
+    finally:
+        lock.release()
+        Path(str(final) + ".lock").unlink(missing_ok=True)
+
+
+def resolve_entry(ref: str, root: str | os.PathLike | None = None) -> EntryInfo:
+    """The one entry `ref` names: its path, or a prefix of at least 8 hex digits of its key digest.
+
+    Raises:
+        CacheError: `ref` names no entry, names several, or is too short to name one safely.
+    """
+    entries = list_entries(root)
+    by_path = [info for info in entries if str(info.path) == ref or str(info.path.resolve()) == ref]
+    if by_path:
+        return by_path[0]
+    if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref.lower()):
+        raise CacheError(
+            f"{ref!r} is not an entry path or a key prefix of at least 8 hex digits; see `probe cache ls`"
+        )
+    matches = [info for info in entries if info.key is not None and info.key.digest.startswith(ref.lower())]
+    if len(matches) != 1:
+        found = "no entry" if not matches else f"{len(matches)} entries"
+        raise CacheError(f"{found} under {cache_root(root)} match {ref!r}; see `probe cache ls`")
+    return matches[0]

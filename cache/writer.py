@@ -18,8 +18,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cache.store import CacheKey
-from medprobe.atomic import atomic_path
+from cache import integrity
+from cache.store import CacheKey, entry_files
+from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
 
 
 class PartialEntry:
@@ -49,7 +50,7 @@ class PartialEntry:
         """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
         progress = self._read_progress(rank)
         progress.setdefault(split, []).append([start, stop])
-        with atomic_path(self._sidecar(rank)) as tmp:
+        with atomic_path(self._sidecar(rank), durable=False) as tmp:
             tmp.write_text(json.dumps(progress))
 
     def done_ranges(self, split: str) -> list[tuple[int, int]]:
@@ -73,17 +74,22 @@ class PartialEntry:
             if sum(stop - start for start, stop in self.done_ranges(split)) != n:
                 raise RuntimeError(f"{self.path}: {split} is not fully written; cannot finalize")
         with h5py.File(self.path, "r+") as f:
+            integrity.stamp(f, self.key.splits)
             for name, value in attrs.items():
                 f.attrs[name] = value if isinstance(value, str | int | float) else json.dumps(value)
             f.attrs["complete"] = True
+        fsync(self.path)
         os.replace(self.path, self.final_path)
+        fsync(self.path.parent)
         for sidecar in self.path.parent.glob(self.path.name + ".progress-*.json"):
             sidecar.unlink()
         return self.final_path
 
     def discard(self) -> None:
-        for stale in self.path.parent.glob(self.path.name + "*"):
-            stale.unlink()
+        """Delete the partial file and its progress sidecars (not a finished entry, not the lock)."""
+        for stale in entry_files(self.path):
+            if stale.name.startswith(self.path.name):
+                stale.unlink()
 
     def _sidecar(self, rank: int) -> Path:
         return self.path.with_name(f"{self.path.name}.progress-{rank}.json")
@@ -112,14 +118,22 @@ class BackgroundWriter:
 
     def put(self, split, start, stop, features) -> None:
         if self.error is not None:
-            raise RuntimeError("writing the cache failed") from self.error
+            raise self._failure() from self.error
         self.queue.put((split, start, stop, features))
 
     def __exit__(self, *exc):
         self.queue.put(None)
         self.thread.join()
         if self.error is not None and exc[0] is None:
-            raise RuntimeError("writing the cache failed") from self.error
+            raise self._failure() from self.error
+
+    def _failure(self) -> Exception:
+        """A full disk is the user's to fix (the entry stays resumable); anything else is a bug."""
+        if isinstance(self.error, OSError):
+            error = disk_error(self.error, self.entry.path)
+            if isinstance(error, DiskError):
+                return DiskError(str(error))  # a new exception, chained to the thread's
+        return RuntimeError("writing the cache failed")
 
     def _work(self) -> None:
         while (item := self.queue.get()) is not None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 
 import torch
 from safetensors.torch import save_file
 
 from medprobe.atomic import atomic_path
+from medprobe.errors import UserError
 
 
 def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
@@ -18,7 +21,12 @@ def save_checkpoint(state: dict, path: str | os.PathLike) -> None:
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
     """Read a checkpoint without unpickling arbitrary objects (`weights_only=True`)."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise UserError(
+            f"checkpoint {path} is damaged ({type(e).__name__}); drop --resume to start the run over"
+        ) from e
 
 
 def save_weights(state_dict: dict[str, torch.Tensor], path: str | os.PathLike) -> None:

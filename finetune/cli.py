@@ -62,6 +62,7 @@ def main(verbose: bool) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
 @click.option("--skip-existing", is_flag=True, help="Do nothing if this configuration's record exists.")
+@click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.pt after a successful run.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:

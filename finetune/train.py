@@ -26,6 +26,7 @@ from finetune.augment import AUGMENTS, augment
 from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
 from finetune.model import SCRATCH_BY_DEFAULT, apply_freeze, parse_freeze, train_mode
 from finetune.plots import plot_curves
+from medprobe.atomic import write_atomic
 from medprobe.backbones import BackboneSpec, create_backbone, get_backbone
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset, load_split
 from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
@@ -36,7 +37,16 @@ from medprobe.tasks import MULTI_LABEL
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
-NOT_IDENTITY = ("out", "resume", "skip_existing", "device", "data_root", "dataset", "weights")
+NOT_IDENTITY = (
+    "out",
+    "resume",
+    "skip_existing",
+    "keep_checkpoint",
+    "device",
+    "data_root",
+    "dataset",
+    "weights",
+)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class TrainConfig:
     out: str = "runs"
     resume: bool = False
     skip_existing: bool = False
+    keep_checkpoint: bool = False
     device: str | None = None
 
     def __post_init__(self):
@@ -249,9 +260,11 @@ def train(cfg: TrainConfig) -> RunResult:
     run.predictions = {"test_score": test_scores.astype(np.float32), "test_true": data["test"][1].numpy()}
     if rank == 0:
         save_weights(model.state_dict(), run_dir / "weights.safetensors")
-        (run_dir / "history.json").write_text(json.dumps(history, indent=2))
+        write_atomic(run_dir / "history.json", json.dumps(history, indent=2))
         plot_curves(history, state["best_epoch"], run_dir / "curves.png", title=run.run_name)
         run.save(cfg.out)
+        if not cfg.keep_checkpoint:  # the record and weights are written: nothing left to resume
+            checkpoint_path.unlink(missing_ok=True)
     barrier()
     return run
 
@@ -344,7 +357,7 @@ def _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen)
 
 def _check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of a different configuration (silently mixing two runs)."""
-    free = {"resume", "skip_existing", "out", "device"}
+    free = {"resume", "skip_existing", "keep_checkpoint", "out", "device"}
     diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in free and getattr(cfg, k) != v}
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

@@ -132,6 +132,7 @@ def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, d
 
 
 def _preprocess_of(model: torch.nn.Module, size: int | None, resize: str) -> PreprocessConfig:
+    _check_patch_multiple(model, size)
     data_cfg = resolve_model_data_config(model)
     return PreprocessConfig(
         input_size=size or data_cfg["input_size"][-1],
@@ -139,6 +140,15 @@ def _preprocess_of(model: torch.nn.Module, size: int | None, resize: str) -> Pre
         std=tuple(data_cfg["std"]),
         resize=resize,
     )
+
+
+def _check_patch_multiple(model: torch.nn.Module, size: int | None) -> None:
+    """A ViT input must tile into whole patches; timm would silently drop the remainder."""
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    patch = patch[0] if isinstance(patch, tuple | list) else patch
+    if size is not None and patch and size % patch:
+        fit = -(-size // patch) * patch
+        raise ValueError(f"--img-size {size} is not a multiple of the patch size {patch}; use e.g. {fit}")
 
 
 def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:

@@ -32,8 +32,8 @@ def list_backbones() -> None:
 
 
 def clean_errors_of(errors: tuple[type[Exception], ...]):
-    """A decorator: `errors` become a one-line message and exit status 1; a process group
-    (torchrun) is closed either way."""
+    """A decorator: `errors` become a one-line message and exit status 1 (with -v they keep their
+    traceback, like every other exception); a process group (torchrun) is closed either way."""
 
     def decorate(command):
         @functools.wraps(command)
@@ -41,7 +41,9 @@ def clean_errors_of(errors: tuple[type[Exception], ...]):
             try:
                 return command(*args, **kwargs)
             except errors as e:
-                raise click.ClickException(str(e)) from e
+                if _verbose():
+                    raise
+                raise click.ClickException(" ".join(str(e).split())) from e
             finally:
                 if dist.is_initialized():
                     dist.destroy_process_group()
@@ -49,6 +51,11 @@ def clean_errors_of(errors: tuple[type[Exception], ...]):
         return wrapper
 
     return decorate
+
+
+def _verbose() -> bool:
+    context = click.get_current_context(silent=True)
+    return bool(context and context.find_root().params.get("verbose"))
 
 
 def split_list(ctx, param, value: str) -> tuple[str, ...]:

@@ -6,6 +6,8 @@ import logging
 import os
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,8 +126,8 @@ def dataset_path(
     if not path.exists():
         if not download:
             raise FileNotFoundError(
-                f"{path.name} not in {path.parent}; run with --download, set --data-root "
-                f"or MEDMNIST_ROOT, or fetch {_url(spec, size)} yourself"
+                f"{path.name} not in {path.parent}; set --data-root or MEDMNIST_ROOT to the folder "
+                f"that has it, or let `probe extract` / `finetune run` fetch it (--download)"
             )
         _download(_url(spec, size), path, md5=_official_md5(spec, size))
     _warn_if_modified(path, _official_md5(spec, size))
@@ -151,7 +153,7 @@ def load_split(
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     path = dataset_path(spec, size=size, root=root, download=download)
     with _open_npz(path) as npz:
-        images = check_images(npz[f"{split}_images"], where=f"{path.name} {split}")
+        images = check_images(_member(npz, path, f"{split}_images"), where=f"{path.name} {split}")
         labels = _checked_labels(npz, path, split, task=spec.task, n_classes=spec.n_classes)
     if len(images) != len(labels):
         raise DataError(
@@ -165,9 +167,17 @@ def file_md5(path: str | os.PathLike) -> str:
     return file_digest(path, "md5")
 
 
+UNREADABLE = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)
+
+
 def _open_npz(path: Path):
     """The npz, opened and checked for MedMNIST's six arrays."""
-    npz = np.load(path)
+    try:
+        npz = np.load(path)
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from e
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise DataError(f"{path} is not a readable npz (it holds one array, not MedMNIST's six)")
     try:
         _check_keys(npz, path)
     except DataError:
@@ -176,8 +186,24 @@ def _open_npz(path: Path):
     return npz
 
 
+def _member(npz, path: Path, key: str) -> np.ndarray:
+    """One array of the npz; a damaged member is a user error naming the file."""
+    try:
+        return npz[key]
+    except UNREADABLE as e:
+        raise _unreadable(path, e) from e
+
+
+def _unreadable(path: Path, e: Exception) -> DataError:
+    return DataError(
+        f"{path} is not a readable npz ({type(e).__name__}: {e}); download it again or re-save it "
+        "with numpy.savez"
+    )
+
+
 def _checked_labels(npz, path: Path, split: str, *, task: str, n_classes: int | None) -> np.ndarray:
-    return check_labels(npz[f"{split}_labels"], task=task, n_classes=n_classes, where=f"{path.name} {split}")
+    labels = _member(npz, path, f"{split}_labels")
+    return check_labels(labels, task=task, n_classes=n_classes, where=f"{path.name} {split}")
 
 
 def _check_keys(npz, path: Path) -> None:

@@ -14,7 +14,13 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 def resolve_device(device: str | None, *, rank: int = 0) -> torch.device:
     """`device` as given, else this rank's GPU (LOCAL_RANK under torchrun), else the CPU."""
     if device:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError as e:
+            raise ValueError(f"unknown --device {device!r}; use cpu, cuda or cuda:N") from e
+        if chosen.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
     return torch.device("cpu")

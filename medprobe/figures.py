@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 import numpy as np  # noqa: E402
 
+from medprobe.atomic import write_atomic  # noqa: E402
+
 
 def training_curves(history: list[dict], best_epoch: int, *, title: str = ""):
     """Two panels: train/val loss, and val ACC/AUC per epoch, with a line at `best_epoch`."""
@@ -74,6 +76,5 @@ def save_png(fig, path: str | os.PathLike | None = None) -> bytes:
     plt.close(fig)
     data = buffer.getvalue()
     if path is not None:
-        with open(path, "wb") as f:
-            f.write(data)
+        write_atomic(path, data)
     return data

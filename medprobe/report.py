@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from medprobe import figures
+from medprobe.atomic import atomic_path, write_atomic
 from medprobe.metrics import paired_bootstrap
 from medprobe.results import RunResult, load_results
 
@@ -149,9 +150,9 @@ def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_r
         for title, fig, name in _figures(rows, runs_dir)
     ]
     tables = {dataset: _table(rows, dataset) for dataset in sorted({r.dataset for r in rows})}
-    (out_dir / "report.md").write_text(_markdown(tables, figs))
+    write_atomic(out_dir / "report.md", _markdown(tables, figs))
     _write_csv(rows, out_dir / "report.csv")
-    (out_dir / "report.html").write_text(_html(tables, figs))
+    write_atomic(out_dir / "report.html", _html(tables, figs))
     return out_dir / "report.html"
 
 
@@ -259,7 +260,7 @@ def _write_csv(rows: list[Row], path: Path) -> None:
     for _, m in METRICS:
         fields += [f"{m}_mean", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi", f"{m}_best", f"{m}_indistinguishable"]
     fields += ["wall_s", "images_per_s"]
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
         for r in rows:

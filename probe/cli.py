@@ -241,10 +241,10 @@ def cache_ls(cache_root):
 @click.option("--cache-root", type=click.Path(file_okay=False), default=None)
 @clean_errors
 def cache_info(key, cache_root):
-    """Show one entry's key JSON, versions and extraction timings (KEY: digest prefix or path)."""
+    """Show one entry's key JSON, versions and extraction timings (KEY: path or key prefix)."""
     import json
 
-    info = _find_one(key, cache_root)
+    info = store.resolve_entry(key, cache_root)
     click.echo(json.dumps(store.read_attrs(info.path), indent=2, sort_keys=True))
 
 
@@ -252,36 +252,36 @@ def cache_info(key, cache_root):
 @click.option("--cache-root", type=click.Path(file_okay=False), default=None)
 @clean_errors
 def cache_verify(cache_root):
-    """Check every entry; exit 1 if any is damaged or unfinished."""
-    bad = [info for info in store.list_entries(cache_root) if not info.complete]
+    """Check every entry against its checksums; exit 1 if any is corrupt or unfinished."""
+    infos = [store.verify_entry(info.path) for info in store.list_entries(cache_root)]
+    bad = [info for info in infos if not info.complete]
     for info in bad:
         click.echo(f"{info.path}: {info.problem}; {store.rebuild_hint(info.path)}")
     if bad:
-        raise click.ClickException(f"{len(bad)} bad entr{'y' if len(bad) == 1 else 'ies'}")
-    click.echo("all entries complete")
+        raise click.ClickException(f"{len(bad)} bad entr{'y' if len(bad) == 1 else 'ies'} of {len(infos)}")
+    click.echo(f"all {len(infos)} entries complete, checksums match")
 
 
 @cache_group.command("rm")
 @click.argument("keys", nargs=-1, required=True)
 @click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @clean_errors
-def cache_rm(keys, cache_root):
-    """Remove entries (KEYS: digest prefixes or paths), with their partial and lock files."""
-    for key in keys:
-        info = _find_one(key, cache_root)
+def cache_rm(keys, cache_root, yes):
+    """Remove entries (KEYS: entry paths or key prefixes of at least 8 hex digits).
+
+    Only the entries and their partial, progress and lock files go; an entry that an extraction
+    holds is refused.
+    """
+    infos = [store.resolve_entry(key, cache_root) for key in keys]
+    size = sum(info.bytes for info in infos) / 1e6
+    if not yes:
+        names = ", ".join(str(info.path) for info in infos)
+        if not click.confirm(f"remove {names} ({size:.1f} MB)?", default=False):
+            raise click.ClickException("nothing removed")
+    for info in infos:
         store.remove_entry(info.path)
         click.echo(f"removed {info.path}")
-
-
-def _find_one(key: str, cache_root) -> store.EntryInfo:
-    matches = [
-        info
-        for info in store.list_entries(cache_root)
-        if str(info.path) == key or info.path.name.startswith(key)
-    ]
-    if len(matches) != 1:
-        raise click.ClickException(f"{len(matches)} entries match {key!r}; see `probe cache ls`")
-    return matches[0]
 
 
 @main.command()

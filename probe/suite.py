@@ -22,6 +22,7 @@ from medprobe.backbones import get_backbone
 from medprobe.data import get_dataset
 from medprobe.metrics import SELECT_METRICS
 from medprobe.report import write_report
+from probe import recipe_values
 from probe.fit import run_probe
 from probe.heads import HEADS
 
@@ -32,23 +33,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 log = logging.getLogger(__name__)
 
-SUITE_KEYS = {"datasets", "sizes", "seeds", "out", "report", "data_root", "cache_root", "task"}
-PROBE_KEYS = {
-    "backbone",
-    "heads",
-    "weights",
-    "pretrained",
-    "features",
-    "select",
-    "batch_size",
-    "precision",
-    "resize",
-    "img_size",
-    "dtype",
-    "bootstrap",
-    "train_fraction",
-    "shots",
-}
+SUITE_KEYS = set(recipe_values.SUITE)
+PROBE_KEYS = set(recipe_values.PROBE)
 EXTRACT_KEYS = ("weights", "pretrained", "batch_size", "precision", "resize", "img_size", "dtype")
 
 
@@ -86,6 +72,7 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
         )
     suite = data.get("suite", {})
     _check_keys(suite, SUITE_KEYS, path, text, "[suite]")
+    _check_values(suite, recipe_values.SUITE, path, text, "[suite]")
     name = path.stem
     values = (
         {
@@ -202,6 +189,7 @@ def _validate(recipe: Recipe, text: str) -> None:
             )
     for probe in recipe.probes:
         _check_keys(probe, PROBE_KEYS, recipe.path, text, "[[probe]]")
+        _check_values(probe, recipe_values.PROBE, recipe.path, text, "[[probe]]")
         if "backbone" not in probe:
             raise RecipeError(f"{where}: a [[probe]] table needs `backbone = ...`")
         _checked(get_backbone, probe["backbone"], at=(where, text, "backbone", probe["backbone"]))
@@ -227,6 +215,13 @@ def _check_keys(table: dict, valid: set[str], path: Path, text: str, name: str) 
             f"{path}:{_line(text, unknown[0])}: unknown key {unknown[0]!r} in {name}; "
             f"valid keys: {', '.join(sorted(valid))}"
         )
+
+
+def _check_values(table: dict, rules: dict, path: Path, text: str, name: str) -> None:
+    for key, value in table.items():
+        check, what = rules[key]
+        if not check(value):
+            raise RecipeError(f"{path}:{_line(text, key)}: {key} in {name} must be {what}; got {value!r}")
 
 
 def _checked(function, *args, at: tuple, **kwargs):

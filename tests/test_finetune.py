@@ -30,9 +30,8 @@ TINY = dict(
 
 
 def test_run_writes_history_curves_weights_and_one_record(data_root, tmp_path):
-    result = train(
-        TrainConfig(dataset="breastmnist", data_root=str(data_root), epochs=2, out=str(tmp_path), **TINY)
-    )
+    common = dict(dataset="breastmnist", data_root=str(data_root), epochs=2, out=str(tmp_path), **TINY)
+    result = train(TrainConfig(keep_checkpoint=True, **common))
     run_dir = tmp_path / result.run_name
     history = json.loads((run_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(h["train_images_per_s"] > 0 for h in history)
