@@ -281,7 +281,8 @@ def test_cli_extract_and_cache_commands(data_root, tmp_path):
     info = runner.invoke(probe_main, ["cache", "info", digest, "--cache-root", str(tmp_path)])
     assert json.loads(info.output)["key"]["backbone"] == "timm:test_resnet"
     assert runner.invoke(probe_main, ["cache", "verify", "--cache-root", str(tmp_path)]).exit_code == 0
-    assert runner.invoke(probe_main, ["cache", "rm", digest, "--yes", "--cache-root", str(tmp_path)]).exit_code == 0
+    removed = runner.invoke(probe_main, ["cache", "rm", digest, "--yes", "--cache-root", str(tmp_path)])
+    assert removed.exit_code == 0
     assert not list(tmp_path.rglob("*.h5*"))
 
 
