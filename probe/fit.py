@@ -7,7 +7,6 @@ record per configuration.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -22,10 +21,11 @@ from cache.extract import extract as extract_features
 from cache.store import CacheKey, read_attrs, read_key, read_split
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.metrics import SELECT_METRICS, evaluate, selection_metric
-from medprobe.results import RunResult, run_name, variant_of
+from medprobe.results import RunResult
 from medprobe.tasks import MULTI_LABEL
 from probe.entries import EntryFilter, matching_entries
 from probe.heads import HEADS
+from probe.settings import FitSettings, seeds_for
 
 log = logging.getLogger(__name__)
 
@@ -117,44 +117,6 @@ def subsample(
 def select_features(features: dict[str, np.ndarray], kinds: tuple[str, ...]) -> np.ndarray:
     """Concatenate the requested kinds (e.g. cls+mean) into one (n, D) matrix."""
     return np.concatenate([features[k] for k in kinds], axis=1)
-
-
-def seeds_for(head: str, seeds: tuple[int, ...], *, subsampled: bool) -> tuple[int, ...]:
-    """The seeds worth running: a deterministic head on all of train gives one fit (seed 0)."""
-    return (0,) if HEADS[head].deterministic and not subsampled else tuple(seeds)
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """What, besides its cache entry, makes a probe run's numbers (and so its record)."""
-
-    head: str
-    kinds: tuple[str, ...]
-    select: str
-    fraction: float | None
-    shots: int | None
-    bootstrap: int
-    seed: int
-
-    def config(self, key: CacheKey) -> dict:
-        """The run's full configuration: the record's name ends in its digest."""
-        return {
-            "entry": json.loads(key.to_json()),
-            "head": self.head,
-            "features": "+".join(self.kinds),
-            "select": self.select,
-            "train_fraction": self.fraction,
-            "shots": self.shots,
-            "bootstrap": self.bootstrap,
-            "seed": self.seed,
-        }
-
-    def tag(self, all_kinds: tuple[str, ...]) -> str:
-        return run_tag(self.kinds, all_kinds, self.fraction, self.shots)
-
-    def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
-        variant = variant_of(self.head, self.tag(key.features))
-        return run_name(spec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
 
 
 def run_probe(
@@ -301,13 +263,3 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         tag=settings.tag(key.features),
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": test[1]},
     )
-
-
-def run_tag(
-    kinds: tuple[str, ...], all_kinds: tuple[str, ...], fraction: float | None, shots: int | None
-) -> str:
-    """What tells a run's variant apart in its name: non-default features, label efficiency."""
-    parts = [] if tuple(kinds) == tuple(all_kinds) else ["+".join(kinds)]
-    parts += [f"frac{fraction:g}"] if fraction is not None else []
-    parts += [f"shots{shots}"] if shots is not None else []
-    return "-".join(parts)

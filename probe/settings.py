@@ -1,0 +1,59 @@
+"""A probe run's settings besides its cache entry: what its record is keyed by, seeds worth running."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from cache.store import CacheKey
+from medprobe.data import DatasetSpec
+from medprobe.results import run_name, variant_of
+from probe.heads import HEADS
+
+
+def seeds_for(head: str, seeds: tuple[int, ...], *, subsampled: bool) -> tuple[int, ...]:
+    """The seeds worth running: a deterministic head on all of train gives one fit (seed 0)."""
+    return (0,) if HEADS[head].deterministic and not subsampled else tuple(seeds)
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What, besides its cache entry, makes a probe run's numbers (and so its record)."""
+
+    head: str
+    kinds: tuple[str, ...]
+    select: str
+    fraction: float | None
+    shots: int | None
+    bootstrap: int
+    seed: int
+
+    def config(self, key: CacheKey) -> dict:
+        """The run's full configuration: the record's name ends in its digest."""
+        return {
+            "entry": json.loads(key.to_json()),
+            "head": self.head,
+            "features": "+".join(self.kinds),
+            "select": self.select,
+            "train_fraction": self.fraction,
+            "shots": self.shots,
+            "bootstrap": self.bootstrap,
+            "seed": self.seed,
+        }
+
+    def tag(self, all_kinds: tuple[str, ...]) -> str:
+        return run_tag(self.kinds, all_kinds, self.fraction, self.shots)
+
+    def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
+        variant = variant_of(self.head, self.tag(key.features))
+        return run_name(spec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
+
+
+def run_tag(
+    kinds: tuple[str, ...], all_kinds: tuple[str, ...], fraction: float | None, shots: int | None
+) -> str:
+    """What tells a run's variant apart in its name: non-default features, label efficiency."""
+    parts = [] if tuple(kinds) == tuple(all_kinds) else ["+".join(kinds)]
+    parts += [f"frac{fraction:g}"] if fraction is not None else []
+    parts += [f"shots{shots}"] if shots is not None else []
+    return "-".join(parts)
