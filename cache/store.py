@@ -234,11 +234,11 @@ def entry_files(path: str | os.PathLike) -> list[Path]:
     final = Path(str(path).removesuffix(".partial"))
     partial = final.with_name(final.name + ".partial")
     companions = [final, partial, final.with_name(final.name + ".lock")]
-    companions += sorted(final.parent.glob(glob_escape(partial.name) + ".progress-*.json"))
+    companions += sorted(final.parent.glob(_glob_escape(partial.name) + ".progress-*.json"))
     return [p for p in companions if p.exists()]
 
 
-def glob_escape(name: str) -> str:
+def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 

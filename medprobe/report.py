@@ -26,8 +26,6 @@ from medprobe.results import RunResult, load_results
 
 METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
 PAIRED = ("acc", "auc")
-
-
 NOT_DISTINGUISHING = {"seed"}  # what repeats of one configuration differ by
 
 

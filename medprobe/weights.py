@@ -48,8 +48,8 @@ def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name:
             raise WeightsError(f"{path} does not fit {name}: {e!r}") from e
     own = model.state_dict()
     classifier = _classifier_keys(model)
-    state = {k: v for k, v in state.items() if not (k in classifier and own.get(k, v).shape != v.shape)}
-    state = {k: v for k, v in state.items() if k in own or k not in classifier}
+    # A classifier the model lacks or has for another class count is left out; the rest must fit.
+    state = {k: v for k, v in state.items() if k not in classifier or (k in own and own[k].shape == v.shape)}
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
     missing = [k for k in own if k not in state and k not in classifier and not k.endswith(COUNTERS)]
     unexpected = [k for k in state if k not in own]
