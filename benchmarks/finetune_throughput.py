@@ -26,7 +26,8 @@ from benchmarks import notebook
 from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
 from finetune.train import TrainConfig, train
-from medprobe.backbones import create_backbone, get_backbone
+from medprobe.backbones import create_backbone
+from medprobe.registry import get_backbone
 
 
 def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None) -> float:

@@ -23,16 +23,11 @@ from tqdm.auto import tqdm
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
-from medprobe.backbones import (
-    RANDOM_INIT_SEED,
-    create_backbone,
-    extract_features,
-    get_backbone,
-    preprocess_config,
-)
+from medprobe.backbones import RANDOM_INIT_SEED, create_backbone, extract_features, preprocess_config
 from medprobe.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
 from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.preprocess import preprocess
+from medprobe.registry import get_backbone
 from medprobe.results import package_versions
 from medprobe.weights import weights_identity
 

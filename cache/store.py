@@ -18,10 +18,10 @@ import h5py
 import numpy as np
 
 from cache import integrity
+from medprobe.choices import STORAGE_DTYPES
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array
-STORAGE_DTYPES = ("float16", "float32")
 
 
 class CacheError(UserError, RuntimeError):

@@ -7,8 +7,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-AUGMENTS = ("none", "basic")
-
 
 def augment(
     images: torch.Tensor,

@@ -9,12 +9,10 @@ import sys
 
 import click
 
-from finetune.augment import AUGMENTS
-from finetune.model import FREEZE_HELP
-from finetune.train import TrainConfig, check_config, train
+from finetune.config import AUGMENTS, FREEZE_HELP, TrainConfig
 from medprobe import __version__
+from medprobe.choices import PRECISIONS
 from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
-from medprobe.device import PRECISIONS
 from medprobe.errors import UserError
 from medprobe.metrics import SELECT_METRICS
 
@@ -67,6 +65,8 @@ def main(verbose: bool) -> None:
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""
+    from finetune.train import train
+
     result = train(TrainConfig(**options))
     if int(os.environ.get("RANK", 0)) == 0:
         test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1")}
@@ -88,6 +88,8 @@ def plan() -> None:
 
     One process checks a whole recipe: what `probe suite` asks before it starts any run.
     """
+    from finetune.train import check_config
+
     for line in sys.stdin:
         try:
             with run.make_context("run", json.loads(line)) as ctx:

@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import torch
 
-FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
-SCRATCH_BY_DEFAULT = ("resnet18",)
-
-
-def parse_freeze(freeze: str) -> int | None:
-    """none -> None (train all), backbone -> 0 blocks, last:K -> K blocks."""
-    if freeze == "none":
-        return None
-    if freeze == "backbone":
-        return 0
-    if freeze.startswith("last:") and freeze[5:].isdigit():
-        return int(freeze[5:])
-    raise ValueError(f"unknown --freeze {freeze!r}; use {FREEZE_HELP}")
+from finetune.config import parse_freeze
 
 
 def apply_freeze(model: torch.nn.Module, freeze: str) -> int:

@@ -12,7 +12,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -22,78 +22,23 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from finetune.augment import AUGMENTS, augment
+from finetune.augment import augment
 from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
-from finetune.model import SCRATCH_BY_DEFAULT, apply_freeze, parse_freeze, train_mode
+from finetune.config import NOT_IDENTITY, TrainConfig
+from finetune.model import apply_freeze, train_mode
 from finetune.plots import plot_curves
 from medprobe.atomic import write_atomic
-from medprobe.backbones import BackboneSpec, create_backbone, get_backbone
+from medprobe.backbones import create_backbone
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset, load_split
 from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
-from medprobe.metrics import SELECT_METRICS, evaluate, selection_metric
+from medprobe.metrics import evaluate, selection_metric
 from medprobe.preprocess import preprocess
+from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import RunResult
 from medprobe.tasks import MULTI_LABEL
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
-NOT_IDENTITY = (
-    "out",
-    "resume",
-    "skip_existing",
-    "keep_checkpoint",
-    "device",
-    "data_root",
-    "dataset",
-    "weights",
-)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a fine-tune run depends on; stored in its checkpoint and result record."""
-
-    model: str = "resnet18"
-    dataset: str = "bloodmnist"
-    size: int = 28
-    task: str | None = None
-    data_root: str | None = None
-    img_size: int | None = None
-    pretrained: bool | None = None  # None: scratch for resnet18, pretrained otherwise
-    weights: str | None = None
-    freeze: str = "none"
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup: float = 1.0  # epochs of linear warmup
-    layer_decay: float | None = None
-    label_smoothing: float = 0.0
-    augment: str = "basic"
-    precision: str = "auto"
-    patience: int | None = None
-    select: str = "acc"
-    seed: int = 0
-    out: str = "runs"
-    resume: bool = False
-    skip_existing: bool = False
-    keep_checkpoint: bool = False
-    device: str | None = None
-
-    def __post_init__(self):
-        parse_freeze(self.freeze)
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
-        if self.select not in SELECT_METRICS:
-            raise ValueError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT_METRICS)}")
-        if self.pretrained is None:
-            self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
-
-    @property
-    def method(self) -> str:
-        if self.freeze == "backbone":
-            return "frozen-sgd"
-        return "finetune" if self.pretrained else "scratch"
 
 
 def train(cfg: TrainConfig) -> RunResult:

@@ -1,10 +1,12 @@
-"""Backbone registry and factory: named timm models, their preprocessing and the features they yield."""
+"""The backbone factory: registry models built by timm, their preprocessing and the features they yield.
+
+The names live in `medprobe.registry`, which lists them without importing torch.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 
 import timm
 import torch
@@ -12,64 +14,16 @@ from timm.data import resolve_model_data_config
 
 from medprobe.errors import UserError
 from medprobe.preprocess import PreprocessConfig
+from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.weights import load_local_weights
 
 log = logging.getLogger(__name__)
 
-VIT_FEATURES = ("cls", "mean")
-CNN_FEATURES = ("pool",)
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """A named backbone: the timm model it builds and how it is fed and read.
-
-    `img_size` overrides the model's native input size (DINOv2 is run at 224, not 518);
-    None keeps timm's default.
-    """
-
-    name: str
-    model_id: str
-    family: str  # "vit" or "cnn"
-    img_size: int | None = None
-
-    @property
-    def features(self) -> tuple[str, ...]:
-        return VIT_FEATURES if self.family == "vit" else CNN_FEATURES
-
-
-BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec("resnet18", "resnet18.a1_in1k", "cnn"),
-        BackboneSpec("resnet50", "resnet50.a1_in1k", "cnn"),
-        BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0.in1k", "cnn"),
-        BackboneSpec("vit_tiny", "vit_tiny_patch16_224.augreg_in21k", "vit"),
-        BackboneSpec("vit_small", "vit_small_patch16_224.augreg_in21k", "vit"),
-        BackboneSpec("vit_base", "vit_base_patch16_224.augreg_in21k", "vit"),
-        BackboneSpec("dinov2_small", "vit_small_patch14_dinov2.lvd142m", "vit", img_size=224),
-        BackboneSpec("dinov2_base", "vit_base_patch14_dinov2.lvd142m", "vit", img_size=224),
-    )
-}
-
-TIMM_PREFIX = "timm:"
 RANDOM_INIT_SEED = 0
 
 
 class WeightsUnavailableError(UserError, RuntimeError):
     """Pretrained weights could not be fetched (offline hub) or read from a local file."""
-
-
-def get_backbone(name: str) -> BackboneSpec:
-    """Look up a registered backbone, or wrap any timm model given as `timm:<model_name>`."""
-    if name in BACKBONES:
-        return BACKBONES[name]
-    if name.startswith(TIMM_PREFIX):
-        model_id = name[len(TIMM_PREFIX) :]
-        if not timm.is_model(model_id):
-            raise ValueError(f"timm has no model {model_id!r} (see timm.list_models())")
-        return BackboneSpec(name, model_id, _family_of(model_id))
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>")
 
 
 def create_backbone(
@@ -91,7 +45,7 @@ def create_backbone(
         weights: a local .safetensors / .pth file in the timm layout of the model; it must cover
             every parameter but the classifier (`medprobe.weights.load_local_weights`).
         img_size: input size override; defaults to the spec's, else timm's.
-        resize: how stored images reach the input size (see `medprobe.preprocess.RESIZE_MODES`).
+        resize: how stored images reach the input size (see `medprobe.choices.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
         init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
             head), so the same seed builds the same model.
@@ -180,9 +134,3 @@ def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Modul
             "Offline? Pass --weights PATH to a local .safetensors/.pth file, "
             "or --no-pretrained for random init"
         ) from e
-
-
-def _family_of(model_id: str) -> str:
-    with torch.device("meta"):  # build the module tree only; no memory, no init cost
-        model = timm.create_model(model_id, pretrained=False, num_classes=0)
-    return "vit" if hasattr(model, "num_prefix_tokens") else "cnn"

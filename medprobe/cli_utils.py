@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 import logging
+import sys
 
 import click
-import torch.distributed as dist
 
-from medprobe.backbones import BACKBONES
 from medprobe.data import DATASETS, SIZES
+from medprobe.registry import BACKBONES
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -45,12 +45,18 @@ def clean_errors_of(errors: tuple[type[Exception], ...]):
                     raise
                 raise click.ClickException(" ".join(str(e).split())) from e
             finally:
-                if dist.is_initialized():
-                    dist.destroy_process_group()
+                _close_process_group()
 
         return wrapper
 
     return decorate
+
+
+def _close_process_group() -> None:
+    """Leave torchrun's process group, if a command joined one (without importing torch if not)."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _verbose() -> bool:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import logging
 import os
+import sys
 import urllib.error
 import urllib.request
 import zipfile
@@ -11,9 +14,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import medmnist
 import numpy as np
-from tqdm.auto import tqdm
 
 from medprobe.atomic import atomic_path
 from medprobe.errors import DataError
@@ -65,8 +66,27 @@ class DatasetSpec:
         return f"{self.flag}.npz" if size == 28 else f"{self.flag}_{size}.npz"
 
 
+@functools.cache
+def medmnist_info() -> dict:
+    """medmnist's INFO table (tasks, labels, split sizes, URLs, MD5s).
+
+    Read from medmnist's own `info.py` without running its package `__init__`, which imports
+    its datasets and evaluator and with them torch and torchvision (seconds, for a dict).
+    """
+    if "medmnist.info" in sys.modules:
+        return sys.modules["medmnist.info"].INFO
+    package = importlib.util.find_spec("medmnist")
+    if package is None or not package.submodule_search_locations:
+        raise ImportError("medmnist is not installed: pip install medmnist")
+    location = Path(package.submodule_search_locations[0]) / "info.py"
+    spec = importlib.util.spec_from_file_location("_medmnist_info", location)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.INFO
+
+
 def _spec_from_info(flag: str) -> DatasetSpec:
-    info = medmnist.INFO[flag]
+    info = medmnist_info()[flag]
     labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
     return DatasetSpec(flag, info["task"], info["n_channels"], labels, dict(info["n_samples"]))
 
@@ -217,11 +237,11 @@ def _check_keys(npz, path: Path) -> None:
 
 
 def _url(spec: DatasetSpec, size: int) -> str:
-    return medmnist.INFO[spec.flag]["url" if size == 28 else f"url_{size}"]
+    return medmnist_info()[spec.flag]["url" if size == 28 else f"url_{size}"]
 
 
 def _official_md5(spec: DatasetSpec, size: int) -> str:
-    return medmnist.INFO[spec.flag]["MD5" if size == 28 else f"MD5_{size}"]
+    return medmnist_info()[spec.flag]["MD5" if size == 28 else f"MD5_{size}"]
 
 
 _warned: set[Path] = set()
@@ -236,6 +256,8 @@ def _warn_if_modified(path: Path, md5: str) -> None:
 
 def _download(url: str, dest: Path, *, md5: str) -> None:
     """Fetch `url` into `dest` through a `.partial` file; nothing is left behind on failure."""
+    from tqdm.auto import tqdm
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(dest) as partial:

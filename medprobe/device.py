@@ -7,7 +7,8 @@ import os
 import torch
 import torch.distributed as dist
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+from medprobe.choices import PRECISIONS
+
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-RESIZE_MODES = ("bicubic", "bilinear", "nearest", "pad")
+from medprobe.choices import RESIZE_MODES
 
 
 @dataclass(frozen=True)

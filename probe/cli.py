@@ -1,4 +1,8 @@
-"""The `probe` command: extract frozen features once, fit heads on them, report."""
+"""The `probe` command: extract frozen features once, fit heads on them, report.
+
+Only light modules are imported here; each command imports what it runs (torch, timm, h5py,
+sklearn, matplotlib), so `probe --help` and the listings start at once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,8 @@ from pathlib import Path
 
 import click
 
-from cache import store
-from cache.extract import extract
-from cache.store import CacheError
 from medprobe import __version__
+from medprobe.choices import HEAD_NAMES, PRECISIONS, RESIZE_MODES, STORAGE_DTYPES
 from medprobe.cli_utils import (
     clean_errors_of,
     dataset_options,
@@ -20,18 +22,10 @@ from medprobe.cli_utils import (
     split_list,
 )
 from medprobe.data import SPLITS
-from medprobe.device import PRECISIONS
 from medprobe.errors import UserError
 from medprobe.metrics import SELECT_METRICS
-from medprobe.preprocess import RESIZE_MODES
-from medprobe.report import write_report
-from probe.entries import EntryFilter
-from probe.fit import run_probe
-from probe.heads import HEADS
-from probe.suite import load_recipe, run_suite
-from probe.summary import summary_table
 
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, CacheError, TimeoutError, OSError)
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, TimeoutError, OSError)  # CacheError is a UserError
 
 
 clean_errors = clean_errors_of(USER_ERRORS)
@@ -71,13 +65,15 @@ def main(verbose: bool) -> None:
     help="Local .safetensors/.pth weights (offline stand-in for hub weights).",
 )
 @click.option("--pretrained/--no-pretrained", default=True, show_default=True)
-@click.option("--dtype", type=click.Choice(store.STORAGE_DTYPES), default="float16", show_default=True)
+@click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True)
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
 @click.option("--download/--no-download", default=True, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Rebuild the entry even if it exists.")
 @clean_errors
 def extract_command(backbone, dataset, size, task, data_root, cache_root, **options):
     """Push a dataset through a frozen backbone once and cache every feature kind."""
+    from cache.extract import extract
+
     result = extract(
         backbone, dataset, size=size, task=task, data_root=data_root, cache_root=cache_root, **options
     )
@@ -95,7 +91,7 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
     default="logreg",
     show_default=True,
     callback=split_list,
-    help=f"Comma-separated heads: {', '.join(HEADS)}.",
+    help=f"Comma-separated heads: {', '.join(HEAD_NAMES)}.",
 )
 @click.option(
     "--features",
@@ -137,7 +133,7 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
 )
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default=None, help="Entries of this resize mode.")
 @click.option("--img-size", type=int, default=None, help="Entries of this backbone input size.")
-@click.option("--dtype", type=click.Choice(store.STORAGE_DTYPES), default=None, help="Entries of this dtype.")
+@click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default=None, help="Entries of this dtype.")
 @clean_errors
 def fit_command(backbone, dataset, size, task, data_root, cache_root, heads, do_extract, **options):
     """Fit heads on cached features; choose on val, score test once, write one record per run.
@@ -146,6 +142,10 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, heads, do_
     modes), each is fitted into its own record. --weights, --resize, --img-size, --dtype and
     --[no-]pretrained pick among them, or say how --extract builds a missing one.
     """
+    from probe.entries import EntryFilter
+    from probe.fit import run_probe
+    from probe.summary import summary_table
+
     wanted = {k: options.pop(k) for k in ("weights", "pretrained", "resize", "img_size", "dtype")}
     if do_extract:
         extract_options = {k: v for k, v in wanted.items() if v is not None}
@@ -184,6 +184,8 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, heads, do_
 @clean_errors
 def report_command(runs_dir, out, bootstrap):
     """Compare every result under RUNS_DIR: report.md, report.csv, report.html with figures."""
+    from medprobe.report import write_report
+
     path = write_report(runs_dir, out, n_resamples=bootstrap)
     click.echo(f"wrote {path}, {Path(out) / 'report.md'} and {Path(out) / 'report.csv'}")
 
@@ -201,6 +203,8 @@ def report_command(runs_dir, out, bootstrap):
 @clean_errors
 def suite_command(recipe, **overrides):
     """Run a recipe's matrix (skipping finished runs), then write its report."""
+    from probe.suite import load_recipe, run_suite
+
     plan = load_recipe(recipe, **overrides)
     click.echo(
         f"{recipe}: {len(plan.datasets)} dataset(s) x {len(plan.sizes)} size(s), "
@@ -220,6 +224,8 @@ def cache_group() -> None:
 @clean_errors
 def cache_ls(cache_root):
     """List entries: backbone, dataset, size, kinds, dtype, rows, size on disk, state."""
+    from cache import store
+
     entries = store.list_entries(cache_root)
     if not entries:
         click.echo(f"no entries under {store.cache_root(cache_root)}")
@@ -244,6 +250,8 @@ def cache_info(key, cache_root):
     """Show one entry's key JSON, versions and extraction timings (KEY: path or key prefix)."""
     import json
 
+    from cache import store
+
     info = store.resolve_entry(key, cache_root)
     click.echo(json.dumps(store.read_attrs(info.path), indent=2, sort_keys=True))
 
@@ -253,6 +261,8 @@ def cache_info(key, cache_root):
 @clean_errors
 def cache_verify(cache_root):
     """Check every entry against its checksums; exit 1 if any is corrupt or unfinished."""
+    from cache import store
+
     infos = [store.verify_entry(info.path) for info in store.list_entries(cache_root)]
     bad = [info for info in infos if not info.complete]
     for info in bad:
@@ -273,6 +283,8 @@ def cache_rm(keys, cache_root, yes):
     Only the entries and their partial, progress and lock files go; an entry that an extraction
     holds is refused.
     """
+    from cache import store
+
     infos = [store.resolve_entry(key, cache_root) for key in keys]
     size = sum(info.bytes for info in infos) / 1e6
     if not yes:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cache.store import STORAGE_DTYPES
-from medprobe.device import PRECISIONS
+from medprobe.choices import PRECISIONS, RESIZE_MODES, STORAGE_DTYPES
 from medprobe.metrics import SELECT_METRICS
-from medprobe.preprocess import RESIZE_MODES
 from medprobe.tasks import TASKS
 
 Rule = tuple[Callable[[object], bool], str]  # (check, what a valid value is)

@@ -18,9 +18,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medprobe.backbones import get_backbone
 from medprobe.data import get_dataset
 from medprobe.metrics import SELECT_METRICS
+from medprobe.registry import get_backbone
 from medprobe.report import write_report
 from probe import recipe_values
 from probe.fit import run_probe

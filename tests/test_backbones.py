@@ -6,15 +6,10 @@ import pytest
 import torch
 from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared
 
-from medprobe.backbones import (
-    BACKBONES,
-    WeightsUnavailableError,
-    create_backbone,
-    extract_features,
-    get_backbone,
-)
+from medprobe.backbones import WeightsUnavailableError, create_backbone, extract_features
 from medprobe.errors import WeightsError
 from medprobe.preprocess import preprocess
+from medprobe.registry import BACKBONES, get_backbone
 from medprobe.weights import weights_identity
 
 EXPECTED_DIMS = {

@@ -19,9 +19,9 @@ from finetune.checkpoint import load_checkpoint
 from finetune.cli import main as finetune_main
 from finetune.model import apply_freeze
 from finetune.train import TrainConfig, train, warmup_cosine
-from medprobe.backbones import BACKBONES
 from medprobe.data import load_split
 from medprobe.metrics import evaluate
+from medprobe.registry import BACKBONES
 from medprobe.results import load_results
 
 TINY = dict(

@@ -1,0 +1,70 @@
+"""The backbone registry: named timm models and the features they yield, importable without torch.
+
+`medprobe.backbones` builds the models; this module only names them, so listing backbones and
+checking a recipe cost no import of torch or timm (only `timm:<model>` names load timm, to check them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+VIT_FEATURES = ("cls", "mean")
+CNN_FEATURES = ("pool",)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A named backbone: the timm model it builds and how it is fed and read.
+
+    `img_size` overrides the model's native input size (DINOv2 is run at 224, not 518);
+    None keeps timm's default.
+    """
+
+    name: str
+    model_id: str
+    family: str  # "vit" or "cnn"
+    img_size: int | None = None
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return VIT_FEATURES if self.family == "vit" else CNN_FEATURES
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    spec.name: spec
+    for spec in (
+        BackboneSpec("resnet18", "resnet18.a1_in1k", "cnn"),
+        BackboneSpec("resnet50", "resnet50.a1_in1k", "cnn"),
+        BackboneSpec("efficientnet_lite0", "tf_efficientnet_lite0.in1k", "cnn"),
+        BackboneSpec("vit_tiny", "vit_tiny_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("vit_small", "vit_small_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("vit_base", "vit_base_patch16_224.augreg_in21k", "vit"),
+        BackboneSpec("dinov2_small", "vit_small_patch14_dinov2.lvd142m", "vit", img_size=224),
+        BackboneSpec("dinov2_base", "vit_base_patch14_dinov2.lvd142m", "vit", img_size=224),
+    )
+}
+
+TIMM_PREFIX = "timm:"
+
+
+def get_backbone(name: str) -> BackboneSpec:
+    """Look up a registered backbone, or wrap any timm model given as `timm:<model_name>`."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    if name.startswith(TIMM_PREFIX):
+        import timm  # only here: a registered name needs no timm
+
+        model_id = name[len(TIMM_PREFIX) :]
+        if not timm.is_model(model_id):
+            raise ValueError(f"timm has no model {model_id!r} (see timm.list_models())")
+        return BackboneSpec(name, model_id, _family_of(model_id))
+    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>")
+
+
+def _family_of(model_id: str) -> str:
+    import timm
+    import torch
+
+    with torch.device("meta"):  # build the module tree only; no memory, no init cost
+        model = timm.create_model(model_id, pretrained=False, num_classes=0)
+    return "vit" if hasattr(model, "num_prefix_tokens") else "cnn"
