@@ -7,10 +7,19 @@ import math
 import torch
 import torch.nn.functional as F
 
+N_DRAWS = 6  # uniform numbers per image: two flips, angle, scale, two shifts
+
+
+def draw_params(n: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, N_DRAWS) uniform draws from a CPU generator (its state is checkpointed, so a resumed
+    run draws the same augmentations). Draw a whole epoch at once and move it to the device once:
+    a copy per batch would make the host wait for the GPU at every step."""
+    return torch.rand(n, N_DRAWS, generator=generator)
+
 
 def augment(
     images: torch.Tensor,
-    generator: torch.Generator,
+    draws: torch.Tensor,
     *,
     max_degrees: float = 10.0,
     max_shift: float = 0.05,
@@ -20,14 +29,11 @@ def augment(
 
     Args:
         images: (B, H, W, C) uint8 on any device.
-        generator: CPU generator for the random parameters (its state is checkpointed, so a
-            resumed run draws the same augmentations).
+        draws: (B, N_DRAWS) uniform [0, 1) numbers on the same device (`draw_params`).
 
     Returns:
         (B, H, W, C) uint8 on the same device.
     """
-    n = len(images)
-    draws = torch.rand(n, 6, generator=generator).to(images.device)
     x = images.permute(0, 3, 1, 2).float()
     x = torch.where(draws[:, 0, None, None, None] < 0.5, x.flip(-1), x)
     x = torch.where(draws[:, 1, None, None, None] < 0.5, x.flip(-2), x)

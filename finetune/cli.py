@@ -62,6 +62,9 @@ def main(verbose: bool) -> None:
 @click.option("--skip-existing", is_flag=True, help="Do nothing if this configuration's record exists.")
 @click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.pt after a successful run.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
+@click.option(
+    "--compile", is_flag=True, help="torch.compile the network: pays on a GPU for runs of many steps."
+)
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""

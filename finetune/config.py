@@ -18,6 +18,7 @@ NOT_IDENTITY = (
     "skip_existing",
     "keep_checkpoint",
     "device",
+    "compile",
     "data_root",
     "dataset",
     "weights",
@@ -54,6 +55,7 @@ class TrainConfig:
     skip_existing: bool = False
     keep_checkpoint: bool = False
     device: str | None = None
+    compile: bool = False  # torch.compile the network (how it runs, not what it computes)
 
     def __post_init__(self):
         parse_freeze(self.freeze)

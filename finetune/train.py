@@ -12,7 +12,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from finetune.augment import augment
+from finetune.augment import augment, draw_params
 from finetune.checkpoint import copy_state, load_checkpoint, save_checkpoint, save_weights
 from finetune.config import NOT_IDENTITY, TrainConfig
 from finetune.model import apply_freeze, train_mode
@@ -68,9 +69,8 @@ def train(cfg: TrainConfig) -> RunResult:
         log.info("skip %s: the record exists", record.name)
         return RunResult.from_json(record.read_text())
     data = {s: load_split(dspec, s, size=cfg.size, root=cfg.data_root) for s in ("train", "val", "test")}
-    data = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
     select, selection_note = selection_metric(
-        data["val"][1].numpy(), task=dspec.task, n_classes=dspec.n_classes, select=cfg.select
+        data["val"][1], task=dspec.task, n_classes=dspec.n_classes, select=cfg.select
     )
     if selection_note:
         log.warning("%s", selection_note)
@@ -90,6 +90,9 @@ def train(cfg: TrainConfig) -> RunResult:
     if spec.family == "cnn":
         model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model) if world > 1 else model
+    net = torch.compile(net) if cfg.compile else net
+    truth = {s: y for s, (_, y) in data.items()}  # labels as numpy, for the metrics
+    data = place_data(data, device)
 
     torch.manual_seed(cfg.seed)
     shuffle_gen, augment_gen = (
@@ -120,36 +123,23 @@ def train(cfg: TrainConfig) -> RunResult:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
+    steps = TrainSteps(net, model, optimizer, scheduler, loss_fn, pcfg, spec.family, device, precision)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
-        train_mode(net)
         order = torch.randperm(n_train, generator=shuffle_gen)[rank::world]
-        total_loss, seen = 0.0, 0
-        for idx in order.split(cfg.batch_size):
-            images, labels = data["train"][0][idx].to(device), data["train"][1][idx].to(device)
-            if cfg.augment == "basic":
-                images = augment(images, augment_gen)
-            x = _to_input(images, pcfg, spec.family)
-            with autocast(device, precision):
-                logits = net(x)
-            loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            total_loss, seen = total_loss + loss.item() * len(idx), seen + len(idx)
+        draws = draw_params(len(order), augment_gen) if cfg.augment == "basic" else None
+        train_loss, seen = steps.epoch(*data["train"], order, draws, batch_size=cfg.batch_size)
         train_seconds = time.perf_counter() - epoch_start
 
         val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
-        val_metrics = evaluate(data["val"][1].numpy(), _probs(val_logits, dspec.task), task=dspec.task)
+        val_metrics = evaluate(truth["val"], _probs(val_logits, dspec.task), task=dspec.task)
         score = val_metrics[select]
         seconds = time.perf_counter() - epoch_start
         state["history"].append(
             {
                 "epoch": epoch,
-                "train_loss": total_loss / max(seen, 1),
-                "val_loss": float(loss_fn(torch.from_numpy(val_logits), data["val"][1])),
+                "train_loss": train_loss,
+                "val_loss": float(loss_fn(torch.from_numpy(val_logits), torch.from_numpy(truth["val"]))),
                 "val_acc": val_metrics["acc"],
                 "val_auc": val_metrics["auc"],
                 "val_macro_f1": val_metrics["macro_f1"],
@@ -164,7 +154,7 @@ def train(cfg: TrainConfig) -> RunResult:
             state.update(best_epoch=epoch, best_score=score, best_state=copy_state(model.state_dict()))
         state["epoch"] = epoch
         log.info(
-            "epoch %d: train loss %.4f, val %s %.4f", epoch, total_loss / max(seen, 1), cfg.select, score
+            "epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, cfg.select, score
         )
         if rank == 0:
             save_checkpoint(
@@ -180,10 +170,8 @@ def train(cfg: TrainConfig) -> RunResult:
     test_logits = _predict(model, data["test"][0], pcfg, spec.family, device, precision, rank, world)
     test_scores = _probs(test_logits, dspec.task)
     run.metrics = {
-        "val": evaluate(data["val"][1].numpy(), _probs(val_logits, dspec.task), task=dspec.task),
-        "test": evaluate(
-            data["test"][1].numpy(), test_scores, task=dspec.task, bootstrap=1000, seed=cfg.seed
-        ),
+        "val": evaluate(truth["val"], _probs(val_logits, dspec.task), task=dspec.task),
+        "test": evaluate(truth["test"], test_scores, task=dspec.task, bootstrap=1000, seed=cfg.seed),
     }
     history = state["history"]
     run.hparams = asdict(cfg) | {
@@ -202,7 +190,7 @@ def train(cfg: TrainConfig) -> RunResult:
         "epoch_s": float(np.mean([h["seconds"] for h in history])) if history else None,
         "train_images_per_s": _images_per_second(history),
     }
-    run.predictions = {"test_score": test_scores.astype(np.float32), "test_true": data["test"][1].numpy()}
+    run.predictions = {"test_score": test_scores.astype(np.float32), "test_true": truth["test"]}
     if rank == 0:
         save_weights(model.state_dict(), run_dir / "weights.safetensors")
         write_atomic(run_dir / "history.json", json.dumps(history, indent=2))
@@ -212,6 +200,74 @@ def train(cfg: TrainConfig) -> RunResult:
             checkpoint_path.unlink(missing_ok=True)
     barrier()
     return run
+
+
+DEVICE_SHARE = 0.25  # the uint8 data stay on the GPU when they take at most this share of its free memory
+
+
+def place_data(data: dict, device: torch.device) -> dict:
+    """Each split's (images, labels) as tensors: on the GPU when all of them fit in DEVICE_SHARE of
+    its free memory, so a step gathers its batch there (no copy, no host wait); else in host
+    memory, copied batch by batch."""
+    tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
+    if device.type != "cuda":
+        return tensors
+    size = sum(x.nbytes + y.nbytes for x, y in data.values())
+    free, _ = torch.cuda.mem_get_info(device)
+    if size > DEVICE_SHARE * free:
+        log.info(
+            "data (%.1f GB) stay in host memory: over %.0f%% of the GPU's free memory",
+            size / 1e9,
+            DEVICE_SHARE * 100,
+        )
+        return tensors
+    return {s: (x.to(device), y.to(device)) for s, (x, y) in tensors.items()}
+
+
+@dataclass
+class TrainSteps:
+    """What every training step uses, built once per run: the network as stepped (DDP-wrapped
+    and/or compiled), the bare model, optimizer, schedule, loss and how pixels become input."""
+
+    net: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: Callable
+    pcfg: object
+    family: str
+    device: torch.device
+    precision: str
+
+    def epoch(self, images, labels, order, draws, *, batch_size: int) -> tuple[float, int]:
+        """One pass over `order` (this rank's shuffled rows) in batches; returns (mean loss, images).
+
+        The loss is summed on the device and read once at the end, so no step waits for the GPU.
+        """
+        train_mode(self.net)
+        order = order.to(images.device)
+        draws = draws.to(self.device) if draws is not None else None
+        loss_sum = torch.zeros((), device=self.device)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch_draws = draws[start : start + batch_size] if draws is not None else None
+            loss = self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
+            loss_sum += loss * len(idx)
+        return float(loss_sum) / max(len(order), 1), len(order)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        """One optimizer step on a uint8 batch; returns the loss, still on the device."""
+        if draws is not None:
+            images = augment(images, draws)
+        with autocast(self.device, self.precision):
+            logits = self.net(_to_input(images, self.pcfg, self.family))
+        loss = self.loss_fn(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
 
 
 def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md5: str) -> dict:
@@ -269,8 +325,8 @@ def _predict(model, images, pcfg, family, device, precision, rank, world, batch_
     out = []
     for idx in rows.split(batch_size):
         with autocast(device, precision):
-            out.append(model(_to_input(images[idx].to(device), pcfg, family)).float().cpu())
-    logits = torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+            out.append(model(_to_input(images[idx].to(device), pcfg, family)).float())
+    logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)  # one copy, one wait
     if world == 1:
         return logits
     shards = [None] * world
@@ -302,7 +358,7 @@ def _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen)
 
 def _check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of a different configuration (silently mixing two runs)."""
-    free = {"resume", "skip_existing", "keep_checkpoint", "out", "device"}
+    free = {"resume", "skip_existing", "keep_checkpoint", "out", "device", "compile"}
     diff = {k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in free and getattr(cfg, k) != v}
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

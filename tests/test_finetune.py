@@ -255,3 +255,35 @@ def test_real_resnet18_from_scratch_on_breastmnist(tmp_path):
     assert test["acc"] >= 0.80 and test["auc"] >= 0.85
     _, labels = load_split("breastmnist", "test", root=BREASTMNIST.parent)
     assert evaluate(labels, result.predictions["test_score"], task="binary-class")["acc"] == test["acc"]
+
+
+def test_epoch_loss_is_the_image_weighted_mean_of_its_steps():
+    # lr 0: every step sees the same weights, so the epoch's loss can be recomputed batch by batch.
+    import torch
+
+    from finetune.train import TrainSteps, _loss_fn, _to_input
+    from medprobe.backbones import create_backbone
+
+    model, pcfg = create_backbone("timm:test_resnet", pretrained=False, num_classes=2, img_size=32)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    loss_fn, device = _loss_fn("binary-class", 0.0), torch.device("cpu")
+    steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, "cnn", device, "fp32")
+    images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
+    labels = torch.randint(0, 2, (10, 1))
+    order = torch.arange(10)
+    mean_loss, seen = steps.epoch(images, labels, order, None, batch_size=4)
+    with torch.no_grad():
+        losses = [
+            loss_fn(model(_to_input(images[b], pcfg, "cnn")), labels[b]) * len(b) for b in order.split(4)
+        ]
+    assert seen == 10 and mean_loss == pytest.approx(float(sum(losses)) / 10, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_compile_trains_the_same_run(data_root, tmp_path):
+    common = dict(dataset="breastmnist", data_root=str(data_root), epochs=1, **TINY)
+    eager = train(TrainConfig(out=str(tmp_path / "eager"), **common))
+    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), compile=True, **common))
+    assert compiled.run_name == eager.run_name  # how it runs is not part of what it is
+    np.testing.assert_allclose(compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-4)
