@@ -17,6 +17,19 @@ def machine() -> str:
     return f"{cpu or platform.processor()}, {os.cpu_count()} cores"
 
 
+def without_append(argv: list[str]) -> list[str]:
+    """A benchmark's arguments less `--append FILE` / `--append=FILE`: the command to reproduce it."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--append":
+            skip = True
+        elif not arg.startswith("--append="):
+            out.append(arg)
+    return out
+
+
 def emit(row: str, append: Path | None, *, section: str | None = None) -> None:
     """Print a markdown row and, with `append`, add it to that file (e.g. BENCHMARKS.md).
 

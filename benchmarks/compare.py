@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import notebook
-from benchmarks.common import emit, machine
+from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
 from medprobe.backbones import create_backbone
@@ -49,10 +49,11 @@ def notebook_experiment(args, data: dict, n_classes: int, task: str) -> dict:
     torch.manual_seed(0)
     start = time.perf_counter()
     model, cfg = create_backbone(args.backbone, pretrained=args.pretrained, weights=args.weights)
+    model = model.to(notebook.DEVICE)
     loaders = {
         s: notebook.loader(model, *data[s], input_size=cfg.input_size, shuffle=s == "train") for s in data
     }
-    head = torch.nn.Linear(model.num_features, n_classes)
+    head = torch.nn.Linear(model.num_features, n_classes).to(notebook.DEVICE)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-5)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=EPOCHS * len(loaders["train"]))
     best_acc, best_head, cached = -1.0, None, {}
@@ -73,8 +74,8 @@ def notebook_experiment(args, data: dict, n_classes: int, task: str) -> dict:
     test_feats, test_labels = notebook.frozen_features(model, loaders["test"])
     test_seconds = time.perf_counter() - test_start
     with torch.no_grad():
-        scores = torch.softmax(best_head(test_feats), 1).double().numpy()
-    metrics = evaluate(test_labels.numpy(), scores, task=task)
+        scores = torch.softmax(best_head(test_feats), 1).double().cpu().numpy()
+    metrics = evaluate(test_labels.cpu().numpy(), scores, task=task)
     per_epoch = timed_seconds / timed
     return {
         "acc": metrics["acc"],
@@ -89,6 +90,7 @@ def _notebook_epoch(model, head, optimizer, scheduler, loader) -> tuple[torch.Te
     """One epoch as the notebook runs it: a frozen fp32 forward per batch, then a head step."""
     feats, labels = [], []
     for x, y in loader:
+        x, y = x.to(notebook.DEVICE), y.to(notebook.DEVICE)
         with torch.no_grad():
             f = model(x)
         _step(head, optimizer, scheduler, f, y)
@@ -98,7 +100,7 @@ def _notebook_epoch(model, head, optimizer, scheduler, loader) -> tuple[torch.Te
 
 
 def _train_on_features(head, optimizer, scheduler, feats, labels, batch_size=notebook.BATCH_SIZE):
-    for idx in torch.randperm(len(feats)).split(batch_size):
+    for idx in torch.randperm(len(feats), device=feats.device).split(batch_size):
         _step(head, optimizer, scheduler, feats[idx], labels[idx])
 
 
@@ -185,7 +187,7 @@ def main() -> None:
     parser.add_argument("--no-pretrained", dest="pretrained", action="store_false")
     parser.add_argument(
         "--append",
-        type=Path,
+        type=lambda value: Path(value) if value else None,
         default=Path("BENCHMARKS.md"),
         help="markdown file that gets the row (default: BENCHMARKS.md; '' for none)",
     )
@@ -199,9 +201,7 @@ def main() -> None:
     rows = {s: len(data[s][0]) for s in data}
     print(json.dumps({"notebook": baseline, "medprobe": ours, "rows": rows}, indent=2))
     label = f" (extrapolated from {args.epochs} epochs)" if baseline["extrapolated"] else ""
-    command = " ".join(
-        ["python -m benchmarks.compare", *(a for a in sys.argv[1:] if not a.startswith("--append"))]
-    )
+    command = " ".join(["python -m benchmarks.compare", *without_append(sys.argv[1:])])
     logreg = ours["logreg"]
     row = (
         f"| {date.today()} | {machine()} | {args.backbone} | {flag}_{size} {rows['train']}/{rows['val']}/"
@@ -211,7 +211,7 @@ def main() -> None:
         f"{logreg['acc']:.3f} / {logreg['macro_f1']:.3f} | {ours['linear']['acc']:.3f} / "
         f"{ours['linear']['macro_f1']:.3f} | `{command}` |"
     )
-    emit(row, args.append if str(args.append) else None, section=SECTION)
+    emit(row, args.append, section=SECTION)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks import notebook
-from benchmarks.common import emit, machine
+from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import FeatureRunner, default_batch_size, extract
 from medprobe.backbones import create_backbone
@@ -73,12 +73,15 @@ def end_to_end(args) -> dict:
 def notebook_path(args) -> dict:
     """PIL + timm eval transform + DataLoader(128, 2 workers), fp32, over the train split."""
     model, cfg = create_backbone(args.backbone, pretrained=False)
+    model = model.to(notebook.DEVICE)
     with np.load(Path(args.data_root) / "bloodmnist.npz") as npz:
         images, labels = npz["train_images"][: args.notebook_images], npz["train_labels"]
     start = time.perf_counter()
     feats, _ = notebook.frozen_features(
         model, notebook.loader(model, images, labels, input_size=cfg.input_size)
     )
+    if notebook.DEVICE.type == "cuda":
+        torch.cuda.synchronize()
     return {"images": len(feats), "seconds": time.perf_counter() - start}
 
 
@@ -122,14 +125,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         n = args.images
         write_npz(Path(tmp) / "bloodmnist.npz", n_train=n * 7 // 10, n_val=n // 10, n_test=n - n * 8 // 10)
-        argv = [a for a in sys.argv[1:] if not a.startswith("--append")]
+        argv = without_append(sys.argv[1:])
         argv += ["--data-root", tmp, "--cache-root", str(Path(tmp) / "cache")]
         results = {mode: run_child(mode, argv) for mode in MODES}
     dataset_gb = n * 28 * 28 * 3 / 2**30
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     args.batch_size = args.batch_size or default_batch_size(device)
-    command = "python -m benchmarks.extract_throughput " + " ".join(sys.argv[1:])
+    command = " ".join(["python -m benchmarks.extract_throughput", *without_append(sys.argv[1:])])
     row = (
         f"| {date.today()} | {machine()} | {args.backbone} | {precision} | {args.batch_size} "
         f"| {results['bare']['rate']:.1f} | {results['e2e']['rate']:.1f} | {results['notebook']['rate']:.1f} "

@@ -1,7 +1,8 @@
 """The usual notebook pipeline, reimplemented faithfully as the baseline to beat.
 
 Images are decoded one at a time through PIL and timm's eval transform, batched by a DataLoader
-(batch 128, 2 workers) and run in fp32.
+(batch 128, 2 workers) and run in fp32 on the GPU when there is one, as the seed notebook does
+(model and every batch moved to `cuda`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from timm.data import create_transform, resolve_model_data_config
 
 BATCH_SIZE = 128
 WORKERS = 2
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class PilDataset(torch.utils.data.Dataset):
@@ -41,9 +43,10 @@ def loader(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, in
 
 @torch.no_grad()
 def frozen_features(model: torch.nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """One fp32 pass of the frozen backbone over a loader: (N, D) pooled features, (N,) labels."""
+    """One fp32 pass of the frozen backbone over a loader: (N, D) pooled features, (N,) labels,
+    on the model's device (`DEVICE`)."""
     feats, ys = [], []
     for x, y in batches:
-        feats.append(model(x))
-        ys.append(y)
+        feats.append(model(x.to(DEVICE)))
+        ys.append(y.to(DEVICE))
     return torch.cat(feats), torch.cat(ys)

@@ -31,7 +31,14 @@ from finetune.plots import plot_curves
 from medprobe.atomic import write_atomic
 from medprobe.backbones import create_backbone
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset, load_split
-from medprobe.device import autocast, barrier, init_distributed, resolve_device, resolve_precision
+from medprobe.device import (
+    autocast,
+    barrier,
+    fits_on,
+    init_distributed,
+    resolve_device,
+    resolve_precision,
+)
 from medprobe.metrics import evaluate, selection_metric
 from medprobe.preprocess import preprocess
 from medprobe.registry import BackboneSpec, get_backbone
@@ -153,9 +160,7 @@ def train(cfg: TrainConfig) -> RunResult:
         if score > state["best_score"]:  # NaN never wins; `selection_metric` keeps it defined
             state.update(best_epoch=epoch, best_score=score, best_state=copy_state(model.state_dict()))
         state["epoch"] = epoch
-        log.info(
-            "epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, cfg.select, score
-        )
+        log.info("epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, cfg.select, score)
         if rank == 0:
             save_checkpoint(
                 _snapshot(state, cfg, model, optimizer, scheduler, shuffle_gen, augment_gen), checkpoint_path
@@ -202,24 +207,12 @@ def train(cfg: TrainConfig) -> RunResult:
     return run
 
 
-DEVICE_SHARE = 0.25  # the uint8 data stay on the GPU when they take at most this share of its free memory
-
-
 def place_data(data: dict, device: torch.device) -> dict:
-    """Each split's (images, labels) as tensors: on the GPU when all of them fit in DEVICE_SHARE of
-    its free memory, so a step gathers its batch there (no copy, no host wait); else in host
-    memory, copied batch by batch."""
+    """Each split's (images, labels) as tensors: on the GPU when they fit there (`fits_on`), so a
+    step gathers its batch in place (no copy, no host wait); else in host memory, copied per batch."""
     tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
-    if device.type != "cuda":
-        return tensors
     size = sum(x.nbytes + y.nbytes for x, y in data.values())
-    free, _ = torch.cuda.mem_get_info(device)
-    if size > DEVICE_SHARE * free:
-        log.info(
-            "data (%.1f GB) stay in host memory: over %.0f%% of the GPU's free memory",
-            size / 1e9,
-            DEVICE_SHARE * 100,
-        )
+    if not fits_on(device, size):
         return tensors
     return {s: (x.to(device), y.to(device)) for s, (x, y) in tensors.items()}
 

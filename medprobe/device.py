@@ -49,12 +49,29 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
+DEVICE_SHARE = 0.25  # data may take this share of a GPU's free memory; the rest is the model's
+
+
+def fits_on(device: torch.device, nbytes: int) -> bool:
+    """Whether `nbytes` of input data may live on `device` for a whole run: on a GPU, when they
+    take at most DEVICE_SHARE of its free memory (the model and its activations need the rest)."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
 def init_distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group (NCCL on GPUs, else gloo) under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    if world > 1 and not dist.is_initialized():
+    """(rank, world size). Under torchrun, even with one process, joins the process group: NCCL
+    on GPUs (each rank on its LOCAL_RANK device), else gloo."""
+    launched = all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
+    if launched and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), world) if world > 1 else (0, 1)
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def barrier() -> None:

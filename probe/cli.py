@@ -47,7 +47,7 @@ def main(verbose: bool) -> None:
     "--batch-size",
     type=click.IntRange(min=1),
     default=None,
-    help="Images per forward [default: 128 on GPU, 16 on CPU].",
+    help="Images per forward [default: 512 on GPU, 16 on CPU].",
 )
 @click.option(
     "--precision",

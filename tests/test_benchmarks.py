@@ -38,3 +38,23 @@ def test_compare_runs_both_paths_and_appends_a_row(tmp_path):
     assert 0 <= figures["medprobe"]["logreg"]["acc"] <= 1
     row = table.read_text()
     assert "(extrapolated from 1 epochs)" in row and "python -m benchmarks.compare" in row
+
+
+def test_without_append_leaves_the_command_to_reproduce():
+    from benchmarks.common import without_append
+
+    argv = ["--model", "x", "--append", "BENCHMARKS.md", "--images", "8", "--append=B.md"]
+    assert without_append(argv) == ["--model", "x", "--images", "8"]
+
+
+@pytest.mark.slow
+def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
+    steps = "start-up,frozen,extraction,finetune,notebook,torchrun"  # compile: exercised in test_finetune
+    cmd = [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--out", str(tmp_path), "--steps", steps]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = (tmp_path / "rows.md").read_text().splitlines()
+    assert len([r for r in rows if r.startswith("| `") or r.startswith("| extraction")]) >= 12
+    figures = json.loads((tmp_path / "figures.json").read_text())
+    heads = next(v["heads"] for k, v in figures.items() if k.startswith("`probe fit --head"))
+    assert set(heads) == {"logreg", "linear", "knn"} and all("bootstrap_s" in t for t in heads.values())

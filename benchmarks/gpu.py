@@ -1,0 +1,287 @@
+"""Issue #12's figures in one run, as whole processes (start-up included), on whatever device is here.
+
+    python -m benchmarks.gpu --out gpu-figures      # on a GPU: BloodMNIST-sized data, real models
+    python -m benchmarks.gpu --tiny --out figures   # anywhere, in a minute or two (CI runs this)
+
+BloodMNIST-sized synthetic data (11,959 / 1,712 / 3,421 images of 28 px), random-init models
+(throughput does not depend on the weights). Each step is a command a user would type; the
+script prints one markdown row per figure and keeps them, with the raw numbers, in --out
+(`rows.md`, `figures.json`), written after every step so an interrupted run keeps what it measured.
+It also runs extraction and fine-tuning under `torchrun --standalone --nproc_per_node 1`, so the
+process-group path (NCCL on a GPU) runs at least once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.common import machine
+from benchmarks.synthetic import write_npz
+
+SCALES = {
+    "full": dict(
+        split=(11959, 1712, 3421), vit="vit_tiny", dino="dinov2_small", cnn="resnet18", vit_images=4096
+    ),
+    "tiny": dict(
+        split=(48, 16, 16), vit="timm:test_vit", dino="timm:test_vit", cnn="timm:test_resnet", vit_images=32
+    ),
+}
+PY = sys.executable
+
+
+class Bench:
+    """Runs commands in a scratch folder, times them, and keeps every figure as a row."""
+
+    def __init__(self, scale: dict, work: Path, out: Path):
+        self.scale, self.work, self.out = scale, work, out
+        self.rows: list[str] = []
+        self.figures: dict = {"machine": machine()}
+        self.data = work / "data"
+        n_train, n_val, n_test = scale["split"]
+        write_npz(self.data / "bloodmnist.npz", n_train=n_train, n_val=n_val, n_test=n_test)
+
+    def run(self, *args: str, cache: str = "cache") -> tuple[float, str]:
+        """Run a command (`probe ...`, `finetune ...`, `python ...`); returns (wall seconds, stdout)."""
+        where = []
+        if args[0] in ("probe", "finetune") and args[1] in ("extract", "fit", "run"):
+            where = ["--data-root", str(self.data)]
+            where += ["--cache-root", str(self.work / cache)] if args[0] == "probe" else []
+        command = self._argv(args) + where
+        start = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=Path.cwd())
+        seconds = time.perf_counter() - start
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+        return seconds, done.stdout
+
+    def _argv(self, args: tuple[str, ...]) -> list[str]:
+        if args[0] in ("probe", "finetune"):
+            return [PY, "-m", *args]
+        if args[0] == "torchrun":
+            return [
+                PY,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node",
+                "1",
+                "-m",
+                *args[1:],
+            ]
+        if args[0] == "python":
+            return [PY, *args[1:]]
+        return list(args)
+
+    def row(self, what: str, value: str, command: str, **raw) -> None:
+        line = f"| {what} | {value} | `{command}` |"
+        print(line, flush=True)
+        self.rows.append(line)
+        self.figures[what] = raw
+        self.out.mkdir(parents=True, exist_ok=True)
+        header = f"Machine: {self.figures['machine']}\n\n| what | figure | command |\n| --- | --- | --- |\n"
+        (self.out / "rows.md").write_text(header + "\n".join(self.rows) + "\n")
+        (self.out / "figures.json").write_text(json.dumps(self.figures, indent=2))
+
+
+def start_up(b: Bench) -> None:
+    helps = [b.run("probe", "--help")[0] for _ in range(3)]
+    torch_import = [b.run("python", "-c", "import torch")[0] for _ in range(3)]
+    b.row(
+        "`probe --help` / `import torch` (s, best of 3)",
+        f"{min(helps):.2f} / {min(torch_import):.2f}",
+        "probe --help",
+        help_s=helps,
+        import_torch_s=torch_import,
+    )
+
+
+def frozen(b: Bench) -> None:
+    dino = b.scale["dino"]
+    wall, out = b.run("probe", "extract", "--backbone", dino, "--no-pretrained")
+    rate = float(re.search(r"\(([\d.]+) img/s\)", out).group(1))
+    b.row(
+        f"`probe extract` {dino}, default batch",
+        f"{wall:.1f} s wall, {rate:,.0f} img/s extracting",
+        f"probe extract --backbone {dino} --no-pretrained",
+        wall_s=wall,
+        images_per_s=rate,
+    )
+    runs = b.work / "runs"
+    wall, _ = b.run(
+        "probe",
+        "fit",
+        "--backbone",
+        dino,
+        "--no-pretrained",
+        "--head",
+        "logreg,linear,knn",
+        "--out",
+        str(runs),
+    )
+    timings = {r["method"]: r["timings"] for r in map(json.loads, map(Path.read_text, runs.glob("*.json")))}
+    parts = ", ".join(f"{h} {t['fit_s']:.1f} + {t['bootstrap_s']:.1f}" for h, t in sorted(timings.items()))
+    b.row(
+        "`probe fit --head logreg,linear,knn` (s: wall; fit + bootstrap per head)",
+        f"{wall:.1f}; {parts}",
+        f"probe fit --backbone {dino} --head logreg,linear,knn",
+        wall_s=wall,
+        heads=timings,
+    )
+    wall, _ = b.run(
+        "probe",
+        "fit",
+        "--extract",
+        "--backbone",
+        dino,
+        "--no-pretrained",
+        "--out",
+        str(b.work / "runs-once"),
+        cache="cache-fresh",
+    )
+    b.row(
+        f"`probe fit --extract` {dino} + logreg, empty cache (s)",
+        f"{wall:.1f}",
+        f"probe fit --extract --backbone {dino} --no-pretrained",
+        wall_s=wall,
+    )
+
+
+def extraction(b: Bench) -> None:
+    n = str(sum(b.scale["split"]))
+    for backbone, batch in ((b.scale["dino"], None), (b.scale["vit"], "128"), (b.scale["vit"], "512")):
+        args = ["--backbone", backbone, "--images", n, "--notebook-images", "512"]
+        args += ["--batch-size", batch] if batch else []
+        _, out = b.run("python", "-m", "benchmarks.extract_throughput", *args)
+        res = json.loads(out[out.index("{") : out.rindex("}") + 1])
+        bare, e2e = res["bare"]["rate"], res["e2e"]["rate"]
+        b.row(
+            f"extraction {backbone}, batch {batch or 'default'}: bare forward / `probe extract` / notebook "
+            "(img/s)",
+            f"{bare:,.0f} / {e2e:,.0f} ({e2e / bare:.0%}) / {res['notebook']['rate']:,.0f}",
+            "python -m benchmarks.extract_throughput " + " ".join(args),
+            **res,
+        )
+
+
+def finetuning(b: Bench) -> None:
+    train = str(b.scale["split"][0])
+    cases = [
+        (b.scale["cnn"], train, ["--batch-size", "128"]),
+        (b.scale["cnn"], train, ["--batch-size", "512", "--no-notebook"]),
+        (b.scale["vit"], str(b.scale["vit_images"]), ["--batch-size", "128"]),
+    ]
+    for model, images, extra in cases:
+        args = ["--model", model, "--images", images, *extra]
+        _, out = b.run("python", "-m", "benchmarks.finetune_throughput", *args)
+        res = json.loads(out.splitlines()[-2])
+        b.row(
+            f"`finetune run` {model} {' '.join(extra)}: medprobe / notebook (img/s)",
+            f"{res['medprobe_img_s']:,.0f} / {res['notebook_img_s']:,.0f}",
+            "python -m benchmarks.finetune_throughput " + " ".join(args),
+            **res,
+        )
+
+
+def notebook(b: Bench) -> None:
+    dino, n = b.scale["dino"], str(b.scale["split"][0])
+    args = [
+        "--backbone",
+        dino,
+        "--no-pretrained",
+        "--synthetic",
+        "--limit",
+        n,
+        "--epochs",
+        "1",
+        "--append",
+        "",
+    ]
+    _, out = b.run("python", "-m", "benchmarks.compare", *args)
+    res = json.loads(out[out.index("{") : out.rindex("}") + 1])
+    nb, ours = res["notebook"], res["medprobe"]["logreg"]
+    b.row(
+        f"frozen experiment {dino}: notebook 20 epochs (from 1) / medprobe extract + logreg (s)",
+        f"{nb['seconds']:.0f} / {ours['seconds']:.1f} ({nb['seconds'] / ours['seconds']:.0f}x)",
+        "python -m benchmarks.compare " + " ".join(args[:-2]),
+        **res,
+    )
+
+
+def distributed(b: Bench) -> None:
+    commands = {
+        "probe extract": f"probe extract --backbone {b.scale['vit']} --no-pretrained",
+        "finetune run": f"finetune run --model {b.scale['cnn']} --no-pretrained --epochs 1",
+    }
+    where = {
+        "probe extract": ["--data-root", str(b.data), "--cache-root", str(b.work / "cache-torchrun")],
+        "finetune run": ["--data-root", str(b.data), "--out", str(b.work / "runs-torchrun")],
+    }
+    for name, command in commands.items():
+        wall, _ = b.run("torchrun", *command.split(), *where[name])
+        launcher = "torchrun --standalone --nproc_per_node 1 -m"
+        b.row(f"`{launcher} {name}` (s)", f"{wall:.1f}", f"{launcher} {command}", wall_s=wall)
+
+
+def compiled(b: Bench) -> None:
+    args = [
+        "--model",
+        b.scale["cnn"],
+        "--images",
+        str(b.scale["split"][0]),
+        "--batch-size",
+        "512",
+        "--epochs",
+        "2",
+        "--compile",
+        "--no-notebook",
+    ]
+    _, out = b.run("python", "-m", "benchmarks.finetune_throughput", *args)
+    res = json.loads(out.splitlines()[-2])
+    b.row(
+        f"`finetune run --compile` {b.scale['cnn']} batch 512, epoch 2 (img/s)",
+        f"{res['medprobe_img_s']:,.0f}",
+        "python -m benchmarks.finetune_throughput " + " ".join(args),
+        **res,
+    )
+
+
+STEPS = {
+    "start-up": start_up,
+    "frozen": frozen,
+    "extraction": extraction,
+    "finetune": finetuning,
+    "notebook": notebook,
+    "torchrun": distributed,
+    "compile": compiled,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tiny", action="store_true", help="tiny data and timm test models")
+    parser.add_argument("--out", type=Path, default=Path("gpu-figures"))
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="medprobe-bench-"))
+    bench = Bench(SCALES["tiny" if args.tiny else "full"], work, args.out)
+    try:
+        for name in args.steps.split(","):
+            started = time.perf_counter()
+            STEPS[name](bench)
+            print(f"# {name}: {time.perf_counter() - started:.0f} s", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""On a GPU: data kept on the device, extraction and fine-tuning there, torch.compile (else skipped)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cache.extract import extract
+from cache.store import read_split
+from finetune.train import TrainConfig, place_data, train
+from medprobe.data import load_split
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+TINY = dict(model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, augment="basic")
+
+
+def test_small_data_live_on_the_gpu(data_root):
+    data = {s: load_split("bloodmnist", s, root=data_root) for s in ("train", "val", "test")}
+    placed = place_data(data, torch.device("cuda"))
+    assert all(x.is_cuda and y.is_cuda for x, y in placed.values())
+    assert all(x.is_cuda is False for x, _ in place_data(data, torch.device("cpu")).values())
+
+
+def test_extraction_on_the_gpu_matches_the_cpu(data_root, tmp_path):
+    features = {}
+    for device in ("cpu", "cuda"):
+        entry = extract(
+            "timm:test_vit",
+            "bloodmnist",
+            data_root=data_root,
+            cache_root=tmp_path / device,
+            pretrained=False,
+            precision="fp32",
+            dtype="float32",
+            device=device,
+            progress=False,
+        )
+        features[device] = read_split(entry.path, "test")[0]["cls"]
+    np.testing.assert_allclose(features["cuda"], features["cpu"], atol=1e-3)
+
+
+def test_finetune_on_the_gpu_eager_and_compiled(data_root, tmp_path):
+    common = dict(dataset="bloodmnist", data_root=str(data_root), epochs=2, precision="fp32", **TINY)
+    eager = train(TrainConfig(out=str(tmp_path / "eager"), device="cuda", **common))
+    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), device="cuda", compile=True, **common))
+    assert eager.hparams["world_size"] == 1 and eager.timings["train_images_per_s"] > 0
+    np.testing.assert_allclose(compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-3)
