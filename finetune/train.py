@@ -94,7 +94,10 @@ def train(cfg: TrainConfig) -> RunResult:
     )
     n_trainable = apply_freeze(model, cfg.freeze)
     model = model.to(device)
-    if spec.family == "cnn":
+    # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own layouts
+    # and its convolution backward rejects channels_last weights (torch 2.11, H200).
+    channels_last = spec.family == "cnn" and not cfg.compile
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     net = DistributedDataParallel(model) if world > 1 else model
     net = torch.compile(net) if cfg.compile else net
@@ -109,7 +112,12 @@ def train(cfg: TrainConfig) -> RunResult:
     n_train = len(data["train"][0])
     steps_per_epoch = math.ceil(len(range(rank, n_train, world)) / cfg.batch_size)
     optimizer = timm.optim.create_optimizer_v2(
-        model, "adamw", lr=cfg.lr, weight_decay=cfg.weight_decay, layer_decay=cfg.layer_decay
+        model,
+        "adamw",
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        layer_decay=cfg.layer_decay,
+        fused=device.type == "cuda",  # one kernel for the whole update instead of one per op
     )
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch))
@@ -130,7 +138,7 @@ def train(cfg: TrainConfig) -> RunResult:
         run_dir.mkdir(parents=True, exist_ok=True)
 
     started = time.perf_counter()
-    steps = TrainSteps(net, model, optimizer, scheduler, loss_fn, pcfg, spec.family, device, precision)
+    steps = TrainSteps(net, model, optimizer, scheduler, loss_fn, pcfg, channels_last, device, precision)
     for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         order = torch.randperm(n_train, generator=shuffle_gen)[rank::world]
@@ -138,7 +146,7 @@ def train(cfg: TrainConfig) -> RunResult:
         train_loss, seen = steps.epoch(*data["train"], order, draws, batch_size=cfg.batch_size)
         train_seconds = time.perf_counter() - epoch_start
 
-        val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
+        val_logits = _predict(model, data["val"][0], pcfg, channels_last, device, precision, rank, world)
         val_metrics = evaluate(truth["val"], _probs(val_logits, dspec.task), task=dspec.task)
         score = val_metrics[select]
         seconds = time.perf_counter() - epoch_start
@@ -171,8 +179,8 @@ def train(cfg: TrainConfig) -> RunResult:
             break
 
     model.load_state_dict(state["best_state"] or copy_state(model.state_dict()))
-    val_logits = _predict(model, data["val"][0], pcfg, spec.family, device, precision, rank, world)
-    test_logits = _predict(model, data["test"][0], pcfg, spec.family, device, precision, rank, world)
+    val_logits = _predict(model, data["val"][0], pcfg, channels_last, device, precision, rank, world)
+    test_logits = _predict(model, data["test"][0], pcfg, channels_last, device, precision, rank, world)
     test_scores = _probs(test_logits, dspec.task)
     run.metrics = {
         "val": evaluate(truth["val"], _probs(val_logits, dspec.task), task=dspec.task),
@@ -228,7 +236,7 @@ class TrainSteps:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: Callable
     pcfg: object
-    family: str
+    channels_last: bool
     device: torch.device
     precision: str
 
@@ -253,7 +261,7 @@ class TrainSteps:
         if draws is not None:
             images = augment(images, draws)
         with autocast(self.device, self.precision):
-            logits = self.net(_to_input(images, self.pcfg, self.family))
+            logits = self.net(_to_input(images, self.pcfg, self.channels_last))
         loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -294,9 +302,9 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
     return factor
 
 
-def _to_input(images: torch.Tensor, pcfg, family: str) -> torch.Tensor:
+def _to_input(images: torch.Tensor, pcfg, channels_last: bool) -> torch.Tensor:
     x = preprocess(images, pcfg)
-    return x.contiguous(memory_format=torch.channels_last) if family == "cnn" else x
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _loss_fn(task: str, label_smoothing: float):
@@ -311,14 +319,16 @@ def _probs(logits: np.ndarray, task: str) -> np.ndarray:
 
 
 @torch.inference_mode()
-def _predict(model, images, pcfg, family, device, precision, rank, world, batch_size=256) -> np.ndarray:
+def _predict(
+    model, images, pcfg, channels_last, device, precision, rank, world, batch_size=256
+) -> np.ndarray:
     """Logits (N, n_out) for all images; each rank does its shard, gathered in order on every rank."""
     model.eval()
     rows = torch.arange(rank, len(images), world)
     out = []
     for idx in rows.split(batch_size):
         with autocast(device, precision):
-            out.append(model(_to_input(images[idx].to(device), pcfg, family)).float())
+            out.append(model(_to_input(images[idx].to(device), pcfg, channels_last)).float())
     logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)  # one copy, one wait
     if world == 1:
         return logits

@@ -268,14 +268,14 @@ def test_epoch_loss_is_the_image_weighted_mean_of_its_steps():
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn, device = _loss_fn("binary-class", 0.0), torch.device("cpu")
-    steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, "cnn", device, "fp32")
+    steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, True, device, "fp32")
     images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 2, (10, 1))
     order = torch.arange(10)
     mean_loss, seen = steps.epoch(images, labels, order, None, batch_size=4)
     with torch.no_grad():
         losses = [
-            loss_fn(model(_to_input(images[b], pcfg, "cnn")), labels[b]) * len(b) for b in order.split(4)
+            loss_fn(model(_to_input(images[b], pcfg, True)), labels[b]) * len(b) for b in order.split(4)
         ]
     assert seen == 10 and mean_loss == pytest.approx(float(sum(losses)) / 10, rel=1e-5)
 
