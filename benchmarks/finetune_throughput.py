@@ -16,7 +16,6 @@ import math
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
@@ -37,9 +36,14 @@ def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None, **
     """Images/s of `finetune run`'s training phase; of the last epoch when there are several (so
     that --compile's first epoch, which compiles, is left out)."""
     cfg = TrainConfig(
-        model=model, pretrained=False, dataset="bloodmnist", data_root=data_root, img_size=img_size, out=out
+        model=model,
+        pretrained=False,
+        dataset="bloodmnist",
+        data_root=data_root,
+        img_size=img_size,
+        out=out,
+        **options,
     )
-    cfg = replace(cfg, **options)
     run = train(cfg)
     history = json.loads((Path(out) / run.run_name / "history.json").read_text())
     return history[-1]["train_images_per_s"] if len(history) > 1 else run.timings["train_images_per_s"]

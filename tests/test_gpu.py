@@ -22,7 +22,7 @@ def test_small_data_live_on_the_gpu(data_root):
     data = {s: load_split("bloodmnist", s, root=data_root) for s in ("train", "val", "test")}
     placed = place_data(data, torch.device("cuda"))
     assert all(x.is_cuda and y.is_cuda for x, y in placed.values())
-    assert all(x.is_cuda is False for x, _ in place_data(data, torch.device("cpu")).values())
+    assert not any(x.is_cuda for x, _ in place_data(data, torch.device("cpu")).values())
 
 
 def test_extraction_on_the_gpu_matches_the_cpu(data_root, tmp_path):
