@@ -13,7 +13,7 @@ WEIGHTS ?= $(wildcard ../shared/weights/dinov2_vits14.safetensors)
 RUNS ?= runs/demo
 export MEDMNIST_ROOT
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test test-slow test-all lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ demo: install
 	$(BIN)/probe fit --backbone dinov2_small --dataset breastmnist --size 28 --head logreg,linear,knn --out $(RUNS)
 	$(BIN)/probe report $(RUNS) -o $(RUNS)/report
 
-test: install
+test: install  # everything but the `slow` tests: a few minutes on 2 cores
+	$(BIN)/python -m pytest -m "not slow"
+
+test-slow: install  # kill -9 resumes, torchrun, real data, the whole registry: CI runs these too
+	$(BIN)/python -m pytest -m slow
+
+test-all: install
 	$(BIN)/python -m pytest
 
 lint: install

@@ -27,7 +27,8 @@ import torch.nn.functional as F
 from benchmarks import notebook
 from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
-from finetune.train import TrainConfig, train
+from finetune.config import TrainConfig
+from finetune.train import train
 from medprobe.backbones import create_backbone
 from medprobe.registry import get_backbone
 

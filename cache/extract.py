@@ -17,24 +17,34 @@ from pathlib import Path
 
 import filelock
 import torch
-import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from cache.options import ExtractOptions
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
 from medprobe.backbones import RANDOM_INIT_SEED, create_backbone, extract_features, preprocess_config
-from medprobe.data import SPLITS, dataset_path, file_md5, get_dataset, load_split
+from medprobe.data import (
+    DEFAULT_DATASET,
+    DEFAULT_SIZE,
+    DatasetSpec,
+    dataset_path,
+    file_md5,
+    get_dataset,
+    load_split,
+)
 from medprobe.device import (
     autocast,
     barrier,
+    broadcast_flag,
     fits_on,
     init_distributed,
     resolve_device,
     resolve_precision,
+    slowest_and_total,
 )
 from medprobe.preprocess import preprocess
-from medprobe.registry import get_backbone
+from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import package_versions
 from medprobe.weights import weights_identity
 
@@ -51,97 +61,110 @@ class ExtractResult:
 
 def extract(
     backbone: str,
-    dataset: str = "bloodmnist",
+    dataset: str = DEFAULT_DATASET,
     *,
-    size: int = 28,
+    size: int = DEFAULT_SIZE,
     task: str | None = None,
-    splits: tuple[str, ...] = SPLITS,
-    batch_size: int | None = None,
-    precision: str = "auto",
-    resize: str = "bicubic",
-    img_size: int | None = None,
-    weights: str | os.PathLike | None = None,
-    pretrained: bool = True,
-    dtype: str = "float16",
     data_root: str | os.PathLike | None = None,
     cache_root: str | os.PathLike | None = None,
-    device: str | None = None,
-    download: bool = True,
-    overwrite: bool = False,
+    options: ExtractOptions | None = None,
     lock_timeout: float = -1,
     progress: bool = True,
+    **option_values,
 ) -> ExtractResult:
     """Extract all feature kinds of `backbone` for `dataset` into a cache entry (or reuse it).
 
     Args:
         backbone: registry name or `timm:<model>`.
         dataset: MedMNIST flag, or a path to a MedMNIST-layout npz (then `task` is required).
-        batch_size: images per forward; default `default_batch_size(device)`.
-        precision: "auto" = bf16 on CUDA and on CPUs with AVX-512-BF16 / AMX, else fp32.
-        dtype: storage dtype of the features, "float16" or "float32".
+        options: what to build and how (`ExtractOptions`); or give its fields as `option_values`.
         lock_timeout: seconds to wait for another process extracting the same entry (-1: forever).
 
     Returns:
         the complete entry's path, whether it was reused, and the measured throughput.
     """
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown or not splits:
-        raise ValueError(f"unknown --splits {','.join(unknown) or '(none)'}; choose from {', '.join(SPLITS)}")
+    options = options or ExtractOptions(**option_values)
     rank, world = init_distributed()
     spec, dspec = get_backbone(backbone), get_dataset(dataset, task=task)
-    splits = tuple(s for s in SPLITS if s in splits)
-    npz = dataset_path(dspec, size=size, root=data_root, download=download)
-    device = resolve_device(device, rank=rank)
-    precision = resolve_precision(precision, device)
-    batch_size = batch_size or default_batch_size(device)
-    pcfg = preprocess_config(spec, img_size=img_size, resize=resize)
-    key = CacheKey(
-        backbone=spec.name,
-        model_id=spec.model_id,
-        weights=weights_identity(
-            spec.model_id, pretrained=pretrained, weights=weights, seed=RANDOM_INIT_SEED
-        ),
-        dataset=dspec.flag,
-        size=size,
-        data_md5=file_md5(npz),
-        preprocess=pcfg.to_dict(),
-        features=spec.features,
-        splits=splits,
-        precision=precision,
-        dtype=dtype,
-    )
+    npz = dataset_path(dspec, size=size, root=data_root, download=options.download)
+    device = resolve_device(options.device, rank=rank)
+    key = entry_key(spec, dspec, size, file_md5(npz), options, resolve_precision(options.precision, device))
     path = entry_path(key, cache_root)
-
     with (
         _entry_lock(path, rank, lock_timeout) as reusable,
         disk_errors(path.with_name(path.name + ".partial")),
     ):
-        if _broadcast(reusable and not overwrite):
+        if broadcast_flag(reusable and not options.overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
-        model, _ = create_backbone(spec, pretrained=pretrained, weights=weights, img_size=img_size)
-        model = model.to(device)
-        if spec.family == "cnn":
-            model = model.to(memory_format=torch.channels_last)
-        run = FeatureRunner(model, pcfg, spec.family, device, precision)
-        data = {s: load_split(dspec, s, size=size, root=data_root, download=False) for s in splits}
-        if rank == 0:
-            labels = {split: labels for split, (_, labels) in data.items()}
-            dims = {k: v.shape[1] for k, v in run(torch.from_numpy(data[splits[0]][0][:2])).items()}
-            if overwrite:
-                PartialEntry(path, key).discard()
-            open_partial(path, key, labels=labels, dims=dims)
-        barrier()
-        entry = attach_partial(path, key)
-        seconds, n_done = _fill(
-            entry, run, data, batch_size=batch_size, rank=rank, world=world, progress=progress
-        )
-        seconds, n_done = _reduce_max_sum(seconds, n_done)
-        throughput = n_done / seconds if seconds > 0 else None
-        if rank == 0:
-            entry.finalize(_attrs(key, device, batch_size, seconds, n_done, throughput, world))
-            log.debug("wrote %s (%.0f img/s)", path, throughput or 0)
-        barrier()
+        data = {s: load_split(dspec, s, size=size, root=data_root, download=False) for s in key.splits}
+        job = _Job(key, spec, options, device, rank, world)
+        throughput = _write_entry(path, job, data, progress=progress)
     return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
+
+
+def entry_key(
+    spec: BackboneSpec, dspec: DatasetSpec, size: int, data_md5: str, options: ExtractOptions, precision: str
+) -> CacheKey:
+    """The key of the entry `options` build: everything that changes its numbers."""
+    weights = weights_identity(
+        spec.model_id, pretrained=options.pretrained, weights=options.weights, seed=RANDOM_INIT_SEED
+    )
+    return CacheKey(
+        backbone=spec.name,
+        model_id=spec.model_id,
+        weights=weights,
+        dataset=dspec.flag,
+        size=size,
+        data_md5=data_md5,
+        preprocess=preprocess_config(spec, img_size=options.img_size, resize=options.resize).to_dict(),
+        features=spec.features,
+        splits=options.splits,
+        precision=precision,
+        dtype=options.dtype,
+    )
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One extraction: the entry's key, its backbone, the options, and where this rank runs."""
+
+    key: CacheKey
+    spec: BackboneSpec
+    options: ExtractOptions
+    device: torch.device
+    rank: int
+    world: int
+
+
+def _write_entry(path: Path, job: _Job, data: dict, *, progress: bool) -> float | None:
+    """Run every split through the backbone into `path` (resuming a partial entry); returns img/s."""
+    options, spec = job.options, job.spec
+    model, _ = create_backbone(
+        spec, pretrained=options.pretrained, weights=options.weights, img_size=options.img_size
+    )
+    model = model.to(job.device)
+    if spec.family == "cnn":
+        model = model.to(memory_format=torch.channels_last)
+    pcfg = preprocess_config(spec, img_size=options.img_size, resize=options.resize)
+    run = FeatureRunner(model, pcfg, spec.family, job.device, job.key.precision)
+    if job.rank == 0:
+        labels = {split: labels for split, (_, labels) in data.items()}
+        first = torch.from_numpy(data[job.key.splits[0]][0][:2])
+        if options.overwrite:
+            PartialEntry(path, job.key).discard()
+        open_partial(path, job.key, labels=labels, dims={k: v.shape[1] for k, v in run(first).items()})
+    barrier()
+    entry = attach_partial(path, job.key)
+    batch_size = options.batch_size or default_batch_size(job.device)
+    seconds, n_done = slowest_and_total(
+        *_fill(entry, run, data, batch_size=batch_size, rank=job.rank, world=job.world, progress=progress)
+    )
+    throughput = n_done / seconds if seconds > 0 else None
+    if job.rank == 0:
+        entry.finalize(_attrs(job, batch_size, seconds, n_done, throughput))
+        log.debug("wrote %s (%.0f img/s)", path, throughput or 0)
+    barrier()
+    return throughput
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -249,34 +272,18 @@ def _entry_lock(path: Path, rank: int, timeout: float):
         lock.release()
 
 
-def _attrs(key: CacheKey, device, batch_size, seconds, n_images, throughput, world) -> dict:
+def _attrs(job: _Job, batch_size, seconds, n_images, throughput) -> dict:
+    device = job.device
     return {
         "versions": package_versions(),
         "extraction": {
             "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-            "world_size": world,
+            "world_size": job.world,
             "batch_size": batch_size,
-            "precision": key.precision,
+            "precision": job.key.precision,
             "seconds": round(seconds, 3),
             "images": n_images,
             "images_per_second": round(throughput, 1) if throughput else None,
         },
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-
-
-def _broadcast(value: bool) -> bool:
-    if not dist.is_initialized():
-        return value
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def _reduce_max_sum(seconds: float, images: int) -> tuple[float, int]:
-    """Wall time is the slowest rank's; images add up."""
-    if not dist.is_initialized():
-        return seconds, images
-    values = [None] * dist.get_world_size()
-    dist.all_gather_object(values, (seconds, images))
-    return max(s for s, _ in values), sum(n for _, n in values)

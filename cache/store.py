@@ -238,6 +238,16 @@ def entry_files(path: str | os.PathLike) -> list[Path]:
     return [p for p in companions if p.exists()]
 
 
+def delete_files(path: str | os.PathLike, *, partial_only: bool = False) -> None:
+    """Delete an entry's files, never its lock: all of them, or only the partial file and its
+    progress sidecars (a rebuild's leftovers). The caller holds the lock."""
+    final = Path(str(path).removesuffix(".partial"))
+    for stale in entry_files(final):
+        if stale.name == final.name + ".lock" or (partial_only and stale == final):
+            continue
+        stale.unlink()
+
+
 def _glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
@@ -251,9 +261,7 @@ def remove_entry(path: str | os.PathLike) -> None:
     except filelock.Timeout as e:
         raise CacheError(f"{final} is being extracted by another process; remove it when that ends") from e
     try:
-        for stale in entry_files(final):
-            if stale.name != final.name + ".lock":
-                stale.unlink()
+        delete_files(final)
     finally:
         lock.release()
         Path(str(final) + ".lock").unlink(missing_ok=True)

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from cache import integrity
-from cache.store import CacheKey, entry_files
+from cache.store import CacheKey, delete_files
 from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
 
 
@@ -87,9 +87,7 @@ class PartialEntry:
 
     def discard(self) -> None:
         """Delete the partial file and its progress sidecars (not a finished entry, not the lock)."""
-        for stale in entry_files(self.path):
-            if stale.name.startswith(self.path.name):
-                stale.unlink()
+        delete_files(self.final_path, partial_only=True)
 
     def _sidecar(self, rank: int) -> Path:
         return self.path.with_name(f"{self.path.name}.progress-{rank}.json")

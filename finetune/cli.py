@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
-import sys
 
 import click
 
-from finetune.config import AUGMENTS, FREEZE_HELP, TrainConfig
+from finetune.config import TrainConfig
 from medprobe import __version__
-from medprobe.choices import PRECISIONS
 from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
 from medprobe.errors import UserError
-from medprobe.metrics import SELECT_METRICS
+from medprobe.options import click_options
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
@@ -28,43 +25,8 @@ def main(verbose: bool) -> None:
 
 
 @main.command("run")
-@click.option("--model", default="resnet18", show_default=True, help="Registry name (see `finetune models`).")
+@click_options(TrainConfig)
 @functools.partial(dataset_options, cache=False)
-@click.option(
-    "--img-size",
-    type=int,
-    default=None,
-    help="Input size [default: dataset size for CNNs from scratch, else the model's].",
-)
-@click.option(
-    "--pretrained/--no-pretrained",
-    default=None,
-    help="[default: scratch for resnet18, pretrained for the others]",
-)
-@click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None, help="Local .safetensors/.pth weights."
-)
-@click.option("--freeze", default="none", show_default=True, help=FREEZE_HELP)
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--weight-decay", type=float, default=1e-5, show_default=True)
-@click.option("--warmup", type=float, default=1.0, show_default=True, help="Epochs of linear warmup.")
-@click.option("--layer-decay", type=float, default=None, help="Layer-wise lr decay (ViTs), e.g. 0.75.")
-@click.option("--label-smoothing", type=float, default=0.0, show_default=True)
-@click.option("--augment", type=click.Choice(AUGMENTS), default="basic", show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True)
-@click.option("--patience", type=click.IntRange(min=1), default=None, help="Early stopping [default: off].")
-@click.option("--select", type=click.Choice(list(SELECT_METRICS)), default="acc", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
-@click.option("--skip-existing", is_flag=True, help="Do nothing if this configuration's record exists.")
-@click.option("--keep-checkpoint", is_flag=True, help="Keep checkpoint.pt after a successful run.")
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
-@click.option(
-    "--compile", is_flag=True, help="torch.compile the network: pays on a GPU for runs of many steps."
-)
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""
@@ -83,24 +45,6 @@ def run(**options) -> None:
 def _number(value: float | None) -> str:
     """A metric as printed; undefined ones (NaN, or null in a record read back) as n/a."""
     return "n/a" if value is None or value != value else f"{value:.4f}"
-
-
-@main.command("plan")
-def plan() -> None:
-    """Check `run` argument lists (JSON lines on stdin); print `{"ok": true}` or the error of each.
-
-    One process checks a whole recipe: what `probe suite` asks before it starts any run.
-    """
-    from finetune.train import check_config
-
-    for line in sys.stdin:
-        try:
-            with run.make_context("run", json.loads(line)) as ctx:
-                check_config(TrainConfig(**ctx.params))
-                click.echo(json.dumps({"ok": True}))
-        except (click.ClickException, *USER_ERRORS) as e:
-            message = e.format_message() if isinstance(e, click.ClickException) else str(e)
-            click.echo(json.dumps({"error": message}))
 
 
 @main.command()

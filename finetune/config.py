@@ -1,17 +1,22 @@
 """What a fine-tune run is: its options as one dataclass, importable without torch.
 
-`finetune run` declares its options from this module and `finetune.train` runs them.
+Each field declares its flag (`medprobe.options.option`): `finetune run` builds its options from
+this class, a recipe's `[[finetune]]` tables are checked against it, and `finetune.train` runs it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medprobe.choices import PRECISIONS
+from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE
 from medprobe.metrics import SELECT_METRICS
+from medprobe.options import option
 
 AUGMENTS = ("none", "basic")
 FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
 SCRATCH_BY_DEFAULT = ("resnet18",)
+# How a run is carried out, not what it computes: left out of its identity (record name, resume check).
 NOT_IDENTITY = (
     "out",
     "resume",
@@ -23,39 +28,43 @@ NOT_IDENTITY = (
     "dataset",
     "weights",
 )
+HOW_IT_RUNS = ("resume", "skip_existing", "keep_checkpoint", "out", "device", "compile")
 
 
 @dataclass
 class TrainConfig:
     """Everything a fine-tune run depends on; stored in its checkpoint and result record."""
 
-    model: str = "resnet18"
-    dataset: str = "bloodmnist"
-    size: int = 28
-    task: str | None = None
-    data_root: str | None = None
-    img_size: int | None = None
-    pretrained: bool | None = None  # None: scratch for resnet18, pretrained otherwise
-    weights: str | None = None
-    freeze: str = "none"
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-5
-    warmup: float = 1.0  # epochs of linear warmup
-    layer_decay: float | None = None
-    label_smoothing: float = 0.0
-    augment: str = "basic"
-    precision: str = "auto"
-    patience: int | None = None
-    select: str = "acc"
-    seed: int = 0
-    out: str = "runs"
-    resume: bool = False
-    skip_existing: bool = False
-    keep_checkpoint: bool = False
-    device: str | None = None
-    compile: bool = False  # torch.compile the network (how it runs, not what it computes)
+    model: str = option("resnet18", "Registry name (see `finetune models`).")
+    # The data: declared on the command line by `medprobe.cli_utils.dataset_options`, as in `probe`.
+    dataset: str = option(DEFAULT_DATASET, cli=False)
+    size: int = option(DEFAULT_SIZE, cli=False)
+    task: str | None = option(None, cli=False)
+    data_root: str | None = option(None, cli=False)
+    img_size: int | None = option(
+        None, "Input size [default: dataset size for CNNs from scratch, else the model's].", min=1
+    )
+    pretrained: bool | None = option(None, "[default: scratch for resnet18, pretrained for the others]")
+    weights: str | None = option(None, "Local .safetensors/.pth weights.")
+    freeze: str = option("none", FREEZE_HELP)
+    epochs: int = option(20, min=1)
+    batch_size: int = option(128, min=1)
+    lr: float = option(1e-3)
+    weight_decay: float = option(1e-5)
+    warmup: float = option(1.0, "Epochs of linear warmup.")
+    layer_decay: float | None = option(None, "Layer-wise lr decay (ViTs), e.g. 0.75.")
+    label_smoothing: float = option(0.0)
+    augment: str = option("basic", choices=AUGMENTS)
+    precision: str = option("auto", choices=PRECISIONS)
+    patience: int | None = option(None, "Early stopping [default: off].", min=1)
+    select: str = option("acc", "Val metric that picks the best epoch.", choices=tuple(SELECT_METRICS))
+    seed: int = option(0)
+    out: str = option("runs", "Folder of the result records.")
+    resume: bool = option(False, "Continue an interrupted run from its last checkpoint.")
+    skip_existing: bool = option(False, "Do nothing if this configuration's record exists.")
+    keep_checkpoint: bool = option(False, "Keep checkpoint.pt after a successful run.")
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
+    compile: bool = option(False, "torch.compile the network: pays on a GPU for runs of many steps.")
 
     def __post_init__(self):
         parse_freeze(self.freeze)

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from medprobe.data import DATASETS, SIZES
+from medprobe.data import DATASETS, DEFAULT_DATASET, DEFAULT_SIZE, SIZES
 from medprobe.registry import BACKBONES
 
 
@@ -83,14 +83,14 @@ def dataset_options(command, *, cache: bool = True):
     options = [
         click.option(
             "--dataset",
-            default="bloodmnist",
+            default=DEFAULT_DATASET,
             show_default=True,
             help="MedMNIST flag (see `probe datasets`) or a path to your own .npz.",
         ),
         click.option(
             "--size",
             type=click.Choice([str(s) for s in SIZES]),
-            default="28",
+            default=str(DEFAULT_SIZE),
             show_default=True,
             callback=lambda ctx, p, v: int(v),
             help="Image size of the dataset files.",
@@ -104,14 +104,15 @@ def dataset_options(command, *, cache: bool = True):
         ),
     ]
     if cache:
-        options.append(
-            click.option(
-                "--cache-root",
-                type=click.Path(file_okay=False),
-                default=None,
-                help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
-            )
-        )
+        options.append(cache_root_option)
     for option in reversed(options):
         command = option(command)
     return command
+
+
+cache_root_option = click.option(
+    "--cache-root",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
+)

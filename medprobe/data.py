@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SIZES = (28, 64, 128, 224)
 SPLITS = ("train", "val", "test")
+DEFAULT_DATASET, DEFAULT_SIZE = "bloodmnist", 28
 FLAGS_2D = (
     "pathmnist",
     "chestmnist",

@@ -77,3 +77,21 @@ def init_distributed() -> tuple[int, int]:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def broadcast_flag(value: bool) -> bool:
+    """Rank 0's value on every rank (the value itself without a process group)."""
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def slowest_and_total(seconds: float, images: int) -> tuple[float, int]:
+    """Wall time is the slowest rank's; images add up."""
+    if not dist.is_initialized():
+        return seconds, images
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, (seconds, images))
+    return max(s for s, _ in values), sum(n for _, n in values)

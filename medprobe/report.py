@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 from medprobe import figures
 from medprobe.atomic import atomic_path, write_atomic
 from medprobe.metrics import paired_bootstrap
+from medprobe.report_figures import report_figures
 from medprobe.results import RunResult, load_results
 
 METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
@@ -48,16 +48,17 @@ class Row:
     tied: set[str] = field(default_factory=set)
 
     @property
-    def method(self) -> str:
-        """The variant as shown: `logreg`, `logreg-frac0.1`, `logreg [resize=pad]`."""
+    def method_label(self) -> str:
+        """The method column: variant and detail (`logreg`, `logreg-frac0.1`, `logreg [resize=pad]`)."""
         return f"{self.variant} [{self.detail}]" if self.detail else self.variant
 
     @property
     def label(self) -> str:
-        return f"{self.model} · {self.method}"
+        return f"{self.model} · {self.method_label}"
 
     @property
-    def base_method(self) -> str:
+    def method(self) -> str:
+        """The runs' method: a head (`logreg`), `scratch`, `finetune` or `frozen-sgd`."""
         return self.runs[0].method
 
     @property
@@ -145,7 +146,7 @@ def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_r
     (out_dir / "figures").mkdir(parents=True, exist_ok=True)
     figs = [
         (title, figures.save_png(fig, out_dir / "figures" / name), name)
-        for title, fig, name in _figures(rows, runs_dir)
+        for title, fig, name in report_figures(rows, runs_dir)
     ]
     tables = {dataset: _table(rows, dataset) for dataset in sorted({r.dataset for r in rows})}
     write_atomic(out_dir / "report.md", _markdown(tables, figs))
@@ -211,13 +212,13 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
     header = ["model", "method", "seeds"]
     for size in sizes:
         header += [f"{name} @{size}" for name, _ in METRICS] + [f"time s @{size}", f"img/s @{size}"]
-    lookup = {(r.model, r.method, r.size): r for r in mine}
+    lookup = {(r.model, r.method_label, r.size): r for r in mine}
     body = []
-    for model, method in sorted({(r.model, r.method) for r in mine}):
+    for model, method in sorted({(r.model, r.method_label) for r in mine}):
         line = [
             (model, ""),
             (method, ""),
-            (str(max(len(r.runs) for r in mine if (r.model, r.method) == (model, method))), ""),
+            (str(max(len(r.runs) for r in mine if (r.model, r.method_label) == (model, method))), ""),
         ]
         for size in sizes:
             row = lookup.get((model, method, size))
@@ -262,7 +263,7 @@ def _write_csv(rows: list[Row], path: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(fields)
         for r in rows:
-            line = [r.dataset, r.size, r.model, r.method, len(r.runs)]
+            line = [r.dataset, r.size, r.model, r.method_label, len(r.runs)]
             for _, m in METRICS:
                 line += [*r.stats[m], m in r.best, m in r.tied]
             writer.writerow(line + [r.wall_s, r.images_per_s])
@@ -294,61 +295,6 @@ def _html(tables, figs) -> str:
             f"<figcaption>{html.escape(title)}</figcaption></figure>"
         )
     return "\n".join(parts + ["</body></html>"])
-
-
-def _figures(rows: list[Row], runs_dir: Path):
-    """(title, figure, file name) of every figure the runs support."""
-    for dataset in sorted({r.dataset for r in rows}):
-        mine = [r for r in rows if r.dataset == dataset]
-        plain = [r for r in mine if not r.tag]
-        series = defaultdict(list)
-        for r in plain:
-            series[r.label].append((r.size, *r.stats["acc"][:2]))
-        if series:
-            yield (
-                f"{dataset}: test ACC vs resolution",
-                figures.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
-                f"{dataset}_resolution.png",
-            )
-        best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
-        labels = best.runs[0].class_names
-        matrix = best.runs[0].metrics["test"].get("confusion_matrix")
-        if matrix and labels and np.ndim(matrix) == 2:
-            title = f"{dataset}_{best.size}: confusion matrix of {best.label}"
-            yield title, figures.confusion(matrix, labels, title=title), f"{dataset}_confusion.png"
-        efficiency = _label_efficiency(mine)
-        if efficiency:
-            yield (
-                f"{dataset}: label efficiency",
-                figures.lines(
-                    efficiency,
-                    xlabel="train fraction or shots per class",
-                    ylabel="test ACC",
-                    title=dataset,
-                    log_x=True,
-                ),
-                f"{dataset}_label_efficiency.png",
-            )
-    for row in rows:
-        for run in row.runs[:1]:
-            history = runs_dir / run.run_name / "history.json"
-            if history.exists():
-                fig = figures.training_curves(
-                    json.loads(history.read_text()), run.hparams.get("best_epoch", 0), title=run.run_name
-                )
-                yield f"training curves: {run.run_name}", fig, f"curves_{run.run_name}.png"
-
-
-def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, float]]]:
-    series = defaultdict(list)
-    for r in rows:
-        fraction, shots = r.runs[0].hparams.get("train_fraction"), r.runs[0].hparams.get("shots")
-        amount = fraction if fraction is not None else shots
-        if amount is not None:
-            kind = "fraction" if fraction is not None else "shots"
-            detail = f" [{r.detail}]" if r.detail else ""
-            series[f"{r.model} · {r.base_method}{detail} ({kind})"].append((amount, *r.stats["acc"][:2]))
-    return dict(series)
 
 
 def _run_seconds(run: RunResult) -> float | None:

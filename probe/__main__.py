@@ -1,5 +1,5 @@
-"""`python -m probe` (what `torchrun ... -m probe extract` runs)."""
+"""`python -m probe` (what `torchrun ... -m probe extract` runs): the `probe` command, suite included."""
 
-from probe.cli import main
+from suite.cli import main
 
 main()

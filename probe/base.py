@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from medprobe.outputs import loss, probabilities
 from medprobe.tasks import MULTI_LABEL
 
 
@@ -42,13 +42,19 @@ class BaseHead:
         return torch.as_tensor(y, dtype=torch.long)
 
     def _proba(self, logits: torch.Tensor) -> np.ndarray:
-        probs = torch.sigmoid(logits) if self.task == MULTI_LABEL else torch.softmax(logits, dim=-1)
-        return probs.double().numpy()
+        return probabilities(logits.detach(), self.task)
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        if self.task == MULTI_LABEL:
-            return F.binary_cross_entropy_with_logits(logits, targets)
-        return F.cross_entropy(logits, targets)
+        return loss(logits, targets, self.task)
+
+
+class LinearModel(BaseHead):
+    """A head that ends as standardized features times `coef_` plus `intercept_` (logreg, linear)."""
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """X (n, D) features -> (n, n_out) probabilities."""
+        x = standardize(X, self.mean_, self.scale_)
+        return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
 
 
 def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:

@@ -10,20 +10,19 @@ from pathlib import Path
 
 import click
 
+from cache.options import EntryFilter, ExtractOptions
 from medprobe import __version__
-from medprobe.choices import HEAD_NAMES, PRECISIONS, RESIZE_MODES, STORAGE_DTYPES
 from medprobe.cli_utils import (
+    cache_root_option,
     clean_errors_of,
     dataset_options,
-    int_list,
     list_backbones,
     list_datasets,
     setup_logging,
-    split_list,
 )
-from medprobe.data import SPLITS
 from medprobe.errors import UserError
-from medprobe.metrics import SELECT_METRICS
+from medprobe.options import click_options, field_names
+from probe.options import ProbeOptions
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, TimeoutError, OSError)  # CacheError is a UserError
 
@@ -42,40 +41,20 @@ def main(verbose: bool) -> None:
 @main.command("extract")
 @click.option("--backbone", required=True, help="Registry name (see `probe backbones`) or timm:<model>.")
 @dataset_options
-@click.option("--splits", default=",".join(SPLITS), show_default=True, callback=split_list)
-@click.option(
-    "--batch-size",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Images per forward [default: 512 on GPU, 16 on CPU].",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(PRECISIONS),
-    default="auto",
-    show_default=True,
-    help="auto: bf16 on CUDA and on CPUs with bf16 units, else fp32.",
-)
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="bicubic", show_default=True)
-@click.option("--img-size", type=int, default=None, help="Backbone input size [default: the backbone's].")
-@click.option(
-    "--weights",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Local .safetensors/.pth weights (offline stand-in for hub weights).",
-)
-@click.option("--pretrained/--no-pretrained", default=True, show_default=True)
-@click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default="float16", show_default=True)
-@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... [default: cuda if available].")
-@click.option("--download/--no-download", default=True, show_default=True)
-@click.option("--overwrite", is_flag=True, help="Rebuild the entry even if it exists.")
+@click_options(ExtractOptions)
 @clean_errors
 def extract_command(backbone, dataset, size, task, data_root, cache_root, **options):
     """Push a dataset through a frozen backbone once and cache every feature kind."""
     from cache.extract import extract
 
     result = extract(
-        backbone, dataset, size=size, task=task, data_root=data_root, cache_root=cache_root, **options
+        backbone,
+        dataset,
+        size=size,
+        task=task,
+        data_root=data_root,
+        cache_root=cache_root,
+        options=ExtractOptions(**options),
     )
     rate = f" ({result.images_per_second:.0f} img/s)" if result.images_per_second else ""
     if result.rank == 0:
@@ -85,90 +64,44 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
 @main.command("fit")
 @click.option("--backbone", default=None, help="Fit this backbone's entry [default: every cached backbone].")
 @dataset_options
-@click.option(
-    "--head",
-    "heads",
-    default="logreg",
-    show_default=True,
-    callback=split_list,
-    help=f"Comma-separated heads: {', '.join(HEAD_NAMES)}.",
-)
-@click.option(
-    "--features",
-    default=None,
-    help="cls, mean, cls+mean or pool [default: cls+mean for ViTs, pool for CNNs].",
-)
-@click.option(
-    "--select",
-    type=click.Choice(list(SELECT_METRICS)),
-    default="acc",
-    show_default=True,
-    help="Val metric that picks the hyper-parameters.",
-)
-@click.option("--seeds", default="0", show_default=True, callback=int_list, help="Comma-separated seeds.")
-@click.option(
-    "--train-fraction", type=float, default=None, help="Label efficiency: fit on this fraction of train."
-)
-@click.option(
-    "--shots", type=click.IntRange(min=1), default=None, help="Label efficiency: K examples per class."
-)
-@click.option(
-    "--bootstrap",
-    type=click.IntRange(min=0),
-    default=1000,
-    show_default=True,
-    help="Bootstrap resamples for 95% intervals on test.",
-)
+@click_options(ProbeOptions)
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option(
     "--extract", "do_extract", is_flag=True, help="Extract the features first if they are not cached."
 )
-@click.option(
-    "--weights", type=click.Path(dir_okay=False), default=None, help="Entries of these local weights."
-)
-@click.option(
-    "--pretrained/--no-pretrained",
-    default=None,
-    help="Entries of pretrained or random-init weights [default: any; with --extract: pretrained].",
-)
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default=None, help="Entries of this resize mode.")
-@click.option("--img-size", type=int, default=None, help="Entries of this backbone input size.")
-@click.option("--dtype", type=click.Choice(STORAGE_DTYPES), default=None, help="Entries of this dtype.")
+@click_options(EntryFilter)
 @clean_errors
-def fit_command(backbone, dataset, size, task, data_root, cache_root, heads, do_extract, **options):
+def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_extract, **options):
     """Fit heads on cached features; choose on val, score test once, write one record per run.
 
     Entries are matched by the content of the data file; when several match (say two resize
-    modes), each is fitted into its own record. --weights, --resize, --img-size, --dtype and
-    --[no-]pretrained pick among them, or say how --extract builds a missing one.
+    modes), each is fitted into its own record. --weights, --precision, --resize, --img-size,
+    --dtype and --[no-]pretrained pick among them, or say how --extract builds a missing one.
     """
-    from probe.entries import EntryFilter
     from probe.fit import run_probe
     from probe.summary import summary_table
 
-    wanted = {k: options.pop(k) for k in ("weights", "pretrained", "resize", "img_size", "dtype")}
-    if do_extract:
-        extract_options = {k: v for k, v in wanted.items() if v is not None}
-        extract_options.setdefault("pretrained", True)
+    wanted = EntryFilter(**{k: options.pop(k) for k in field_names(EntryFilter)})
+    probe_options = ProbeOptions(**options)
     results = run_probe(
         dataset,
         size=size,
         backbone=backbone,
-        heads=heads,
+        options=probe_options,
         task=task,
         cache_root=cache_root,
         data_root=data_root,
-        extract=extract_options if do_extract else None,
-        where=EntryFilter(**wanted),
-        **options,
+        out=out,
+        extract=wanted.to_extract() if do_extract else None,
+        where=wanted,
     )
     click.echo(summary_table(results))
     once = sorted({r.method for r in results if r.hparams.get("deterministic")})
-    if once and len(options["seeds"]) > 1:
+    if once and len(probe_options.seeds) > 1:
         click.echo(
             f"{', '.join(once)} on all of train: deterministic, so fitted once (seed 0); seeds vary nothing"
         )
-    click.echo(f"{len(results)} result record(s) in {options['out']}/")
+    click.echo(f"{len(results)} result record(s) in {out}/")
 
 
 @main.command("report")
@@ -190,37 +123,13 @@ def report_command(runs_dir, out, bootstrap):
     click.echo(f"wrote {path}, {Path(out) / 'report.md'} and {Path(out) / 'report.csv'}")
 
 
-@main.command("suite")
-@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--out", type=click.Path(file_okay=False), default=None, help="Result records [default: the recipe's]."
-)
-@click.option(
-    "--report", type=click.Path(file_okay=False), default=None, help="Report folder [default: the recipe's]."
-)
-@click.option("--data-root", type=click.Path(file_okay=False), default=None)
-@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
-@clean_errors
-def suite_command(recipe, **overrides):
-    """Run a recipe's matrix (skipping finished runs), then write its report."""
-    from probe.suite import load_recipe, run_suite
-
-    plan = load_recipe(recipe, **overrides)
-    click.echo(
-        f"{recipe}: {len(plan.datasets)} dataset(s) x {len(plan.sizes)} size(s), "
-        f"{len(plan.probes)} probe and {len(plan.finetunes)} finetune entries, seeds {plan.seeds}"
-    )
-    path = run_suite(plan)
-    click.echo(f"wrote {path}")
-
-
 @main.group("cache")
 def cache_group() -> None:
     """Inspect and manage the feature cache."""
 
 
 @cache_group.command("ls")
-@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@cache_root_option
 @clean_errors
 def cache_ls(cache_root):
     """List entries: backbone, dataset, size, kinds, dtype, rows, size on disk, state."""
@@ -244,7 +153,7 @@ def cache_ls(cache_root):
 
 @cache_group.command("info")
 @click.argument("key")
-@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@cache_root_option
 @clean_errors
 def cache_info(key, cache_root):
     """Show one entry's key JSON, versions and extraction timings (KEY: path or key prefix)."""
@@ -257,7 +166,7 @@ def cache_info(key, cache_root):
 
 
 @cache_group.command("verify")
-@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@cache_root_option
 @clean_errors
 def cache_verify(cache_root):
     """Check every entry against its checksums; exit 1 if any is corrupt or unfinished."""
@@ -274,7 +183,7 @@ def cache_verify(cache_root):
 
 @cache_group.command("rm")
 @click.argument("keys", nargs=-1, required=True)
-@click.option("--cache-root", type=click.Path(file_okay=False), default=None)
+@cache_root_option
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @clean_errors
 def cache_rm(keys, cache_root, yes):

@@ -8,34 +8,10 @@ match (say bicubic and zero-padded inputs), each is fitted into its own record.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from cache.options import EntryFilter
 from cache.store import CacheError, CacheKey, find_entries
-from medprobe.weights import weights_identity
-
-
-@dataclass(frozen=True)
-class EntryFilter:
-    """What the user asked of an entry; None means "any"."""
-
-    weights: str | os.PathLike | None = None
-    pretrained: bool | None = None
-    resize: str | None = None
-    img_size: int | None = None
-    dtype: str | None = None
-
-    def accepts(self, key: CacheKey) -> bool:
-        if self.weights is not None and key.weights != weights_identity(
-            key.model_id, pretrained=True, weights=self.weights, seed=0
-        ):
-            return False
-        if self.pretrained is not None and self.pretrained == key.weights.startswith("random-init"):
-            return False
-        wanted = {"resize": self.resize, "input_size": self.img_size}
-        if any(v is not None and key.preprocess.get(k) != v for k, v in wanted.items()):
-            return False
-        return self.dtype is None or key.dtype == self.dtype
 
 
 def matching_entries(
@@ -46,7 +22,7 @@ def matching_entries(
     data_md5: str,
     npz: Path,
     backbone: str | None = None,
-    where: EntryFilter = EntryFilter(),
+    where: EntryFilter,
 ) -> list[tuple[Path, CacheKey]]:
     """Complete entries of `dataset`/`size` built from the bytes whose MD5 is `data_md5`.
 

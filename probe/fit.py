@@ -18,13 +18,23 @@ import numpy as np
 import torch
 
 from cache.extract import extract as extract_features
+from cache.options import EntryFilter, ExtractOptions
 from cache.store import CacheKey, read_attrs, read_key, read_split
-from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
-from medprobe.metrics import SELECT_METRICS, evaluate, selection_metric
+from medprobe.data import (
+    DEFAULT_DATASET,
+    DEFAULT_SIZE,
+    SPLITS,
+    DatasetSpec,
+    dataset_path,
+    file_md5,
+    get_dataset,
+)
+from medprobe.metrics import evaluate, selection_metric
 from medprobe.results import RunResult
 from medprobe.tasks import MULTI_LABEL
-from probe.entries import EntryFilter, matching_entries
+from probe.entries import matching_entries
 from probe.heads import HEADS
+from probe.options import ProbeOptions
 from probe.settings import FitSettings, seeds_for
 
 log = logging.getLogger(__name__)
@@ -123,89 +133,82 @@ def select_features(features: dict[str, np.ndarray], kinds: tuple[str, ...]) -> 
 
 
 def run_probe(
-    dataset: str = "bloodmnist",
+    dataset: str = DEFAULT_DATASET,
     *,
-    size: int = 28,
+    size: int = DEFAULT_SIZE,
     backbone: str | None = None,
-    heads: tuple[str, ...] = ("logreg",),
-    features: str | None = None,
-    select: str = "acc",
-    seeds: tuple[int, ...] = (0,),
-    train_fraction: float | None = None,
-    shots: int | None = None,
-    bootstrap: int = 1000,
+    options: ProbeOptions | None = None,
     task: str | None = None,
     cache_root: str | os.PathLike | None = None,
     data_root: str | os.PathLike | None = None,
     out: str | os.PathLike = "runs",
-    extract: dict | None = None,
+    extract: ExtractOptions | None = None,
     where: EntryFilter | None = None,
     skip_existing: bool = False,
+    **option_values,
 ) -> list[RunResult]:
-    """Fit `heads` on the cached features of every matching entry; one record per configuration.
+    """Fit heads on the cached features of every matching entry; one record per configuration.
 
     Args:
         backbone: only this backbone's entries; None fits every backbone cached for the data.
-        features: "cls", "mean", "cls+mean", "pool"; None takes every kind the entry holds.
-        extract: extract the backbone's features first (instant when cached) with these options
-            of `cache.extract.extract` (weights, pretrained, precision, ...), and fit that entry.
+        options: heads, features, selection, seeds, subsets (`ProbeOptions`), or its fields as
+            `option_values`.
+        extract: extract the backbone's features first (instant when cached) as these options
+            say, and fit that entry.
         where: without `extract`, fit only the entries built as asked (weights, resize, ...).
         skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
     """
-    _check_options(heads, seeds, select, train_fraction, shots)
+    options = options or ProbeOptions(**option_values)
     spec = get_dataset(dataset, task=task)
-    where = where or EntryFilter()
-    entries = _entries(spec, dataset, size, task, backbone, cache_root, data_root, extract, where)
+    if extract is not None:
+        if backbone is None:
+            raise ValueError("extracting first (--extract) needs --backbone")
+        path = extract_features(
+            backbone,
+            dataset,
+            size=size,
+            task=task,
+            data_root=data_root,
+            cache_root=cache_root,
+            options=extract,
+        ).path
+        entries = [(path, read_key(path))]
+    else:
+        entries = _matching(spec, size, data_root, cache_root, backbone, where or EntryFilter())
     results = []
     for path, key in entries:
-        kinds = tuple(features.split("+")) if features else key.features
-        missing = [k for k in kinds if k not in key.features]
-        if missing:
-            raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
-        splits = None
-        for settings in _settings(heads, kinds, select, seeds, train_fraction, shots, bootstrap):
-            record = Path(out) / f"{settings.run_name(spec, key)}.json"
-            if skip_existing and record.exists():
-                log.info("skip %s: the record exists", record.name)
-                continue
-            splits = splits or {split: read_split(path, split) for split in ("train", "val", "test")}
+        todo = _todo(options, key, spec, out, skip_existing)
+        splits = {split: read_split(path, split) for split in SPLITS} if todo else None
+        for settings in todo:
             result = _one_run(splits, key, path, spec, settings)
             result.save(out)
             results.append(result)
     return results
 
 
-def _check_options(heads, seeds, select, fraction, shots) -> None:
-    """Refuse bad options before any entry is read or any data extracted."""
-    unknown = [h for h in heads if h not in HEADS]
-    if unknown or not heads:
-        raise ValueError(f"unknown head(s) {unknown or heads}; choose from {', '.join(HEADS)}")
-    if not seeds:
-        raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0")
-    if select not in SELECT_METRICS:
-        raise ValueError(f"unknown selection metric {select!r}; choose one of {', '.join(SELECT_METRICS)}")
-    if fraction is not None and shots is not None:
-        raise ValueError("give --train-fraction or --shots, not both")
+def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing) -> list[FitSettings]:
+    """The (head, seed) configurations to fit on one entry, less those whose record exists."""
+    kinds = options.kinds or key.features
+    missing = [k for k in kinds if k not in key.features]
+    if missing:
+        raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
+    subsampled = options.train_fraction is not None or options.shots is not None
+    todo = []
+    for head in options.heads:
+        for seed in seeds_for(head, options.seeds, subsampled=subsampled):
+            settings = FitSettings(
+                head, kinds, options.select, options.train_fraction, options.shots, options.bootstrap, seed
+            )
+            record = Path(out) / f"{settings.run_name(spec, key)}.json"
+            if skip_existing and record.exists():
+                log.info("skip %s: the record exists", record.name)
+            else:
+                todo.append(settings)
+    return todo
 
 
-def _settings(heads, kinds, select, seeds, fraction, shots, bootstrap) -> list[FitSettings]:
-    subsampled = fraction is not None or shots is not None
-    return [
-        FitSettings(head, kinds, select, fraction, shots, bootstrap, seed)
-        for head in heads
-        for seed in seeds_for(head, seeds, subsampled=subsampled)
-    ]
-
-
-def _entries(spec, dataset, size, task, backbone, cache_root, data_root, extract, where):
-    """(path, key) of the entries to fit: the one `extract` makes, or those matching the file."""
-    if extract is not None:
-        if backbone is None:
-            raise ValueError("extracting first (--extract) needs --backbone")
-        path = extract_features(
-            backbone, dataset, size=size, task=task, data_root=data_root, cache_root=cache_root, **extract
-        ).path
-        return [(path, read_key(path))]
+def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
+    """(path, key) of the complete entries built from the file the user names, as `where` asks."""
     npz = dataset_path(spec, size=size, root=data_root, download=False)
     return matching_entries(
         cache_root,
@@ -234,6 +237,12 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         bootstrap=settings.bootstrap,
         seed=settings.seed,
     )
+    return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
+
+
+def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y_test) -> RunResult:
+    """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
+    n_used, n_all = n_train
     extraction = read_attrs(path).get("extraction", {})
     return RunResult(
         dataset=spec.flag,
@@ -251,8 +260,8 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
             "select": settings.select,
             "selected_on": fit.selected_on,
             "selection_note": fit.selection_note,
-            "deterministic": HEADS[settings.head].deterministic and len(rows) == len(y_train),
-            "n_train": len(rows),
+            "deterministic": HEADS[settings.head].deterministic and n_used == n_all,
+            "n_train": n_used,
             "train_fraction": settings.fraction,
             "shots": settings.shots,
             "weights": key.weights,
@@ -265,5 +274,5 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         },
         cache_key=key.digest,
         tag=settings.tag(key.features),
-        predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": test[1]},
+        predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": y_test},
     )

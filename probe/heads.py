@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.base import MULTI_LABEL, BaseHead, Sweep, fit_scaler, score_or_worst, standardize
+from probe.base import MULTI_LABEL, BaseHead, LinearModel, Sweep, fit_scaler, score_or_worst, standardize
 from probe.linear import LinearHead
 
 LOGREG_CS = tuple(10.0**e for e in range(-4, 5))  # 1e-4 .. 1e4, 9 points
@@ -25,7 +25,7 @@ KNN_MAX_K = 100
 KNN_TEMPERATURE = 0.07  # DINO's weighted kNN: votes weighted by exp(cosine / T)
 
 
-class LogRegHead(BaseHead):
+class LogRegHead(LinearModel):
     """L2-regularized logistic regression on standardized features, fitted with L-BFGS.
 
     The objective is sklearn's, per sample: mean loss + ||W||^2 / (2 C n), so C means what it
@@ -76,10 +76,6 @@ class LogRegHead(BaseHead):
         optimizer.step(closure)
         self.coef_, self.intercept_ = weight.detach().numpy(), bias.detach().numpy()
         return self
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        x = standardize(X, self.mean_, self.scale_)
-        return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
 
     @classmethod
     def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS) -> Sweep:

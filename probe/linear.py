@@ -8,12 +8,12 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from probe.base import BaseHead, Sweep, fit_scaler, score_or_worst, standardize
+from probe.base import LinearModel, Sweep, fit_scaler, score_or_worst, standardize
 
 LINEAR_GRID = tuple((lr, wd) for lr in (1e-3, 1e-2, 1e-1) for wd in (0.0, 1e-4, 1e-2))
 
 
-class LinearHead(BaseHead):
+class LinearHead(LinearModel):
     """A torch linear layer on standardized features, trained with AdamW on mini-batches.
 
     Runs on the CPU unless given a `device`: a probe is a few thousand steps of a (G, 256, D)
@@ -53,10 +53,6 @@ class LinearHead(BaseHead):
         self.coef_, self.intercept_ = grid.state(0)
         self.best_epoch_ = self.epochs
         return self
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        x = standardize(X, self.mean_, self.scale_)
-        return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
 
     @classmethod
     def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, grid=LINEAR_GRID, **kw) -> Sweep:

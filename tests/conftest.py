@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+# One thread per test process, and for the processes tests start: on 2 cores a second torch thread
+# only contends (single tests drop from ~58 s to ~2 s), and numbers do not depend on it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import numpy as np
 import pytest
@@ -11,6 +17,20 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 BREASTMNIST = SHARED / "data" / "breastmnist.npz"
 DINOV2_WEIGHTS = SHARED / "weights" / "dinov2_vits14.safetensors"
 EFFNET_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.safetensors"
+
+
+SMOKE_MODELS = ("resnet18", "vit_tiny", "dinov2_small")  # one per family: CNN, ViT, DINOv2
+
+
+def per_family(names) -> list:
+    """Registry names as test parameters: one model per family in every run, the rest `slow`."""
+    return [n if n in SMOKE_MODELS else pytest.param(n, marks=pytest.mark.slow) for n in names]
+
+
+def pytest_configure(config):
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def make_npz(

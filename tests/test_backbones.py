@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared
+from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared, per_family
 
 from medprobe.backbones import WeightsUnavailableError, create_backbone, extract_features
 from medprobe.errors import WeightsError
@@ -38,7 +38,7 @@ def test_registry_lists_what_the_issue_names():
     assert BACKBONES["dinov2_small"].model_id == "vit_small_patch14_dinov2.lvd142m"
 
 
-@pytest.mark.parametrize("name", list(EXPECTED_DIMS))
+@pytest.mark.parametrize("name", per_family(EXPECTED_DIMS))
 def test_every_backbone_builds_and_yields_its_features(name):
     # A small input (a multiple of the patch size) keeps this quick.
     small = 28 if name.startswith("dinov2") else 32
@@ -115,7 +115,7 @@ def test_real_efficientnet_weights_load_offline(offline_hub):
     assert feats["pool"].shape == (2, 1280) and feats["pool"].abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", [*EXPECTED_DIMS, "timm:test_vit", "timm:test_resnet"])
+@pytest.mark.parametrize("name", [*per_family(EXPECTED_DIMS), "timm:test_vit", "timm:test_resnet"])
 def test_preprocess_config_without_weights_matches_the_built_model(name):
     from medprobe.backbones import preprocess_config
 

@@ -12,13 +12,15 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import BREASTMNIST, make_npz, needs_shared
+from conftest import BREASTMNIST, make_npz, needs_shared, per_family
 from safetensors.torch import load_file
 
 from finetune.checkpoint import load_checkpoint
 from finetune.cli import main as finetune_main
+from finetune.config import TrainConfig
 from finetune.model import apply_freeze
-from finetune.train import TrainConfig, train, warmup_cosine
+from finetune.steps import warmup_cosine
+from finetune.train import train
 from medprobe.data import load_split
 from medprobe.metrics import evaluate
 from medprobe.registry import BACKBONES
@@ -142,7 +144,7 @@ def test_torchrun_two_processes_write_one_record(tmp_path):
     assert done.stdout.count("test ACC") == 1
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", per_family(BACKBONES))
 def test_every_registry_model_trains_one_tiny_step(name, data_root, tmp_path):
     small = 28 if name.startswith("dinov2") else 32
     cfg = TrainConfig(
@@ -259,24 +261,25 @@ def test_real_resnet18_from_scratch_on_breastmnist(tmp_path):
 
 def test_epoch_loss_is_the_image_weighted_mean_of_its_steps():
     # lr 0: every step sees the same weights, so the epoch's loss can be recomputed batch by batch.
+    import functools
+
     import torch
 
-    from finetune.train import TrainSteps, _loss_fn, _to_input
+    from finetune.steps import TrainSteps, to_input
     from medprobe.backbones import create_backbone
+    from medprobe.outputs import loss
 
     model, pcfg = create_backbone("timm:test_resnet", pretrained=False, num_classes=2, img_size=32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    loss_fn, device = _loss_fn("binary-class", 0.0), torch.device("cpu")
+    loss_fn, device = functools.partial(loss, task="binary-class"), torch.device("cpu")
     steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, True, device, "fp32")
     images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 2, (10, 1))
     order = torch.arange(10)
     mean_loss, seen = steps.epoch(images, labels, order, None, batch_size=4)
     with torch.no_grad():
-        losses = [
-            loss_fn(model(_to_input(images[b], pcfg, True)), labels[b]) * len(b) for b in order.split(4)
-        ]
+        losses = [loss_fn(model(to_input(images[b], pcfg, True)), labels[b]) * len(b) for b in order.split(4)]
     assert seen == 10 and mean_loss == pytest.approx(float(sum(losses)) / 10, rel=1e-5)
 
 

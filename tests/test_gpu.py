@@ -8,7 +8,9 @@ import torch
 
 from cache.extract import extract
 from cache.store import read_split
-from finetune.train import TrainConfig, place_data, train
+from finetune.config import TrainConfig
+from finetune.steps import place_data
+from finetune.train import train
 from medprobe.data import load_split
 
 pytestmark = [

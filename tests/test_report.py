@@ -79,7 +79,7 @@ def write_runs(runs_dir):
 
 def test_rows_best_and_indistinguishable(tmp_path):
     write_runs(tmp_path)
-    rows = {(r.model, r.method, r.size): r for r in build_rows(load_results(tmp_path), n_resamples=300)}
+    rows = {(r.model, r.method_label, r.size): r for r in build_rows(load_results(tmp_path), n_resamples=300)}
     assert len(rows) == 10
     logreg, knn = rows["dinov2_small", "logreg", 28], rows["dinov2_small", "knn", 28]
     scratch = rows["resnet18", "scratch", 28]
@@ -155,7 +155,7 @@ def test_rows_that_would_read_alike_name_their_differing_fields(tmp_path):
     at_64 = record("vit_tiny", "logreg", 0.9, size=64)
     at_64.config["resize"] = "pad"
     rows = build_rows([bicubic, pad, at_64], n_resamples=0)
-    assert sorted((r.size, r.method) for r in rows) == [
+    assert sorted((r.size, r.method_label) for r in rows) == [
         (28, "logreg [resize=bicubic]"),
         (28, "logreg [resize=pad]"),
         (64, "logreg [resize=pad]"),  # one label per configuration, so one table row across sizes

@@ -9,8 +9,9 @@ from click.testing import CliRunner
 from conftest import BREASTMNIST, DINOV2_WEIGHTS, make_npz
 
 from medprobe.results import load_results
-from probe.cli import main as probe_main
-from probe.suite import RecipeError, load_recipe, run_suite
+from suite.cli import main as probe_main
+from suite.recipe import RecipeError, load_recipe
+from suite.runner import run_suite
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -69,16 +70,25 @@ def test_shipped_recipes_are_valid():
         ),
         (
             '[[probe]]\nbackbone = "vit_tiny"\nheads = ["svm"]\n',
-            r":3: unknown head\(s\) \['svm'\]; choose from",
+            r":3: heads in \[\[probe\]\] must be a non-empty list of logreg, linear, knn; got \['svm'\]",
         ),
         ('[[probe]]\nbackbone = "dino"\n', r":2: unknown backbone 'dino'; choose one of .*dinov2_small"),
         ('[suite]\ndatasets = ["bloodmnistt"]\n', r":2: unknown dataset 'bloodmnistt'; choose one of"),
         ("[suite]\nsizes = [32]\n", r":2: sizes \[32\] not available"),
         (
             '[[finetune]]\nmodel = "vit_tiny"\nepochz = 2\n',
-            r":2: \[\[finetune\]\] model 'vit_tiny': .*No such option '--epochz'",
+            r":3: unknown key 'epochz' in \[\[finetune\]\] model 'vit_tiny'; valid keys: augment, batch_size",
         ),
         ('[[finetune]]\nmodel = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
+        (
+            '[[finetune]]\nmodel = "vit_tiny"\nepochs = 0\n',
+            r":3: epochs in \[\[finetune\]\] .* must be an integer >= 1",
+        ),
+        ('[[finetune]]\nmodel = "vit_tiny"\nlr = "fast"\n', r":3: lr in .* must be a number; got 'fast'"),
+        (
+            '[[probe]]\nbackbone = "vit_tiny"\nresize = "lanczos"\n',
+            r":3: resize in \[\[probe\]\] must be one of bicubic",
+        ),
     ],
 )
 def test_bad_recipes_fail_before_any_run_naming_line_and_choices(body, match, tmp_path):

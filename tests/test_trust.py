@@ -14,7 +14,8 @@ from safetensors.torch import save_file
 
 from cache.extract import extract
 from finetune.cli import main as finetune_main
-from finetune.train import TrainConfig, train
+from finetune.config import TrainConfig
+from finetune.train import train
 from medprobe.backbones import create_backbone
 from medprobe.errors import DataError, WeightsError
 from medprobe.report import build_rows, write_report

@@ -1,0 +1,117 @@
+"""How batches run: data placed once, one optimizer step per batch, predictions gathered across ranks.
+
+Data stay uint8 tensors; augmentation, resizing and normalization happen on the device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from finetune.augment import augment
+from finetune.model import train_mode
+from medprobe.device import autocast, fits_on
+from medprobe.preprocess import preprocess
+
+
+def place_data(data: dict, device: torch.device) -> dict:
+    """Each split's (images, labels) as tensors: on the GPU when they fit there (`fits_on`), so a
+    step gathers its batch in place (no copy, no host wait); else in host memory, copied per batch."""
+    tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
+    size = sum(x.nbytes + y.nbytes for x, y in data.values())
+    if not fits_on(device, size):
+        return tensors
+    return {s: (x.to(device), y.to(device)) for s, (x, y) in tensors.items()}
+
+
+@dataclass
+class TrainSteps:
+    """What every training step uses, built once per run: the network as stepped (DDP-wrapped
+    and/or compiled), the bare model, optimizer, schedule, loss and how pixels become input."""
+
+    net: torch.nn.Module
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loss_fn: Callable
+    pcfg: object
+    channels_last: bool
+    device: torch.device
+    precision: str
+
+    def epoch(self, images, labels, order, draws, *, batch_size: int) -> tuple[float, int]:
+        """One pass over `order` (this rank's shuffled rows) in batches; returns (mean loss, images).
+
+        The loss is summed on the device and read once at the end, so no step waits for the GPU.
+        """
+        train_mode(self.net)
+        order = order.to(images.device)
+        draws = draws.to(self.device) if draws is not None else None
+        loss_sum = torch.zeros((), device=self.device)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch_draws = draws[start : start + batch_size] if draws is not None else None
+            loss = self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
+            loss_sum += loss * len(idx)
+        return float(loss_sum) / max(len(order), 1), len(order)
+
+    def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+        """One optimizer step on a uint8 batch; returns the loss, still on the device."""
+        if draws is not None:
+            images = augment(images, draws)
+        with autocast(self.device, self.precision):
+            logits = self.net(to_input(images, self.pcfg, self.channels_last))
+        loss = self.loss_fn(logits.float(), labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss.detach()
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor, *, rank: int, world: int, batch_size: int = 256) -> np.ndarray:
+        """Logits (N, n_out) of the bare model for all images; each rank does its shard, gathered in
+        order on every rank."""
+        self.model.eval()
+        rows = torch.arange(rank, len(images), world)
+        out = []
+        for idx in rows.split(batch_size):
+            with autocast(self.device, self.precision):
+                x = to_input(images[idx].to(self.device), self.pcfg, self.channels_last)
+                out.append(self.model(x).float())
+        logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)  # one copy, one wait
+        return logits if world == 1 else _gather_rows(rows.numpy(), logits, len(images), world)
+
+
+def to_input(images: torch.Tensor, pcfg, channels_last: bool) -> torch.Tensor:
+    """uint8 (B, H, W[, C]) on the device -> the network's normalized float input."""
+    x = preprocess(images, pcfg)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def warmup_cosine(total_steps: int, warmup_steps: int):
+    """Learning-rate factor per step: linear warmup to 1, then cosine decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _gather_rows(rows: np.ndarray, logits: np.ndarray, n: int, world: int) -> np.ndarray:
+    """Every rank's (rows, logits) shard put back in row order, on every rank."""
+    shards = [None] * world
+    dist.all_gather_object(shards, (rows, logits))
+    full = np.zeros((n, max(s[1].shape[1] for s in shards)), np.float32)
+    for shard_rows, shard_logits in shards:
+        full[shard_rows] = shard_logits
+    return full

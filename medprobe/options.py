@@ -1,0 +1,133 @@
+"""Options declared once, on the dataclass that uses them: its CLI flags and recipe checks derive from it.
+
+A field made with `option(...)` carries its help text and allowed values; `click_options(cls)`
+turns the fields into click options (bool fields become `--x/--no-x`, or a plain flag when they
+default to False), and `check_value` applies the same rules to a value read from a recipe.
+No torch here: the CLIs build their `--help` from this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+
+import click
+
+
+def option(
+    default,
+    help: str = "",
+    *,
+    choices: Sequence[str] | None = None,
+    min: int | float | None = None,
+    flag: str | None = None,
+    show_default: bool = True,
+    cli: bool = True,
+) -> dataclasses.Field:
+    """A dataclass field with what its flag says: help, choices, lower bound, a flag name other than
+    `--field-name`; `cli=False` keeps it off the command line (set by the program, not the user)."""
+    meta = {"help": help, "choices": choices, "min": min, "flag": flag, "show_default": show_default}
+    meta["cli"] = cli
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def click_options(cls: type, *, skip: Sequence[str] = ()) -> Callable:
+    """A decorator adding one click option per `option` field of `cls`, in declaration order."""
+    hints = typing.get_type_hints(cls)
+    declared = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False) and f.name not in skip]
+
+    def decorate(command):
+        for f in reversed(declared):
+            command = _click_option(f, hints[f.name])(command)
+        return command
+
+    return decorate
+
+
+def check_value(cls: type, name: str, value) -> str | None:
+    """What is wrong with `value` for field `name` of `cls` (as a recipe gives it), or None."""
+    f = {f.name: f for f in dataclasses.fields(cls)}[name]
+    kind = _base_type(typing.get_type_hints(cls)[name])
+    choices, low = f.metadata.get("choices"), f.metadata.get("min")
+    if value is None:
+        return None
+    if kind is tuple:
+        item = _item_type(typing.get_type_hints(cls)[name])
+        items_ok = isinstance(value, list) and value and all(_is_a(v, item) for v in value)
+        if not items_ok or (choices is not None and not set(value) <= set(choices)):
+            return f"a non-empty list of {', '.join(choices) if choices else item.__name__ + 's'}"
+        return None
+    if not _is_a(value, kind):
+        return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
+    if choices is not None and value not in choices:
+        return f"one of {', '.join(choices)}"
+    if low is not None and value < low:
+        return f"{'an integer' if kind is int else 'a number'} >= {low}"
+    return None
+
+
+def field_names(cls: type, *, cli_only: bool = True) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", False) or not cli_only)
+
+
+def _click_option(f: dataclasses.Field, hint) -> Callable:
+    meta, kind = f.metadata, _base_type(hint)
+    flag = "--" + (meta["flag"] or f.name.replace("_", "-"))
+    names = (flag, f.name) if meta["flag"] else (flag,)
+    kwargs = {"default": f.default, "help": meta["help"] or None, "show_default": meta["show_default"]}
+    if kind is tuple:  # a comma-separated list on the command line
+        kwargs["default"] = ",".join(map(str, f.default))
+        item = _item_type(hint)
+        return click.option(*names, callback=_comma_list(item, meta["choices"]), **kwargs)
+    if kind is bool:
+        if f.default is False:
+            return click.option(*names, is_flag=True, help=kwargs["help"])
+        return click.option(f"{flag}/--no-{flag[2:]}", *names[1:], **kwargs)
+    if meta["choices"] is not None:
+        kwargs["type"] = click.Choice(list(meta["choices"]))
+    elif meta["min"] is not None:
+        range_type = click.IntRange if kind is int else click.FloatRange
+        kwargs["type"] = range_type(min=meta["min"])
+    else:
+        kwargs["type"] = kind
+    if f.default is None:
+        kwargs["show_default"] = False
+    return click.option(*names, **kwargs)
+
+
+def _is_a(value, kind: type) -> bool:
+    """A TOML value of the field's type (a bool is not a number; an integer is a float)."""
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, int | float) if kind is float else isinstance(value, kind)
+
+
+def _comma_list(item: type, choices: Sequence[str] | None) -> Callable:
+    what = f"choose from {', '.join(choices)}" if choices else f"expected comma-separated {item.__name__}s"
+
+    def parse(ctx, param, value: str) -> tuple:
+        try:
+            values = tuple(item(v.strip()) for v in value.split(",") if v.strip())
+        except ValueError as e:
+            raise click.BadParameter(f"{value!r}: {what}") from e
+        if not values or any(choices is not None and v not in choices for v in values):
+            raise click.BadParameter(f"{value!r}: {what}")
+        return values
+
+    return parse
+
+
+def _item_type(hint) -> type:
+    """`tuple[int, ...]` (or that `| None`) -> int."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_args(hint)[0]
+
+
+def _base_type(hint) -> type:
+    """`int | None` -> int; `str` -> str; `tuple[str, ...]` -> tuple."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    return typing.get_origin(hint) or hint

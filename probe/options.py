@@ -1,0 +1,51 @@
+"""How a probe fits and scores: one dataclass that `probe fit` and a recipe's `[[probe]]` tables share.
+
+Light (no torch), so `probe fit --help` builds its flags from it at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medprobe.choices import HEAD_NAMES
+from medprobe.metrics import SELECT_METRICS
+from medprobe.options import option
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """Which heads, on which features, selected how, over which seeds and training subsets."""
+
+    heads: tuple[str, ...] = option(("logreg",), "Comma-separated heads.", choices=HEAD_NAMES, flag="head")
+    features: str | None = option(
+        None, "cls, mean, cls+mean or pool [default: cls+mean for ViTs, pool for CNNs]."
+    )
+    select: str = option("acc", "Val metric that picks the hyper-parameters.", choices=tuple(SELECT_METRICS))
+    seeds: tuple[int, ...] = option((0,), "Comma-separated seeds.")
+    train_fraction: float | None = option(None, "Label efficiency: fit on this fraction of train.")
+    shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
+    bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0)
+
+    def __post_init__(self):
+        """Refuse bad options before any entry is read or any data extracted."""
+        for name in ("heads", "seeds"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (value,) if isinstance(value, str | int) else tuple(value))
+        unknown = [h for h in self.heads if h not in HEAD_NAMES]
+        if unknown or not self.heads:
+            raise ValueError(f"unknown head(s) {unknown or self.heads}; choose from {', '.join(HEAD_NAMES)}")
+        if not self.seeds:
+            raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0")
+        if self.select not in SELECT_METRICS:
+            raise ValueError(
+                f"unknown selection metric {self.select!r}; choose one of {', '.join(SELECT_METRICS)}"
+            )
+        if self.train_fraction is not None and self.shots is not None:
+            raise ValueError("give --train-fraction or --shots, not both")
+        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
+            raise ValueError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
+
+    @property
+    def kinds(self) -> tuple[str, ...] | None:
+        """The feature kinds asked for (None: every kind the entry holds)."""
+        return tuple(self.features.split("+")) if self.features else None

@@ -1,0 +1,42 @@
+"""`probe suite RECIPE`: the `probe` command with the suite, which composes probe and finetune, added.
+
+`probe.cli` knows nothing of the suite (it sits below it); the installed `probe` command and
+`python -m probe` run this module's `main`, which is `probe.cli.main` plus `suite`.
+"""
+
+from __future__ import annotations
+
+import click
+
+from medprobe.cli_utils import cache_root_option
+from probe.cli import clean_errors
+from probe.cli import main as probe_main
+
+
+@click.command("suite")
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=None, help="Result records [default: the recipe's]."
+)
+@click.option(
+    "--report", type=click.Path(file_okay=False), default=None, help="Report folder [default: the recipe's]."
+)
+@click.option("--data-root", type=click.Path(file_okay=False), default=None)
+@cache_root_option
+@clean_errors
+def suite_command(recipe, **overrides):
+    """Run a recipe's matrix (skipping finished runs), then write its report."""
+    from suite.recipe import load_recipe
+    from suite.runner import run_suite
+
+    plan = load_recipe(recipe, **overrides)
+    click.echo(
+        f"{recipe}: {len(plan.datasets)} dataset(s) x {len(plan.sizes)} size(s), "
+        f"{len(plan.probes)} probe and {len(plan.finetunes)} finetune entries, seeds {plan.seeds}"
+    )
+    path = run_suite(plan)
+    click.echo(f"wrote {path}")
+
+
+probe_main.add_command(suite_command)
+main = probe_main

@@ -1,0 +1,160 @@
+"""A recipe file: `[suite]` (datasets, sizes, seeds, folders), `[[probe]]` and `[[finetune]]` tables.
+
+The whole recipe is checked before the first run starts: every key, type and range against the
+dataclass that owns it, every dataset, size, backbone, head and model against its registry. An
+error names the recipe line and the valid values.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from finetune.config import TrainConfig
+from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, get_dataset
+from medprobe.registry import get_backbone
+from suite import values
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run; the message names the recipe line and the valid values."""
+
+
+@dataclass
+class Recipe:
+    path: Path
+    datasets: list[str]
+    sizes: list[int]
+    seeds: list[int]
+    out: Path
+    report: Path
+    data_root: str | None = None
+    cache_root: str | None = None
+    task: str | None = None
+    probes: list[dict] = field(default_factory=list)
+    finetunes: list[dict] = field(default_factory=list)
+
+
+def load_recipe(path: str | Path, **overrides) -> Recipe:
+    """Parse and check a recipe; `overrides` (out, data_root, cache_root, report) win over it."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{path}: {e}") from e
+    unknown_tables = set(data) - {"suite", "probe", "finetune"}
+    if unknown_tables:
+        raise RecipeError(
+            f"{path}: unknown table(s) {sorted(unknown_tables)}; use [suite], [[probe]], [[finetune]]"
+        )
+    at = _Where(path, text)
+    suite = data.get("suite", {})
+    at.check_table(suite, values.SUITE, "[suite]")
+    defaults = {
+        "datasets": [DEFAULT_DATASET],
+        "sizes": [DEFAULT_SIZE],
+        "seeds": [0],
+        "out": f"runs/{path.stem}",
+        "report": f"report/{path.stem}",
+    }
+    settings = defaults | suite | {k: v for k, v in overrides.items() if v is not None}
+    settings["out"], settings["report"] = Path(settings["out"]), Path(settings["report"])
+    recipe = Recipe(path=path, **settings, probes=data.get("probe", []), finetunes=data.get("finetune", []))
+    _check_datasets(recipe, at)
+    for probe in recipe.probes:
+        _check_probe(probe, at)
+    for options in recipe.finetunes:
+        _check_finetune(recipe, options, at)
+    return recipe
+
+
+def finetune_config(recipe: Recipe, options: dict, dataset: str, size: int, seed: int) -> TrainConfig:
+    """The configuration of one fine-tune run of the recipe (resumed, or skipped when recorded)."""
+    return TrainConfig(
+        **options,
+        dataset=dataset,
+        size=size,
+        seed=seed,
+        task=recipe.task,
+        data_root=recipe.data_root,
+        out=str(recipe.out),
+        resume=True,
+        skip_existing=True,
+    )
+
+
+def _check_datasets(recipe: Recipe, at: _Where) -> None:
+    for dataset in recipe.datasets:
+        spec = at.call(get_dataset, dataset, task=recipe.task, key="datasets")
+        bad = [s for s in recipe.sizes if spec.sizes and s not in spec.sizes]
+        if bad:
+            raise RecipeError(f"{at.line('sizes')}: sizes {bad} not available; choose from {spec.sizes}")
+
+
+def _check_probe(probe: dict, at: _Where) -> None:
+    if "backbone" not in probe:
+        raise RecipeError(f"{at.path}: a [[probe]] table needs `backbone = ...`")
+    at.check_table(probe, values.PROBE, "[[probe]]")
+    at.call(get_backbone, probe["backbone"], key="backbone", value=probe["backbone"])
+
+
+def _check_finetune(recipe: Recipe, options: dict, at: _Where) -> None:
+    """Check a [[finetune]] table as `finetune run` would, for each dataset, before anything runs."""
+    from finetune.train import check_config  # torch: only for recipes that fine-tune
+
+    if "model" not in options:
+        raise RecipeError(f"{at.path}: a [[finetune]] table needs `model = ...`")
+    at.check_table(options, values.FINETUNE, f"[[finetune]] model {options['model']!r}")
+    for dataset in recipe.datasets:
+        cfg = at.call(
+            finetune_config, recipe, options, dataset, recipe.sizes[0], 0, key="model", value=options["model"]
+        )
+        at.call(
+            check_config,
+            cfg,
+            key="model",
+            value=options["model"],
+            what=f"[[finetune]] model {options['model']!r}",
+        )
+
+
+@dataclass(frozen=True)
+class _Where:
+    """The recipe's path and text, to name the line of a bad value."""
+
+    path: Path
+    text: str
+
+    def line(self, key: str, value: str | None = None) -> str:
+        """`path:N`, N the 1-based line of `key = ...` (with `value` on it, if given), or 0."""
+        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        for number, line in enumerate(self.text.splitlines(), 1):
+            if pattern.match(line) and (value is None or value in line):
+                return f"{self.path}:{number}"
+        return f"{self.path}:0"
+
+    def check_table(self, table: dict, rules: dict[str, values.Rule], name: str) -> None:
+        unknown = sorted(set(table) - set(rules))
+        if unknown:
+            raise RecipeError(
+                f"{self.line(unknown[0])}: unknown key {unknown[0]!r} in {name}; "
+                f"valid keys: {', '.join(sorted(rules))}"
+            )
+        for key, value in table.items():
+            wanted = rules[key](value)
+            if wanted:
+                raise RecipeError(f"{self.line(key)}: {key} in {name} must be {wanted}; got {value!r}")
+
+    def call(self, function, *args, key: str, value: str | None = None, what: str = "", **kwargs):
+        """Call a lookup or check; its user error becomes a RecipeError at the line of `key`."""
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as e:
+            raise RecipeError(f"{self.line(key, value)}: {what + ': ' if what else ''}{e}") from e

@@ -1,0 +1,58 @@
+"""What each recipe value must be, so a bad key, type or range fails before the first run, naming its line.
+
+`[suite]` rules are declared here; `[[probe]]` and `[[finetune]]` tables take theirs from the
+dataclasses that own those options (`ProbeOptions`, `ExtractOptions`, `TrainConfig`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cache.options import ENTRY_FIELDS, ExtractOptions
+from finetune.config import TrainConfig
+from medprobe.options import check_value, field_names
+from medprobe.tasks import TASKS
+from probe.options import ProbeOptions
+
+Rule = Callable[[object], str | None]  # value -> what a valid value is, or None when it is one
+
+
+def _rule(check: Callable[[object], bool], what: str) -> Rule:
+    return lambda value: None if check(value) else what
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _list_of(check: Callable[[object], bool], what: str) -> Rule:
+    return _rule(lambda v: isinstance(v, list) and bool(v) and all(check(x) for x in v), what)
+
+
+TEXT = _rule(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
+
+SUITE: dict[str, Rule] = {
+    "datasets": _list_of(lambda v: isinstance(v, str) and bool(v), "a non-empty list of dataset names"),
+    "sizes": _list_of(lambda v: _is_int(v) and v >= 1, "a non-empty list of integers (image sizes)"),
+    "seeds": _list_of(lambda v: _is_int(v) and v >= 0, "a non-empty list of integers"),
+    "out": TEXT,
+    "report": TEXT,
+    "data_root": TEXT,
+    "cache_root": TEXT,
+    "task": _rule(lambda v: v in TASKS, f"one of {', '.join(TASKS)}"),
+}
+
+SUITE_SETS = ("seeds",)  # set per run by the suite, not by a [[probe]] or [[finetune]] table
+PROBE_FIT_KEYS = tuple(k for k in field_names(ProbeOptions) if k not in SUITE_SETS)
+PROBE_EXTRACT_KEYS = (*ENTRY_FIELDS, "batch_size")
+PROBE: dict[str, Rule] = (
+    {"backbone": TEXT}
+    | {k: (lambda v, k=k: check_value(ProbeOptions, k, v)) for k in PROBE_FIT_KEYS}
+    | {k: (lambda v, k=k: check_value(ExtractOptions, k, v)) for k in PROBE_EXTRACT_KEYS}
+)
+# A [[finetune]] table sets `finetune run`'s options, except those the suite sets for every run.
+FINETUNE: dict[str, Rule] = {
+    k: (lambda v, k=k: check_value(TrainConfig, k, v))
+    for k in field_names(TrainConfig)
+    if k not in ("seed", "out", "resume", "skip_existing")
+}
