@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,6 @@ from medprobe.data import (
     dataset_path,
     file_md5,
     get_dataset,
-    load_split,
 )
 from medprobe.device import (
     autocast,
@@ -46,6 +46,7 @@ from medprobe.device import (
 from medprobe.preprocess import preprocess
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import package_versions
+from medprobe.splits import SplitFile, open_split
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def extract(
     ):
         if broadcast_flag(reusable and not options.overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
-        data = {s: load_split(dspec, s, size=size, root=data_root, download=False) for s in key.splits}
+        data = {s: open_split(dspec, s, size=size, root=data_root, download=False) for s in key.splits}
         job = _Job(key, spec, options, device, rank, world)
         throughput = _write_entry(path, job, data, progress=progress)
     return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
@@ -136,7 +137,7 @@ class _Job:
     world: int
 
 
-def _write_entry(path: Path, job: _Job, data: dict, *, progress: bool) -> float | None:
+def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool) -> float | None:
     """Run every split through the backbone into `path` (resuming a partial entry); returns img/s."""
     options, spec = job.options, job.spec
     model, _ = create_backbone(
@@ -148,8 +149,8 @@ def _write_entry(path: Path, job: _Job, data: dict, *, progress: bool) -> float 
     pcfg = preprocess_config(spec, img_size=options.img_size, resize=options.resize)
     run = FeatureRunner(model, pcfg, spec.family, job.device, job.key.precision)
     if job.rank == 0:
-        labels = {split: labels for split, (_, labels) in data.items()}
-        first = torch.from_numpy(data[job.key.splits[0]][0][:2])
+        labels = {split: source.labels for split, source in data.items()}
+        first = torch.from_numpy(data[job.key.splits[0]].head(2))
         if options.overwrite:
             PartialEntry(path, job.key).discard()
         open_partial(path, job.key, labels=labels, dims={k: v.shape[1] for k, v in run(first).items()})
@@ -196,15 +197,14 @@ class FeatureRunner:
 
 
 def _fill(
-    entry: PartialEntry, run: FeatureRunner, data, *, batch_size, rank, world, progress
+    entry: PartialEntry, run: FeatureRunner, data: dict[str, SplitFile], *, batch_size, rank, world, progress
 ) -> tuple[float, int]:
     """Write this rank's share of the missing batches; returns (seconds, images)."""
     jobs = [(split, start, stop) for split in entry.rows for start, stop in entry.todo(split, batch_size)]
-    mine = jobs[rank::world]
-    total = sum(stop - start for _, start, stop in mine)
+    mine = {split: [(start, stop) for s, start, stop in jobs[rank::world] if s == split] for split in data}
+    total = sum(stop - start for ranges in mine.values() for start, stop in ranges)
     storage = torch.float16 if entry.key.dtype == "float16" else torch.float32
     started = time.perf_counter()
-    images_of = _image_source(data, run.device)
     with (
         BackgroundWriter(entry, rank) as writer,
         tqdm(
@@ -215,8 +215,7 @@ def _fill(
             smoothing=0.1,
         ) as bar,
     ):
-        for split, start, stop in mine:
-            images = images_of(split, start, stop)
+        for split, start, stop, images in _batches(data, mine, run.device):
             features = {k: v.to(storage) for k, v in run(images).items()}
             writer.put(split, start, stop, _to_host(features))
             bar.update(stop - start)
@@ -225,15 +224,21 @@ def _fill(
     return time.perf_counter() - started, total
 
 
-def _image_source(data: dict, device: torch.device):
-    """(split, start, stop) -> a uint8 batch ready for `device` without making the host wait: all
-    splits uploaded once when they fit on the GPU, else each batch pinned so its copy is async."""
-    if fits_on(device, sum(images.nbytes for images, _ in data.values())):
-        on_device = {split: torch.from_numpy(images).to(device) for split, (images, _) in data.items()}
-        return lambda split, start, stop: on_device[split][start:stop]
-    if device.type == "cuda":
-        return lambda split, start, stop: torch.from_numpy(data[split][0][start:stop]).pin_memory()
-    return lambda split, start, stop: torch.from_numpy(data[split][0][start:stop])
+def _batches(data: dict[str, SplitFile], ranges: dict[str, list], device: torch.device) -> Iterator:
+    """(split, start, stop, uint8 batch) for each range, ready for `device` without making the host
+    wait: a split streamed onto the GPU once when all fit there, else each batch streamed from the
+    file (and pinned, so its copy to a GPU is async). Host memory stays O(batch) either way."""
+    on_gpu = fits_on(device, sum(source.nbytes for source in data.values()))
+    for split, source in data.items():
+        if on_gpu and ranges[split]:
+            whole = torch.empty(source.shape, dtype=torch.uint8, device=device)
+            for start, stop, rows in source.chunks(chunk=4096):
+                whole[start:stop] = torch.from_numpy(rows).to(device)
+            yield from ((split, start, stop, whole[start:stop]) for start, stop in ranges[split])
+            continue
+        for start, stop, rows in source.chunks(ranges[split]):
+            batch = torch.from_numpy(rows)
+            yield split, start, stop, batch.pin_memory() if device.type == "cuda" else batch
 
 
 def _to_host(features: dict[str, torch.Tensor]):

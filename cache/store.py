@@ -19,6 +19,7 @@ import numpy as np
 
 from cache import integrity
 from medprobe.choices import STORAGE_DTYPES
+from medprobe.data_cache import cache_home
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array
@@ -77,9 +78,7 @@ class EntryInfo:
 
 def cache_root(root: str | os.PathLike | None = None) -> Path:
     """The cache folder: `root`, else `$MEDPROBE_CACHE`, else `$XDG_CACHE_HOME/medprobe`."""
-    if root or os.environ.get("MEDPROBE_CACHE"):
-        return Path(root or os.environ["MEDPROBE_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "medprobe"
+    return cache_home(root)
 
 
 def entry_path(key: CacheKey, root: str | os.PathLike | None = None) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 
 import click
@@ -26,7 +25,7 @@ def main(verbose: bool) -> None:
 
 @main.command("run")
 @click_options(TrainConfig)
-@functools.partial(dataset_options, cache=False)
+@dataset_options
 @clean_errors_of(USER_ERRORS)
 def run(**options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""

@@ -27,8 +27,20 @@ NOT_IDENTITY = (
     "data_root",
     "dataset",
     "weights",
+    "data_mode",
+    "cache_root",
 )
-HOW_IT_RUNS = ("resume", "skip_existing", "keep_checkpoint", "out", "device", "compile")
+HOW_IT_RUNS = (
+    "resume",
+    "skip_existing",
+    "keep_checkpoint",
+    "out",
+    "device",
+    "compile",
+    "data_mode",
+    "cache_root",
+)
+DATA_MODES = ("auto", "memory", "disk")  # enforced by `finetune.data`, which takes them from here
 
 
 @dataclass
@@ -41,6 +53,7 @@ class TrainConfig:
     size: int = option(DEFAULT_SIZE, cli=False)
     task: str | None = option(None, cli=False)
     data_root: str | None = option(None, cli=False)
+    cache_root: str | None = option(None, cli=False)  # memory-mapped copies go to {cache_root}/npy
     img_size: int | None = option(
         None, "Input size [default: dataset size for CNNs from scratch, else the model's].", min=1
     )
@@ -65,6 +78,12 @@ class TrainConfig:
     keep_checkpoint: bool = option(False, "Keep checkpoint.pt after a successful run.")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
     compile: bool = option(False, "torch.compile the network: pays on a GPU for runs of many steps.")
+    data_mode: str = option(
+        "auto",
+        "Images in memory, or on disk in an uncompressed copy in the cache, read a batch at a time (for "
+        "data larger than memory); auto: disk when they would take over half the available memory.",
+        choices=DATA_MODES,
+    )
 
     def __post_init__(self):
         parse_freeze(self.freeze)

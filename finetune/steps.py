@@ -15,18 +15,8 @@ import torch.distributed as dist
 
 from finetune.augment import augment
 from finetune.model import train_mode
-from medprobe.device import autocast, fits_on
+from medprobe.device import autocast
 from medprobe.preprocess import preprocess
-
-
-def place_data(data: dict, device: torch.device) -> dict:
-    """Each split's (images, labels) as tensors: on the GPU when they fit there (`fits_on`), so a
-    step gathers its batch in place (no copy, no host wait); else in host memory, copied per batch."""
-    tensors = {s: (torch.from_numpy(x), torch.from_numpy(y)) for s, (x, y) in data.items()}
-    size = sum(x.nbytes + y.nbytes for x, y in data.values())
-    if not fits_on(device, size):
-        return tensors
-    return {s: (x.to(device), y.to(device)) for s, (x, y) in tensors.items()}
 
 
 @dataclass

@@ -24,11 +24,12 @@ from torch.nn.parallel import DistributedDataParallel
 from finetune.augment import draw_params
 from finetune.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, save_weights, snapshot
 from finetune.config import HOW_IT_RUNS, NOT_IDENTITY, TrainConfig
+from finetune.data import place_data, training_data
 from finetune.model import apply_freeze
-from finetune.steps import TrainSteps, place_data, warmup_cosine
+from finetune.steps import TrainSteps, warmup_cosine
 from medprobe.atomic import write_atomic
 from medprobe.backbones import create_backbone
-from medprobe.data import SPLITS, DatasetSpec, dataset_path, file_md5, get_dataset, load_split
+from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.figures import save_png, training_curves
 from medprobe.metrics import evaluate, selection_metric
@@ -106,7 +107,9 @@ def check_config(cfg: TrainConfig) -> None:
 def _setup(cfg, spec, dspec, name, config, rank, world) -> Run:
     """Load the data, build the model, optimizer and schedule: everything the epochs use."""
     device = resolve_device(cfg.device, rank=rank)
-    data = {s: load_split(dspec, s, size=cfg.size, root=cfg.data_root) for s in SPLITS}
+    data = training_data(
+        dspec, size=cfg.size, root=cfg.data_root, mode=cfg.data_mode, cache_root=cfg.cache_root
+    )
     select, note = selection_metric(
         data["val"][1], task=dspec.task, n_classes=dspec.n_classes, select=cfg.select
     )

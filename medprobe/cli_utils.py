@@ -114,5 +114,5 @@ cache_root_option = click.option(
     "--cache-root",
     type=click.Path(file_okay=False),
     default=None,
-    help="Feature cache [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
+    help="Cache of features and mapped data copies [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
 )

@@ -183,6 +183,12 @@ def load_split(
     return images, labels
 
 
+def load_labels(path: Path, split: str, *, task: str, n_classes: int | None) -> np.ndarray:
+    """One split's validated labels (N, L) int64, without reading its images."""
+    with _open_npz(path) as npz:
+        return _checked_labels(npz, path, split, task=task, n_classes=n_classes)
+
+
 def file_md5(path: str | os.PathLike) -> str:
     """MD5 of a file's bytes (the digest MedMNIST publishes), memoized per (path, size, mtime)."""
     return file_digest(path, "md5")
@@ -196,7 +202,7 @@ def _open_npz(path: Path):
     try:
         npz = np.load(path)
     except UNREADABLE as e:
-        raise _unreadable(path, e) from e
+        raise unreadable(path, e) from e
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise DataError(f"{path} is not a readable npz (it holds one array, not MedMNIST's six)")
     try:
@@ -212,10 +218,10 @@ def _member(npz, path: Path, key: str) -> np.ndarray:
     try:
         return npz[key]
     except UNREADABLE as e:
-        raise _unreadable(path, e) from e
+        raise unreadable(path, e) from e
 
 
-def _unreadable(path: Path, e: Exception) -> DataError:
+def unreadable(path: Path, e: Exception) -> DataError:
     return DataError(
         f"{path} is not a readable npz ({type(e).__name__}: {e}); download it again or re-save it "
         "with numpy.savez"

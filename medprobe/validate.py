@@ -15,15 +15,18 @@ from medprobe.tasks import MULTI_LABEL
 
 def check_images(images: np.ndarray, *, where: str) -> np.ndarray:
     """(N, H, W) or (N, H, W, 1|3) uint8, N > 0 -> (N, H, W, C) uint8."""
-    if len(images) == 0:
+    check_image_shape(images.shape, images.dtype, where=where)
+    return images[..., None] if images.ndim == 3 else images
+
+
+def check_image_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) -> tuple[int, ...]:
+    """The checks of `check_images` on a shape and dtype (an npz header); returns (N, H, W, C)."""
+    if len(shape) >= 1 and shape[0] == 0:
         raise DataError(f"{where}: the split is empty; every split needs at least one image")
-    if images.ndim == 3:
-        images = images[..., None]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
-        raise DataError(
-            f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {images.dtype} {images.shape}"
-        )
-    return images
+    nhwc = (*shape, 1) if len(shape) == 3 else tuple(shape)
+    if dtype != np.uint8 or len(nhwc) != 4 or nhwc[-1] not in (1, 3):
+        raise DataError(f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {dtype} {shape}")
+    return nhwc
 
 
 def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where: str) -> np.ndarray:

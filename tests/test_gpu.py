@@ -9,7 +9,7 @@ import torch
 from cache.extract import extract
 from cache.store import read_split
 from finetune.config import TrainConfig
-from finetune.steps import place_data
+from finetune.data import place_data
 from finetune.train import train
 from medprobe.data import load_split
 

@@ -1,0 +1,158 @@
+"""Uncompressed copies of npz images on disk, read a batch at a time: training on data larger than memory.
+
+A split's images are converted once, streamed from the npz in chunks, into
+`{cache}/npy/{npz md5}/{split}_images.npy`: written into a `.partial` file allocated up front,
+with the rows done recorded in an atomically replaced sidecar after each fsync, so a `kill -9`
+loses at most one chunk and the next run resumes. The file is renamed into place only when
+complete; a file lock keeps a second process off the same conversion.
+
+Rows are written and read with positioned reads and writes, not through a memory map: the pages
+of a mapped file count toward the process's resident memory as it is read, so an epoch over a
+16 GB map looks like 16 GB resident. The page cache still speeds up re-reads, outside the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import filelock
+import numpy as np
+
+from medprobe.atomic import fsync, write_atomic
+from medprobe.errors import DataError
+from medprobe.npz import member_info, read_rows
+
+log = logging.getLogger(__name__)
+
+FLUSH_BYTES = 64 << 20  # rows reach the disk (and the sidecar) at least this often
+
+
+def cache_home(root: str | os.PathLike | None = None) -> Path:
+    """The cache folder: `root`, else `$MEDPROBE_CACHE`, else `$XDG_CACHE_HOME/medprobe`."""
+    if root or os.environ.get("MEDPROBE_CACHE"):
+        return Path(root or os.environ["MEDPROBE_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "medprobe"
+
+
+def disk_images(
+    npz: Path, split: str, *, md5: str, root: str | os.PathLike | None = None, chunk: int = 64
+) -> NpyRows:
+    """The images of `split` as rows of an uncompressed .npy copy, converting them first if needed.
+
+    Args:
+        npz: the dataset file; md5: its MD5 (what the copy is keyed by, so a changed file never
+            reuses an old copy).
+    """
+    path = cache_home(root) / "npy" / md5 / f"{split}_images.npy"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with filelock.FileLock(f"{path}.lock"):
+            if not path.exists():
+                _convert(npz, f"{split}_images", path, chunk=chunk)
+    return NpyRows(path)
+
+
+class NpyRows:
+    """An uncompressed .npy of images (N, H, W[, C]) uint8, read by rows: `images[idx]` returns the
+    rows of `idx` (N, H, W, C) in the order asked, read in row order with one read per run of
+    consecutive rows; `images.read(start, stop)` a contiguous range."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        with open(path, "rb") as f:
+            major, _ = np.lib.format.read_magic(f)
+            header = (
+                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            )
+            shape, _, self.dtype = header(f)
+            self.offset = f.tell()
+        self.shape = (*shape, 1) if len(shape) == 3 else tuple(shape)
+        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self.shape[0] * self.row_bytes
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        data = os.pread(self._fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        return np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
+
+    def __getitem__(self, idx) -> np.ndarray:
+        idx = np.asarray(idx).reshape(-1)
+        order = np.argsort(idx, kind="stable")
+        rows = idx[order]
+        batch = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1  # runs of consecutive rows: one read each
+        for run_positions in np.split(np.arange(len(rows)), breaks):
+            if len(run_positions):
+                first, last = rows[run_positions[0]], rows[run_positions[-1]]
+                block = self.read(first, last + 1)
+                batch[order[run_positions]] = (
+                    block if len(block) == len(run_positions) else block[rows[run_positions] - first]
+                )
+        return batch
+
+    def __del__(self):
+        with contextlib.suppress(OSError, AttributeError):
+            os.close(self._fd)
+
+
+def _convert(npz: Path, key: str, path: Path, *, chunk: int) -> None:
+    partial, sidecar = path.with_name(path.name + ".partial"), path.with_name(path.name + ".progress.json")
+    member = member_info(npz, key)
+    done = json.loads(sidecar.read_text())["rows"] if partial.exists() and sidecar.exists() else 0
+    if done == 0:
+        _check_space(path.parent, member.nbytes)
+        header = np.lib.format.open_memmap(partial, mode="w+", dtype=member.dtype, shape=member.shape)
+        offset = header.offset  # the file is allocated (sparse); no page of it was touched
+        del header
+    else:
+        offset = NpyRows(partial).offset
+        log.info("resuming the copy of %s %s after %d of %d rows", npz.name, key, done, member.shape[0])
+    n, flush_rows = member.shape[0], max(1, FLUSH_BYTES // max(1, member.row_bytes))
+    fd = os.open(partial, os.O_WRONLY)
+    try:
+        for start, stop, rows in read_rows(npz, key, [(s, min(s + chunk, n)) for s in range(done, n, chunk)]):
+            os.pwrite(fd, rows.tobytes(), offset + start * member.row_bytes)
+            if stop - done >= flush_rows or stop == n:
+                os.fsync(fd)
+                write_atomic(sidecar, json.dumps({"rows": stop}))
+                done = stop
+    finally:
+        os.close(fd)
+    os.replace(partial, path)
+    fsync(path.parent)
+    sidecar.unlink(missing_ok=True)
+
+
+def _check_space(folder: Path, size: int) -> None:
+    free = shutil.disk_usage(folder).free
+    if size > free * 0.95:
+        raise DataError(
+            f"the uncompressed copy for training needs {size / 1e9:.1f} GB in {folder}, which has "
+            f"{free / 1e9:.1f} GB free; free space there, point $MEDPROBE_CACHE elsewhere, or train "
+            "with the data in memory (--data memory)"
+        )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), or None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        return int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

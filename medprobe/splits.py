@@ -1,0 +1,84 @@
+"""One split of a dataset file, validated without reading its images: they are read in chunks.
+
+Extraction streams a split through the backbone chunk by chunk, and training on data larger
+than memory maps an uncompressed copy (`medprobe.data_cache`), so memory stays O(batch) whatever
+the dataset size. Small splits can still be read whole (`SplitFile.load`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medprobe.data import DatasetSpec, dataset_path, get_dataset, load_labels, unreadable
+from medprobe.errors import DataError
+from medprobe.npz import member_info, read_rows
+from medprobe.validate import check_image_shape
+
+DAMAGED = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+@dataclass(frozen=True)
+class SplitFile:
+    """A split of an npz: its labels in memory, its images' shape (N, H, W, C), their rows on demand."""
+
+    path: Path
+    split: str
+    shape: tuple[int, int, int, int]
+    labels: np.ndarray  # (N, L) int64, validated
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def chunks(self, ranges: list[tuple[int, int]] | None = None, *, chunk: int = 256) -> Iterator:
+        """Yield (start, stop, images (stop - start, H, W, C) uint8) for each of `ranges` (sorted;
+        None: every row, `chunk` at a time), reading the file once from the front."""
+        try:
+            for start, stop, rows in read_rows(self.path, f"{self.split}_images", ranges, chunk=chunk):
+                yield start, stop, rows.reshape((stop - start, *self.shape[1:]))
+        except DAMAGED as e:
+            raise unreadable(self.path, e) from e
+
+    def head(self, n: int) -> np.ndarray:
+        """The first `n` images (fewer when the split is smaller)."""
+        with contextlib.closing(self.chunks([(0, min(n, self.shape[0]))])) as rows:
+            return next(rows)[2]
+
+    def load(self) -> np.ndarray:
+        """All images (N, H, W, C) uint8, read chunk by chunk into one array."""
+        images = np.empty(self.shape, np.uint8)
+        for start, stop, rows in self.chunks(chunk=4096):
+            images[start:stop] = rows
+        return images
+
+
+def open_split(
+    spec: DatasetSpec | str,
+    split: str,
+    *,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> SplitFile:
+    """Validate one split (labels read and checked, images by their header) without loading images."""
+    spec = get_dataset(spec) if isinstance(spec, str) else spec
+    path = dataset_path(spec, size=size, root=root, download=download)
+    labels = load_labels(path, split, task=spec.task, n_classes=spec.n_classes)
+    try:
+        member = member_info(path, f"{split}_images")
+    except DAMAGED as e:
+        raise unreadable(path, e) from e
+    shape = check_image_shape(member.shape, member.dtype, where=f"{path.name} {split}")
+    if shape[0] != len(labels):
+        raise DataError(
+            f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per image"
+        )
+    return SplitFile(path, split, shape, labels)
