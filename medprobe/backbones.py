@@ -79,6 +79,15 @@ def preprocess_config(
     return _preprocess_of(model, size, resize)
 
 
+def feature_dims(name: str | BackboneSpec, *, img_size: int | None = None) -> dict[str, int]:
+    """The width of each feature kind (`extract_features`), from the module tree on the meta device."""
+    spec = get_backbone(name) if isinstance(name, str) else name
+    _, kwargs = _input_size(spec, img_size)
+    with torch.device("meta"):
+        model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
+    return {kind: model.num_features for kind in spec.features}
+
+
 def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, dict]:
     """The input size to run at (None: timm's) and the create_model kwargs that set it (ViTs)."""
     size = img_size or spec.img_size

@@ -23,19 +23,25 @@ from probe.cli import main as probe_main
 )
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 @cache_root_option
+@click.option("--plan", "plan_only", is_flag=True, help="Print the runs, data and cache space; run nothing.")
 @clean_errors
-def suite_command(recipe, **overrides):
+def suite_command(recipe, plan_only, **overrides):
     """Run a recipe's matrix (skipping finished runs), then write its report."""
     from suite.recipe import load_recipe
+
+    loaded = load_recipe(recipe, **overrides)
+    click.echo(
+        f"{recipe}: {len(loaded.datasets)} dataset(s) x {len(loaded.sizes)} size(s), "
+        f"{len(loaded.probes)} probe and {len(loaded.finetunes)} finetune entries, seeds {loaded.seeds}"
+    )
+    if plan_only:
+        from suite.plan import plan_suite
+
+        click.echo("\n".join(plan_suite(loaded).lines()))
+        return
     from suite.runner import run_suite
 
-    plan = load_recipe(recipe, **overrides)
-    click.echo(
-        f"{recipe}: {len(plan.datasets)} dataset(s) x {len(plan.sizes)} size(s), "
-        f"{len(plan.probes)} probe and {len(plan.finetunes)} finetune entries, seeds {plan.seeds}"
-    )
-    path = run_suite(plan)
-    click.echo(f"wrote {path}")
+    click.echo(f"wrote {run_suite(loaded)}")
 
 
 probe_main.add_command(suite_command)

@@ -121,3 +121,9 @@ def test_preprocess_config_without_weights_matches_the_built_model(name):
 
     # The cache key is computed from this before any weights load; it must not drift.
     assert preprocess_config(name, resize="pad") == create_backbone(name, pretrained=False, resize="pad")[1]
+
+
+def test_feature_dims_without_weights_are_what_extraction_yields():
+    from medprobe.backbones import feature_dims
+
+    assert {name: feature_dims(name) for name in EXPECTED_DIMS} == EXPECTED_DIMS

@@ -115,3 +115,28 @@ def test_real_recipe_on_breastmnist_with_real_dinov2(real_dinov2_cache, tmp_path
     assert set(records) == {("dinov2_small", "logreg"), ("dinov2_small", "knn"), ("resnet18", "scratch")}
     assert records["dinov2_small", "logreg"].metrics["test"]["acc"] > 0.75
     assert "breastmnist" in report.read_text()
+
+
+def test_plan_lists_runs_data_and_cache_space_and_runs_nothing(tiny_data, tmp_path):
+    args = ["suite", str(RECIPES / "tiny.toml"), "--plan", "--data-root", str(tiny_data)]
+    result = CliRunner().invoke(probe_main, [*args, "--out", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert "probe    timm:test_vit [logreg,knn] on bloodmnist_28" in lines
+    assert "finetune timm:test_resnet on bloodmnist_28 seed 0" in lines and "2 run(s)" in lines
+    assert "data: 1 file(s), 1 present" in result.output
+    # 80 images x (64 cls + 64 mean) float16 values: what the entry will hold
+    assert f"feature cache: {80 * 128 * 2 / 1e6:.1f} MB" in result.output
+    assert not (tmp_path / "runs").exists() and not list(tiny_data.glob("cache*"))
+
+
+def test_medmnist_plus_recipe_plans_every_dataset_and_size(tmp_path):
+    recipe = load_recipe(RECIPES / "medmnist_plus.toml")
+    assert len(recipe.datasets) == 12 and recipe.sizes == [28, 64, 128, 224]
+    assert all(p["resize"] == "pad" and p["heads"] == ["linear", "knn"] for p in recipe.probes)
+    result = CliRunner().invoke(
+        probe_main, ["suite", str(RECIPES / "medmnist_plus.toml"), "--plan", "--data-root", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"{12 * 4 * len(recipe.probes)} run(s)" in result.output
+    assert "48 to download" in result.output and "missing" in result.output
