@@ -34,7 +34,7 @@ test: install  # everything but the `slow` tests: a few minutes on 2 cores
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: install  # kill -9 resumes, torchrun, real data, the whole registry: CI runs these too
-	$(BIN)/python -m pytest -m slow
+	OMP_NUM_THREADS=$(shell nproc 2>/dev/null || echo 2) $(BIN)/python -m pytest -m slow
 
 test-all: install
 	$(BIN)/python -m pytest

@@ -8,7 +8,15 @@ import click
 
 from finetune.config import TrainConfig
 from medprobe import __version__
-from medprobe.cli_utils import clean_errors_of, dataset_options, list_backbones, list_datasets, setup_logging
+from medprobe.cli_utils import (
+    add_verbosity,
+    clean_errors_of,
+    dataset_options,
+    json_option,
+    list_backbones,
+    list_datasets,
+    setup_logging,
+)
 from medprobe.errors import UserError
 from medprobe.options import click_options
 
@@ -47,12 +55,17 @@ def _number(value: float | None) -> str:
 
 
 @main.command()
-def models() -> None:
+@json_option
+def models(as_json: bool) -> None:
     """List the models that can be trained."""
-    list_backbones()
+    list_backbones(as_json=as_json)
 
 
 @main.command()
-def datasets() -> None:
+@json_option
+def datasets(as_json: bool) -> None:
     """List the MedMNIST+ 2D datasets."""
-    list_datasets()
+    list_datasets(as_json=as_json)
+
+
+add_verbosity(main)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 import sys
 
 import click
@@ -16,19 +18,101 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
 
-def list_datasets() -> None:
-    """Print every dataset with its task, channels and split sizes."""
-    for flag, spec in DATASETS.items():
-        sizes = "/".join(str(spec.n_samples[s]) for s in ("train", "val", "test"))
-        click.echo(f"{flag:15} {spec.task:26} {spec.n_channels}ch {spec.n_classes:3d} classes  {sizes}")
+def add_verbosity(command: click.Command) -> click.Command:
+    """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it, so they
+    work after the subcommand too (`probe fit -v`), not only before it."""
+    names = {p.name for p in command.params}
+    if "verbose" not in names:
+        command.params.append(
+            click.Option(
+                ["-v", "--verbose"],
+                is_flag=True,
+                expose_value=False,
+                callback=_verbosity,
+                help="Debug logging.",
+            )
+        )
+    if "quiet" not in names:
+        command.params.append(
+            click.Option(
+                ["-q", "--quiet"],
+                is_flag=True,
+                expose_value=False,
+                callback=_verbosity,
+                help="Warnings and results only.",
+            )
+        )
+    for sub in getattr(command, "commands", {}).values():
+        add_verbosity(sub)
+    return command
 
 
-def list_backbones() -> None:
-    """Print every registered backbone with its timm id and feature kinds."""
-    for name, spec in BACKBONES.items():
-        size = spec.img_size or "native"
-        click.echo(f"{name:20} {spec.model_id:40} {spec.family:4} {'+'.join(spec.features):9} {size}")
-    click.echo("timm:<model_name>    any other timm model")
+def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if not value:
+        return
+    ctx.meta[f"medprobe.{param.name}"] = True
+    logging.basicConfig(format="%(message)s")  # then the group's own setup leaves the level alone
+    logging.getLogger().setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
+    if param.name == "quiet":
+        os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch: no progress bars
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def print_rows(rows: list[dict], *, as_json: bool) -> None:
+    """Rows as a JSON list, or as a table with a header, each column as wide as its widest cell."""
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        return
+    header = list(rows[0])
+    cells = [header] + [[_cell(row[k]) for k in header] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
+    for line in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _cell(value) -> str:
+    if isinstance(value, list | tuple):
+        return (
+            "+".join(map(str, value)) if all(isinstance(v, str) for v in value) else "/".join(map(str, value))
+        )
+    return "" if value is None else str(value)
+
+
+def list_datasets(*, as_json: bool = False) -> None:
+    """Print every dataset with its task, channels, classes and split sizes."""
+    rows = [
+        {
+            "dataset": flag,
+            "task": spec.task,
+            "channels": spec.n_channels,
+            "classes": spec.n_classes,
+            "train/val/test": [spec.n_samples[s] for s in ("train", "val", "test")],
+            "sizes": list(spec.sizes),
+        }
+        for flag, spec in DATASETS.items()
+    ]
+    print_rows(rows, as_json=as_json)
+
+
+def list_backbones(*, as_json: bool = False) -> None:
+    """Print every registered backbone with its timm id, family, feature kinds and input size."""
+    rows = [
+        {
+            "name": name,
+            "timm_id": spec.model_id,
+            "family": spec.family,
+            "features": list(spec.features),
+            "input_size": spec.img_size,
+        }
+        for name, spec in BACKBONES.items()
+    ]
+    print_rows(rows, as_json=as_json)
+    if not as_json:
+        click.echo("timm:<model_name>: any other timm model")
 
 
 def clean_errors_of(errors: tuple[type[Exception], ...]):
@@ -61,7 +145,9 @@ def _close_process_group() -> None:
 
 def _verbose() -> bool:
     context = click.get_current_context(silent=True)
-    return bool(context and context.find_root().params.get("verbose"))
+    return bool(
+        context and (context.find_root().params.get("verbose") or context.meta.get("medprobe.verbose"))
+    )
 
 
 def split_list(ctx, param, value: str) -> tuple[str, ...]:

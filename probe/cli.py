@@ -13,11 +13,14 @@ import click
 from cache.options import EntryFilter, ExtractOptions
 from medprobe import __version__
 from medprobe.cli_utils import (
+    add_verbosity,
     cache_root_option,
     clean_errors_of,
     dataset_options,
+    json_option,
     list_backbones,
     list_datasets,
+    print_rows,
     setup_logging,
 )
 from medprobe.errors import UserError
@@ -130,25 +133,32 @@ def cache_group() -> None:
 
 @cache_group.command("ls")
 @cache_root_option
+@json_option
 @clean_errors
-def cache_ls(cache_root):
-    """List entries: backbone, dataset, size, kinds, dtype, rows, size on disk, state."""
+def cache_ls(cache_root, as_json):
+    """List entries: key, backbone, dataset, size, kinds, dtype, precision, rows, MB, state."""
     from cache import store
 
     entries = store.list_entries(cache_root)
-    if not entries:
+    if not entries and not as_json:
         click.echo(f"no entries under {store.cache_root(cache_root)}")
-    for info in entries:
-        key = info.key
-        state = "complete" if info.complete else f"INCOMPLETE ({info.problem})"
-        if key is None:
-            click.echo(f"{info.path.name}  {state}")
-            continue
-        rows = "/".join(str(info.rows.get(s, 0)) for s in key.splits)
-        click.echo(
-            f"{key.digest[:16]}  {key.backbone:16} {key.dataset}_{key.size:<4} {'+'.join(key.features):9} "
-            f"{key.dtype:8} {key.precision:5} rows {rows:18} {info.bytes / 1e6:8.1f} MB  {state}"
-        )
+    print_rows([_entry_row(info) for info in entries], as_json=as_json)
+
+
+def _entry_row(info) -> dict:
+    key = info.key
+    return {
+        "key": key.digest[:16] if key else None,
+        "backbone": key.backbone if key else None,
+        "data": f"{key.dataset}_{key.size}" if key else None,
+        "features": list(key.features) if key else None,
+        "dtype": key.dtype if key else None,
+        "precision": key.precision if key else None,
+        "rows": [info.rows.get(s, 0) for s in key.splits] if key else None,
+        "MB": round(info.bytes / 1e6, 1),
+        "state": "complete" if info.complete else f"INCOMPLETE ({info.problem})",
+        "path": str(info.path),
+    }
 
 
 @cache_group.command("info")
@@ -206,12 +216,17 @@ def cache_rm(keys, cache_root, yes):
 
 
 @main.command()
-def datasets() -> None:
+@json_option
+def datasets(as_json: bool) -> None:
     """List the MedMNIST+ 2D datasets."""
-    list_datasets()
+    list_datasets(as_json=as_json)
 
 
 @main.command()
-def backbones() -> None:
+@json_option
+def backbones(as_json: bool) -> None:
     """List the registered backbones."""
-    list_backbones()
+    list_backbones(as_json=as_json)
+
+
+add_verbosity(main)

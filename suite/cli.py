@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from medprobe.cli_utils import cache_root_option
+from medprobe.cli_utils import add_verbosity, cache_root_option
 from probe.cli import clean_errors
 from probe.cli import main as probe_main
 
@@ -44,5 +44,5 @@ def suite_command(recipe, plan_only, **overrides):
     click.echo(f"wrote {run_suite(loaded)}")
 
 
-probe_main.add_command(suite_command)
+probe_main.add_command(add_verbosity(suite_command))
 main = probe_main

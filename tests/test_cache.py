@@ -276,8 +276,13 @@ def test_cli_extract_and_cache_commands(data_root, tmp_path):
     assert first.exit_code == 0, first.output
     assert runner.invoke(probe_main, args).output.startswith("reused")
     listing = runner.invoke(probe_main, ["cache", "ls", "--cache-root", str(tmp_path)]).output
-    digest = listing.split()[0]
+    assert listing.split()[:3] == ["key", "backbone", "data"]  # a header over aligned columns
+    digest = listing.splitlines()[1].split()[0]
     assert "timm:test_resnet" in listing and "complete" in listing and "40/16/16" in listing
+    [entry] = json.loads(
+        runner.invoke(probe_main, ["cache", "ls", "--json", "--cache-root", str(tmp_path)]).output
+    )
+    assert entry["key"] == digest and entry["rows"] == [40, 16, 16] and entry["state"] == "complete"
     info = runner.invoke(probe_main, ["cache", "info", digest, "--cache-root", str(tmp_path)])
     assert json.loads(info.output)["key"]["backbone"] == "timm:test_resnet"
     assert runner.invoke(probe_main, ["cache", "verify", "--cache-root", str(tmp_path)]).exit_code == 0

@@ -38,6 +38,26 @@ def test_listings_name_datasets_and_backbones():
     assert "dinov2_small" in runner.invoke(probe_main, ["backbones"]).output
 
 
+@pytest.mark.parametrize(
+    "main,args,first",
+    [
+        (probe_main, ["datasets"], "pathmnist"),
+        (probe_main, ["backbones"], "resnet18"),
+        (finetune_main, ["models"], "resnet18"),
+        (finetune_main, ["datasets"], "pathmnist"),
+    ],
+)
+def test_listings_have_json_and_a_header_over_aligned_columns(main, args, first):
+    rows = json.loads(CliRunner().invoke(main, [*args, "--json"]).output)
+    assert rows[0][next(iter(rows[0]))] == first and len({tuple(r) for r in rows}) == 1
+    table = CliRunner().invoke(main, args).output.splitlines()
+    columns = list(rows[0])
+    assert table[0].split()[: len(columns)][:2] == columns[:2]
+    starts = [table[0].index(c) for c in columns if c in table[0]]
+    long_name = next(line for line in table[1:] if line.split()[0] == rows[-1][columns[0]])
+    assert all(long_name[s - 1] == " " for s in starts[1:])  # every column starts at its header
+
+
 @pytest.mark.parametrize("script", ["probe", "finetune"])
 def test_console_scripts_are_installed(script):
     installed = Path(sys.executable).parent / script  # pip puts entry points beside the interpreter
@@ -86,3 +106,14 @@ def test_head_names_are_the_heads():
     from probe.heads import HEADS
 
     assert tuple(HEADS) == HEAD_NAMES
+
+
+def test_verbose_and_quiet_work_after_the_subcommand(tmp_path):
+    runner = CliRunner()
+    assert runner.invoke(probe_main, ["datasets", "-q"]).exit_code == 0
+    assert runner.invoke(finetune_main, ["models", "--quiet"]).exit_code == 0
+    args = ["fit", "--dataset", "nope", "--cache-root", str(tmp_path)]
+    clean = runner.invoke(probe_main, args)
+    assert clean.exit_code == 1 and "unknown dataset 'nope'" in clean.output  # one line, no traceback
+    verbose = runner.invoke(probe_main, [*args, "-v"])
+    assert isinstance(verbose.exception, ValueError)  # -v keeps the traceback, after the subcommand too
