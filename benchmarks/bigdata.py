@@ -32,7 +32,8 @@ def write_npz(path: Path, gb: float, *, chunk: int = 512, seed: int = 0) -> int:
     """A compressed npz of ~`gb` GB of uint8 224 px RGB images and their labels; returns the images."""
     rng = np.random.default_rng(seed)
     total = int(gb * 1e9 / IMAGE_BYTES)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    partial = path.with_name(path.name + ".partial")  # renamed when whole: a killed run leaves no npz
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         for split, share in SPLIT_SHARES.items():
             n = max(8, int(total * share))
             labels = rng.integers(0, 8, (n, 1)).astype(np.uint8)
@@ -46,6 +47,7 @@ def write_npz(path: Path, gb: float, *, chunk: int = 512, seed: int = 0) -> int:
                     block = rng.integers(0, 30, (len(rows), 224, 224, 3), dtype=np.uint8)
                     block += (rows * 25)[:, None, None, None]
                     f.write(block.tobytes())
+    partial.replace(path)
     return total
 
 

@@ -232,7 +232,7 @@ def _batches(data: dict[str, SplitFile], ranges: dict[str, list], device: torch.
     for split, source in data.items():
         if on_gpu and ranges[split]:
             whole = torch.empty(source.shape, dtype=torch.uint8, device=device)
-            for start, stop, rows in source.chunks(chunk=4096):
+            for start, stop, rows in source.chunks(chunk=source.chunk_rows):
                 whole[start:stop] = torch.from_numpy(rows).to(device)
             yield from ((split, start, stop, whole[start:stop]) for start, stop in ranges[split])
             continue

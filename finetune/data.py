@@ -16,7 +16,7 @@ from medprobe.data import SPLITS, DatasetSpec, file_md5
 from medprobe.data_cache import NpyRows, available_memory, disk_images
 from medprobe.device import fits_on
 from medprobe.errors import DataError
-from medprobe.splits import open_split
+from medprobe.splits import CHUNK_BYTES, open_split
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,12 @@ def place_data(data: dict, device: torch.device) -> dict:
     }
 
 
-def _upload(images, device: torch.device, chunk: int = 4096) -> torch.Tensor:
+def _upload(images, device: torch.device) -> torch.Tensor:
     """Copy images to the device a chunk at a time (images on disk never land whole in host memory)."""
     if not isinstance(images, NpyRows):
         return torch.from_numpy(images).to(device)
     out = torch.empty(images.shape, dtype=torch.uint8, device=device)
+    chunk = max(1, CHUNK_BYTES // images.row_bytes)
     for start in range(0, len(images), chunk):
         out[start : start + chunk] = torch.from_numpy(images.read(start, min(start + chunk, len(images))))
     return out

@@ -22,6 +22,7 @@ from medprobe.errors import DataError
 from medprobe.npz import member_info, read_rows
 from medprobe.validate import check_image_shape
 
+CHUNK_BYTES = 32 << 20
 DAMAGED = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
@@ -52,10 +53,15 @@ class SplitFile:
         with contextlib.closing(self.chunks([(0, min(n, self.shape[0]))])) as rows:
             return next(rows)[2]
 
+    @property
+    def chunk_rows(self) -> int:
+        """Rows in about `CHUNK_BYTES`: how many to read at a time when reading everything."""
+        return max(1, CHUNK_BYTES // max(1, self.nbytes // self.shape[0]))
+
     def load(self) -> np.ndarray:
         """All images (N, H, W, C) uint8, read chunk by chunk into one array."""
         images = np.empty(self.shape, np.uint8)
-        for start, stop, rows in self.chunks(chunk=4096):
+        for start, stop, rows in self.chunks(chunk=self.chunk_rows):
             images[start:stop] = rows
         return images
 
