@@ -140,13 +140,16 @@ class _Job:
 def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool) -> float | None:
     """Run every split through the backbone into `path` (resuming a partial entry); returns img/s."""
     options, spec = job.options, job.spec
-    model, _ = create_backbone(
-        spec, pretrained=options.pretrained, weights=options.weights, img_size=options.img_size
+    model, pcfg = create_backbone(
+        spec,
+        pretrained=options.pretrained,
+        weights=options.weights,
+        img_size=options.img_size,
+        resize=options.resize,
     )
     model = model.to(job.device)
     if spec.family == "cnn":
         model = model.to(memory_format=torch.channels_last)
-    pcfg = preprocess_config(spec, img_size=options.img_size, resize=options.resize)
     run = FeatureRunner(model, pcfg, spec.family, job.device, job.key.precision)
     if job.rank == 0:
         labels = {split: source.labels for split, source in data.items()}

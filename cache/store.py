@@ -19,7 +19,7 @@ import numpy as np
 
 from cache import integrity
 from medprobe.choices import STORAGE_DTYPES
-from medprobe.data_cache import cache_home
+from medprobe.data_cache import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array
@@ -74,11 +74,6 @@ class EntryInfo:
     rows: dict[str, int] = field(default_factory=dict)
     bytes: int = 0
     problem: str | None = None
-
-
-def cache_root(root: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `root`, else `$MEDPROBE_CACHE`, else `$XDG_CACHE_HOME/medprobe`."""
-    return cache_home(root)
 
 
 def entry_path(key: CacheKey, root: str | os.PathLike | None = None) -> Path:

@@ -16,20 +16,7 @@ from medprobe.options import option
 AUGMENTS = ("none", "basic")
 FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
 SCRATCH_BY_DEFAULT = ("resnet18",)
-# How a run is carried out, not what it computes: left out of its identity (record name, resume check).
-NOT_IDENTITY = (
-    "out",
-    "resume",
-    "skip_existing",
-    "keep_checkpoint",
-    "device",
-    "compile",
-    "data_root",
-    "dataset",
-    "weights",
-    "data_mode",
-    "cache_root",
-)
+# How a run is carried out, not what it computes: a checkpoint resumes across changes to these.
 HOW_IT_RUNS = (
     "resume",
     "skip_existing",
@@ -40,6 +27,9 @@ HOW_IT_RUNS = (
     "data_mode",
     "cache_root",
 )
+# Left out of the record's identity too: where the data and weights are read from (the record keys
+# them by their bytes, `data_md5` and the weights' identity) and the dataset's name for them.
+NOT_IDENTITY = (*HOW_IT_RUNS, "data_root", "dataset", "weights")
 DATA_MODES = ("auto", "memory", "disk")  # enforced by `finetune.data`, which takes them from here
 
 

@@ -22,26 +22,13 @@ def add_verbosity(command: click.Command) -> click.Command:
     """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it, so they
     work after the subcommand too (`probe fit -v`), not only before it."""
     names = {p.name for p in command.params}
-    if "verbose" not in names:
-        command.params.append(
-            click.Option(
-                ["-v", "--verbose"],
-                is_flag=True,
-                expose_value=False,
-                callback=_verbosity,
-                help="Debug logging.",
-            )
-        )
-    if "quiet" not in names:
-        command.params.append(
-            click.Option(
-                ["-q", "--quiet"],
-                is_flag=True,
-                expose_value=False,
-                callback=_verbosity,
-                help="Warnings and results only.",
-            )
-        )
+    for flags, help in (
+        (["-v", "--verbose"], "Debug logging."),
+        (["-q", "--quiet"], "Warnings and results only."),
+    ):
+        if flags[1][2:] not in names:
+            option = click.Option(flags, is_flag=True, expose_value=False, callback=_verbosity, help=help)
+            command.params.append(option)
     for sub in getattr(command, "commands", {}).values():
         add_verbosity(sub)
     return command

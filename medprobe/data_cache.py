@@ -25,7 +25,7 @@ import numpy as np
 
 from medprobe.atomic import fsync, write_atomic
 from medprobe.errors import DataError
-from medprobe.npz import member_info, read_rows
+from medprobe.npz import member_info, read_header, read_rows
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +65,10 @@ class NpyRows:
     def __init__(self, path: Path):
         self.path = path
         with open(path, "rb") as f:
-            major, _ = np.lib.format.read_magic(f)
-            header = (
-                np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-            )
-            shape, _, self.dtype = header(f)
+            member = read_header(f, path.name)
             self.offset = f.tell()
-        self.shape = (*shape, 1) if len(shape) == 3 else tuple(shape)
-        self.row_bytes = int(np.prod(self.shape[1:])) * self.dtype.itemsize
+        self.dtype, self.row_bytes = member.dtype, member.row_bytes
+        self.shape = (*member.shape, 1) if len(member.shape) == 3 else member.shape
         self._fd = os.open(path, os.O_RDONLY)
 
     def __len__(self) -> int:

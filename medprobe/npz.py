@@ -36,12 +36,18 @@ class Member:
 def open_member(path: str | os.PathLike, key: str):
     """Yield (Member, file object positioned at the first row) for `key` of the npz at `path`."""
     with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as f:
-        major, _ = np.lib.format.read_magic(f)
-        header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = header(f)
-        if fortran and len(shape) > 1:
-            raise ValueError(f"{key} is stored in Fortran order; re-save it with numpy.savez")
-        yield Member(tuple(shape), np.dtype(dtype)), f
+        yield read_header(f, key), f
+
+
+def read_header(f, name: str) -> Member:
+    """Read an .npy header from `f` (left at the first row); C order is required (rows are read
+    as runs of bytes)."""
+    major, _ = np.lib.format.read_magic(f)
+    header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    shape, fortran, dtype = header(f)
+    if fortran and len(shape) > 1:
+        raise ValueError(f"{name} is stored in Fortran order; re-save it with numpy.savez")
+    return Member(tuple(shape), np.dtype(dtype))
 
 
 def member_info(path: str | os.PathLike, key: str) -> Member:

@@ -49,12 +49,13 @@ def click_options(cls: type, *, skip: Sequence[str] = ()) -> Callable:
 def check_value(cls: type, name: str, value) -> str | None:
     """What is wrong with `value` for field `name` of `cls` (as a recipe gives it), or None."""
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
-    kind = _base_type(typing.get_type_hints(cls)[name])
+    hint = typing.get_type_hints(cls)[name]
+    kind = _base_type(hint)
     choices, low = f.metadata.get("choices"), f.metadata.get("min")
     if value is None:
         return None
     if kind is tuple:
-        item = _item_type(typing.get_type_hints(cls)[name])
+        item = _item_type(hint)
         items_ok = isinstance(value, list) and value and all(_is_a(v, item) for v in value)
         if not items_ok or (choices is not None and not set(value) <= set(choices)):
             return f"a non-empty list of {', '.join(choices) if choices else item.__name__ + 's'}"
@@ -121,13 +122,17 @@ def _comma_list(item: type, choices: Sequence[str] | None) -> Callable:
 
 def _item_type(hint) -> type:
     """`tuple[int, ...]` (or that `| None`) -> int."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    return typing.get_args(hint)[0]
+    return typing.get_args(_without_none(hint))[0]
 
 
 def _base_type(hint) -> type:
     """`int | None` -> int; `str` -> str; `tuple[str, ...]` -> tuple."""
-    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    hint = _without_none(hint)
     return typing.get_origin(hint) or hint
+
+
+def _without_none(hint):
+    """`X | None` -> X; any other hint as it is."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return next(a for a in typing.get_args(hint) if a is not type(None))
+    return hint
