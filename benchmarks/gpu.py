@@ -222,7 +222,7 @@ def notebook(b: Bench) -> None:
 def distributed(b: Bench) -> None:
     commands = {
         "probe extract": f"probe extract --backbone {b.scale['vit']} --no-pretrained",
-        "finetune run": f"finetune run --model {b.scale['cnn']} --no-pretrained --epochs 1",
+        "finetune run": f"finetune run --backbone {b.scale['cnn']} --no-pretrained --epochs 1",
     }
     where = {
         "probe extract": ["--data-root", str(b.data), "--cache-root", str(b.work / "cache-torchrun")],

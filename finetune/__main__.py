@@ -1,5 +1,5 @@
-"""`python -m finetune` (what `torchrun ... -m finetune run` runs)."""
+"""`python -m finetune` (what `torchrun ... -m finetune run` runs): the `finetune` program, LP-FT included."""
 
-from finetune.cli import main
+from suite.cli import finetune_main
 
-main()
+finetune_main()

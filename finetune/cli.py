@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import click
 
-from finetune.config import TrainConfig
+from finetune.config import SELECT_AUTO, TrainConfig
 from medprobe import __version__
 from medprobe.cli_utils import (
     add_verbosity,
     clean_errors_of,
     dataset_options,
     json_option,
+    json_safe,
     list_backbones,
     list_datasets,
     setup_logging,
 )
 from medprobe.errors import UserError
 from medprobe.options import click_options
+from medprobe.registry import RECIPES
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
@@ -31,22 +34,44 @@ def main(verbose: bool) -> None:
     setup_logging(verbose)
 
 
-@main.command("run")
+def _recipes_epilog() -> str:
+    """The per-family defaults, as `finetune run --help` ends them ("\b": click keeps the lines)."""
+    lines = [f"  {recipe.describe()}" for recipe in RECIPES.values()]
+    return "\n".join(
+        [
+            "\b",
+            "Recipes: the defaults marked so, from scratch, else by the model's family (CNN or ViT):",
+            *lines,
+            f"--select auto: {SELECT_AUTO} (ACC where a class is absent from val).",
+        ]
+    )
+
+
+@main.command("run", epilog=_recipes_epilog())
 @click_options(TrainConfig)
 @dataset_options
+@json_option
 @clean_errors_of(USER_ERRORS)
-def run(**options) -> None:
+def run(as_json: bool, **options) -> None:
     """Train one model on one dataset; best epoch on val, test scored once."""
     from finetune.train import train
 
-    result = train(TrainConfig(**options))
-    if int(os.environ.get("RANK", 0)) == 0:
-        test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1")}
-        click.echo(
-            f"{result.run_name}: best epoch {result.hparams['best_epoch']}, "
-            f"test ACC {test['acc']}, AUC {test['auc']}, macro-F1 {test['macro_f1']} "
-            f"-> {options['out']}/{result.run_name}/"
-        )
+    # `--init-head probe` needs the probe, which the `finetune` program (`suite.cli`) hands down.
+    init_head = (click.get_current_context().find_root().obj or {}).get("init_head")
+    result = train(TrainConfig(**options), init_head=init_head)
+    if int(os.environ.get("RANK", 0)) != 0:
+        return
+    if as_json:
+        brief = result.brief(options["out"]) | {k: result.hparams[k] for k in ("best_epoch", "recipe")}
+        click.echo(json.dumps(json_safe(brief), indent=2))
+        return
+    test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1", "balanced_acc")}
+    best = f"best epoch {result.hparams['best_epoch']} on val {result.hparams['selected_on']}"
+    click.echo(
+        f"{result.run_name}: {best}, "
+        f"test ACC {test['acc']}, AUC {test['auc']}, macro-F1 {test['macro_f1']}, "
+        f"bal.ACC {test['balanced_acc']} -> {options['out']}/{result.run_name}/"
+    )
 
 
 def _number(value: float | None) -> str:
@@ -56,9 +81,12 @@ def _number(value: float | None) -> str:
 
 @main.command()
 @json_option
-def models(as_json: bool) -> None:
-    """List the models that can be trained."""
+def backbones(as_json: bool) -> None:
+    """List the backbones that can be trained."""
     list_backbones(as_json=as_json)
+
+
+main.add_command(click.Command("models", callback=backbones.callback, params=backbones.params, hidden=True))
 
 
 @main.command()

@@ -12,8 +12,13 @@ from medprobe.choices import PRECISIONS
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE
 from medprobe.metrics import SELECT_METRICS
 from medprobe.options import option
+from medprobe.registry import RECIPES, get_backbone
 
 AUGMENTS = ("none", "basic")
+CLASS_WEIGHTS = ("none", "balanced")
+INIT_HEADS = ("random", "probe")
+SELECT_AUTO = "auc"  # threshold-free, so predicting one class never wins; MedMNIST's training selects on it
+FROM_RECIPE = "[default: the model's recipe, see below]"
 FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
 SCRATCH_BY_DEFAULT = ("resnet18",)
 # How a run is carried out, not what it computes: a checkpoint resumes across changes to these.
@@ -26,6 +31,7 @@ HOW_IT_RUNS = (
     "compile",
     "data_mode",
     "cache_root",
+    "progress",
 )
 # Left out of the record's identity too: where the data and weights are read from (the record keys
 # them by their bytes, `data_md5` and the weights' identity) and the dataset's name for them.
@@ -37,7 +43,12 @@ DATA_MODES = ("auto", "memory", "disk")  # enforced by `finetune.data`, which ta
 class TrainConfig:
     """Everything a fine-tune run depends on; stored in its checkpoint and result record."""
 
-    model: str = option("resnet18", "Registry name (see `finetune models`).")
+    model: str = option(
+        "resnet18",
+        "Registry name or timm:<model> (see `finetune backbones`).",
+        flag="backbone",
+        aliases=("--model",),
+    )
     # The data: declared on the command line by `medprobe.cli_utils.dataset_options`, as in `probe`.
     dataset: str = option(DEFAULT_DATASET, cli=False)
     size: int = option(DEFAULT_SIZE, cli=False)
@@ -52,15 +63,28 @@ class TrainConfig:
     freeze: str = option("none", FREEZE_HELP)
     epochs: int = option(20, min=1)
     batch_size: int = option(128, min=1)
-    lr: float = option(1e-3)
-    weight_decay: float = option(1e-5)
-    warmup: float = option(1.0, "Epochs of linear warmup.")
-    layer_decay: float | None = option(None, "Layer-wise lr decay (ViTs), e.g. 0.75.")
+    lr: float | None = option(None, f"Peak learning rate {FROM_RECIPE}.", min=0)
+    weight_decay: float | None = option(None, FROM_RECIPE, min=0)
+    warmup: float | None = option(None, f"Epochs of linear warmup {FROM_RECIPE}.", min=0)
+    layer_decay: float | None = option(None, f"Layer-wise lr decay, 1 for none {FROM_RECIPE}.", min=0)
+    drop_path: float | None = option(None, f"Stochastic depth rate {FROM_RECIPE}.", min=0)
+    class_weights: str | None = option(
+        None, f"Weight the loss by inverse class frequency (balanced) {FROM_RECIPE}.", choices=CLASS_WEIGHTS
+    )
+    init_head: str = option(
+        "random",
+        "probe: start from a logistic-regression probe fitted on the cached frozen features (LP-FT).",
+        choices=INIT_HEADS,
+    )
     label_smoothing: float = option(0.0)
     augment: str = option("basic", choices=AUGMENTS)
     precision: str = option("auto", choices=PRECISIONS)
     patience: int | None = option(None, "Early stopping [default: off].", min=1)
-    select: str = option("acc", "Val metric that picks the best epoch.", choices=tuple(SELECT_METRICS))
+    select: str = option(
+        "auto",
+        f"Val metric that picks the best epoch; auto: {SELECT_AUTO}.",
+        choices=("auto", *SELECT_METRICS),
+    )
     seed: int = option(0)
     out: str = option("runs", "Folder of the result records.")
     resume: bool = option(False, "Continue an interrupted run from its last checkpoint.")
@@ -68,6 +92,9 @@ class TrainConfig:
     keep_checkpoint: bool = option(False, "Keep checkpoint.pt after a successful run.")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
     compile: bool = option(False, "torch.compile the network: pays on a GPU for runs of many steps.")
+    progress: bool | None = option(
+        None, "A bar within each epoch: images, img/s, ETA [default: when stderr is a terminal]."
+    )
     data_mode: str = option(
         "auto",
         "Images in memory, or on disk in an uncompressed copy in the cache, read a batch at a time (for "
@@ -79,10 +106,29 @@ class TrainConfig:
         parse_freeze(self.freeze)
         if self.augment not in AUGMENTS:
             raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
-        if self.select not in SELECT_METRICS:
-            raise ValueError(f"unknown --select {self.select!r}; choose one of {', '.join(SELECT_METRICS)}")
+        if self.select != "auto" and self.select not in SELECT_METRICS:
+            raise ValueError(f"unknown --select {self.select!r}; choose auto or {', '.join(SELECT_METRICS)}")
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
+        self._fill_from_recipe()
+
+    @property
+    def recipe(self) -> str:
+        """The name of the model family's recipe (`medprobe.registry.RECIPES`) the defaults came from."""
+        return get_backbone(self.model).recipe(pretrained=bool(self.pretrained)).name
+
+    def _fill_from_recipe(self) -> None:
+        """Options left unset take the recipe's value; the learning rate scaled to the batch size."""
+        recipe = RECIPES[self.recipe]
+        for name in ("weight_decay", "warmup", "layer_decay", "drop_path", "class_weights"):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(recipe, name))
+        if self.lr is None:
+            self.lr = recipe.lr_for(self.batch_size)
+
+    @property
+    def selects_on(self) -> str:
+        return SELECT_AUTO if self.select == "auto" else self.select
 
     @property
     def method(self) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm.auto import tqdm
 
 from finetune.augment import augment
 from finetune.model import train_mode
@@ -34,20 +35,26 @@ class TrainSteps:
     device: torch.device
     precision: str
 
-    def epoch(self, images, labels, order, draws, *, batch_size: int) -> tuple[float, int]:
+    def epoch(
+        self, images, labels, order, draws, *, batch_size: int, progress: bool | None = False, desc: str = ""
+    ) -> tuple[float, int]:
         """One pass over `order` (this rank's shuffled rows) in batches; returns (mean loss, images).
 
         The loss is summed on the device and read once at the end, so no step waits for the GPU.
+        `progress`: a bar of images, images/s and ETA within the epoch (None: when stderr is a terminal).
         """
         train_mode(self.net)
         order = order.to(images.device)
         draws = draws.to(self.device) if draws is not None else None
         loss_sum = torch.zeros((), device=self.device)
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            batch_draws = draws[start : start + batch_size] if draws is not None else None
-            loss = self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
-            loss_sum += loss * len(idx)
+        hide = None if progress is None else not progress
+        with tqdm(total=len(order), unit="img", desc=desc, disable=hide, leave=False) as bar:
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                batch_draws = draws[start : start + batch_size] if draws is not None else None
+                loss = self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
+                loss_sum += loss * len(idx)
+                bar.update(len(idx))
         return float(loss_sum) / max(len(order), 1), len(order)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:

@@ -13,7 +13,8 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,16 @@ from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.figures import save_png, training_curves
 from medprobe.metrics import evaluate, selection_metric
-from medprobe.outputs import loss, probabilities
+from medprobe.outputs import class_weights, loss, probabilities
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import RunResult, run_name
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
+
+# Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
+# how, for the record: (config, model, its preprocessing, the input size asked for) -> info.
+HeadInit = Callable[..., dict]
 
 
 @dataclass
@@ -59,14 +64,19 @@ class Run:
     select: str  # the val metric that picks the best epoch
     selection_note: str | None
     n_trainable: int
+    head_init: dict = field(default_factory=dict)  # how the classifier started (`HeadInit`)
 
     @property
     def dir(self) -> Path:
         return Path(self.cfg.out) / self.name
 
 
-def train(cfg: TrainConfig) -> RunResult:
+def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
     """Train, select the best epoch on val, score test once; write the run's files (rank 0).
+
+    Args:
+        init_head: sets the classifier when `cfg.init_head` is "probe" (the `finetune` command
+            passes `suite.lpft.probe_head`, which fits it on the cached features).
 
     Returns:
         the result record (also saved as `{out}/{run_name}.json`).
@@ -80,7 +90,12 @@ def train(cfg: TrainConfig) -> RunResult:
         log.info("skip %s: the record exists", record.name)
         return RunResult.from_json(record.read_text())
 
-    run = _setup(cfg, spec, dspec, name, config, rank, world)
+    if cfg.init_head != "random" and init_head is None:
+        raise ValueError(
+            f"init_head={cfg.init_head!r} needs a head initializer: pass init_head=suite.lpft.probe_head "
+            "to train(), or run it with the `finetune` command"
+        )
+    run = _setup(cfg, spec, dspec, name, config, rank, world, init_head)
     state = _resume(run)
     started = time.perf_counter()
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -104,27 +119,18 @@ def check_config(cfg: TrainConfig) -> None:
     weights_identity(spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed)
 
 
-def _setup(cfg, spec, dspec, name, config, rank, world) -> Run:
+def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     """Load the data, build the model, optimizer and schedule: everything the epochs use."""
     device = resolve_device(cfg.device, rank=rank)
     data = training_data(
         dspec, size=cfg.size, root=cfg.data_root, mode=cfg.data_mode, cache_root=cfg.cache_root
     )
     select, note = selection_metric(
-        data["val"][1], task=dspec.task, n_classes=dspec.n_classes, select=cfg.select
+        data["val"][1], task=dspec.task, n_classes=dspec.n_classes, select=cfg.selects_on
     )
     if note:
         log.warning("%s", note)
-    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
-    img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
-    model, pcfg = create_backbone(
-        spec,
-        pretrained=cfg.pretrained,
-        weights=cfg.weights,
-        img_size=img_size,
-        num_classes=dspec.n_classes,
-        init_seed=cfg.seed,
-    )
+    model, pcfg, head_init = _model(cfg, spec, dspec, init_head)
     n_trainable = apply_freeze(model, cfg.freeze)
     # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own layouts
     # and its convolution backward rejects channels_last weights (torch 2.11, H200).
@@ -135,15 +141,40 @@ def _setup(cfg, spec, dspec, name, config, rank, world) -> Run:
     torch.manual_seed(cfg.seed)
     n_steps = math.ceil(len(range(rank, len(data["train"][0]), world)) / cfg.batch_size)
     optimizer, scheduler = _optimizer(cfg, model, device, n_steps)
-    task_loss = functools.partial(loss, task=dspec.task, label_smoothing=cfg.label_smoothing)
+    task_loss = _loss(cfg, dspec, data["train"][1], device)
     precision = resolve_precision(cfg.precision, device)
     steps = TrainSteps(net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision)
     generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
     truth = {s: y for s, (_, y) in data.items()}
     return Run(
         cfg, spec, dspec, name, config, rank, world, place_data(data, device), truth, steps, generators,
-        select, note, n_trainable,
+        select, note, n_trainable, head_init,
     )  # fmt: skip
+
+
+def _model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None):
+    """The classifier, its preprocessing, and how its head started ({} for a random head)."""
+    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
+    img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
+    model, pcfg = create_backbone(
+        spec,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        img_size=img_size,
+        num_classes=dspec.n_classes,
+        init_seed=cfg.seed,
+        drop_path=cfg.drop_path,
+    )
+    head_init = init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
+    return model, pcfg, head_init
+
+
+def _loss(cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device):
+    """The task's loss, weighted by inverse class frequency in train when asked (`class_weights`)."""
+    weight = None
+    if cfg.class_weights == "balanced":
+        weight = class_weights(train_labels, dspec.task, dspec.n_classes).to(device)
+    return functools.partial(loss, task=dspec.task, label_smoothing=cfg.label_smoothing, weight=weight)
 
 
 def _optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
@@ -156,6 +187,10 @@ def _optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
         layer_decay=cfg.layer_decay,
         fused=device.type == "cuda",  # one kernel for the whole update instead of one per op
     )
+    # timm's layer decay leaves each group an `lr_scale` that only timm's own schedulers apply;
+    # under a torch scheduler it must be in the group's lr, or every layer trains at the full lr.
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
     schedule = warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch))
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
@@ -184,7 +219,10 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     shuffle, augment = run.generators
     order = torch.randperm(len(run.data["train"][0]), generator=shuffle)[run.rank :: run.world]
     draws = draw_params(len(order), augment) if cfg.augment == "basic" else None
-    train_loss, seen = steps.epoch(*run.data["train"], order, draws, batch_size=cfg.batch_size)
+    train_loss, seen = steps.epoch(
+        *run.data["train"], order, draws, batch_size=cfg.batch_size,
+        progress=cfg.progress if run.rank == 0 else False, desc=f"epoch {epoch}/{cfg.epochs}",
+    )  # fmt: skip
     train_seconds = time.perf_counter() - started
     val_logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
     val = evaluate(run.truth["val"], probabilities(val_logits, run.dspec.task), task=run.dspec.task)
@@ -194,7 +232,10 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
             "epoch": epoch,
             "train_loss": train_loss,
             "val_loss": float(
-                steps.loss_fn(torch.from_numpy(val_logits), torch.from_numpy(run.truth["val"]))
+                steps.loss_fn(
+                    torch.from_numpy(val_logits).to(steps.device),
+                    torch.from_numpy(run.truth["val"]).to(steps.device),
+                )
             ),
             "val_acc": val["acc"],
             "val_auc": val["auc"],
@@ -208,7 +249,7 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     )
     state.improve(epoch, val[run.select], steps.model)  # `selection_metric` keeps the score defined
     state.epoch = epoch
-    log.info("epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, cfg.select, val[run.select])
+    log.info("epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, run.select, val[run.select])
     if run.rank == 0:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")
@@ -258,6 +299,8 @@ def _hparams(run: Run, state: TrainState) -> dict:
         "world_size": run.world,
         "selected_on": run.select,
         "selection_note": run.selection_note,
+        "recipe": run.cfg.recipe,
+        "head_init": run.head_init,
         "weights": run.config["weights"],
     }
 

@@ -35,6 +35,7 @@ def create_backbone(
     resize: str = "bicubic",
     num_classes: int = 0,
     init_seed: int = RANDOM_INIT_SEED,
+    drop_path: float = 0.0,
 ) -> tuple[torch.nn.Module, PreprocessConfig]:
     """Build a headless backbone in eval mode and the preprocessing its weights expect.
 
@@ -49,16 +50,22 @@ def create_backbone(
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
         init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
             head), so the same seed builds the same model.
+        drop_path: stochastic depth rate for training (timm's `drop_path_rate`); 0 leaves it off.
 
     Returns:
         (model, preprocess config). With num_classes=0 the model outputs features, not logits.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
     size, kwargs = _input_size(spec, img_size)
-    kwargs["num_classes"] = num_classes
+    if drop_path:
+        kwargs["drop_path_rate"] = drop_path
     with torch.random.fork_rng():
         torch.manual_seed(init_seed)
-        model = _create(spec, pretrained=pretrained and weights is None, **kwargs)
+        # Headless first, then the head: a random-init backbone is the same network whatever head
+        # it gets (and so the one a cache entry of that seed holds).
+        model = _create(spec, pretrained=pretrained and weights is None, num_classes=0, **kwargs)
+        if num_classes:
+            model.reset_classifier(num_classes)
     if weights is not None:
         load_local_weights(model, weights, name=spec.name)
     return model.eval(), _preprocess_of(model, size, resize)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import sys
 
@@ -50,7 +51,7 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 def print_rows(rows: list[dict], *, as_json: bool) -> None:
     """Rows as a JSON list, or as a table with a header, each column as wide as its widest cell."""
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(json_safe(rows), indent=2))
         return
     if not rows:
         return
@@ -59,6 +60,17 @@ def print_rows(rows: list[dict], *, as_json: bool) -> None:
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
     for line in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def json_safe(value):
+    """`value` with every NaN or infinity as null: standard JSON has no NaN (jq and browsers reject it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value
 
 
 def _cell(value) -> str:

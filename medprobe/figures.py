@@ -51,6 +51,26 @@ def lines(
     return fig
 
 
+def forest(panels: dict[str, list[tuple[str, float, float, float]]], *, title: str):
+    """One panel per metric: a point and its interval per row (label, mean, lo, hi), rows top-down."""
+    n_rows = max(len(points) for points in panels.values())
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.2 + 2.6 * len(panels), 0.9 + 0.32 * n_rows), sharey=True,
+        constrained_layout=True, squeeze=False,
+    )  # fmt: skip
+    for ax, (metric, points) in zip(axes[0], panels.items(), strict=True):
+        labels, mean, lo, hi = zip(*points, strict=True)
+        y = np.arange(len(points))[::-1]
+        mean, lo, hi = (np.asarray(v, dtype=float) for v in (mean, lo, hi))
+        spread = np.clip([mean - lo, hi - mean], 0, None)  # a percentile interval may miss the mean
+        ax.errorbar(mean, y, xerr=spread, fmt="o", capsize=3)
+        ax.set(xlabel=metric, yticks=y)
+        ax.set_yticklabels(labels, fontsize=7)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def confusion(matrix: list[list[int]], labels: list[str], *, title: str):
     """A confusion matrix heat map with counts in the cells (true on rows, predicted on columns)."""
     matrix = np.asarray(matrix)

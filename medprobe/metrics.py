@@ -13,7 +13,8 @@ import numpy as np
 from medprobe.tasks import MULTI_LABEL, TASKS
 
 SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
-SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1"}  # --select name -> evaluate() key
+# --select name -> evaluate() key
+SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1", "bacc": "balanced_acc"}
 
 
 def evaluate(

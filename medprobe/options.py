@@ -23,13 +23,15 @@ def option(
     choices: Sequence[str] | None = None,
     min: int | float | None = None,
     flag: str | None = None,
+    aliases: Sequence[str] = (),
     show_default: bool = True,
     cli: bool = True,
 ) -> dataclasses.Field:
     """A dataclass field with what its flag says: help, choices, lower bound, a flag name other than
-    `--field-name`; `cli=False` keeps it off the command line (set by the program, not the user)."""
+    `--field-name`, old spellings that still work but stay out of --help (`aliases`, e.g. "--model");
+    `cli=False` keeps it off the command line (set by the program, not the user)."""
     meta = {"help": help, "choices": choices, "min": min, "flag": flag, "show_default": show_default}
-    meta["cli"] = cli
+    meta |= {"cli": cli, "aliases": tuple(aliases)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -73,11 +75,24 @@ def field_names(cls: type, *, cli_only: bool = True) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", False) or not cli_only)
 
 
+class AliasedOption(click.Option):
+    """An option whose old spellings (every name after the first) work but stay out of --help."""
+
+    def get_help_record(self, ctx):
+        shown, self.opts = self.opts, self.opts[:1]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+
 def _click_option(f: dataclasses.Field, hint) -> Callable:
     meta, kind = f.metadata, _base_type(hint)
     flag = "--" + (meta["flag"] or f.name.replace("_", "-"))
-    names = (flag, f.name) if meta["flag"] else (flag,)
+    names = (flag, *meta["aliases"], f.name) if meta["flag"] else (flag, *meta["aliases"])
     kwargs = {"default": f.default, "help": meta["help"] or None, "show_default": meta["show_default"]}
+    if meta["aliases"]:
+        kwargs["cls"] = AliasedOption
     if kind is tuple:  # a comma-separated list on the command line
         kwargs["default"] = ",".join(map(str, f.default))
         item = _item_type(hint)

@@ -19,9 +19,39 @@ def probabilities(logits: torch.Tensor | np.ndarray, task: str) -> np.ndarray:
     return (torch.sigmoid(z) if task == MULTI_LABEL else torch.softmax(z, dim=-1)).numpy()
 
 
-def loss(logits: torch.Tensor, targets: torch.Tensor, task: str, *, label_smoothing: float = 0.0):
+def loss(
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    task: str,
+    *,
+    label_smoothing: float = 0.0,
+    weight: torch.Tensor | None = None,
+):
     """Mean training loss: binary cross-entropy per label (targets (n, L) 0/1) for multi-label data,
-    else cross-entropy over classes (targets (n,) or (n, 1) class indices)."""
+    else cross-entropy over classes (targets (n,) or (n, 1) class indices).
+
+    `weight` (`class_weights`): per class for cross-entropy (a weighted mean, as torch defines it);
+    per label the weight of its positives for multi-label data.
+    """
     if task == MULTI_LABEL:
-        return F.binary_cross_entropy_with_logits(logits, targets.float())
-    return F.cross_entropy(logits, targets.reshape(-1).long(), label_smoothing=label_smoothing)
+        return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=weight)
+    targets = targets.reshape(-1).long()
+    return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
+
+
+def class_weights(labels: np.ndarray, task: str, n_out: int) -> torch.Tensor:
+    """Balanced loss weights from the train labels, so every class counts as much as the others.
+
+    Single-label: n / (n_classes x n_c) per class (scikit-learn's "balanced"; 0 for a class absent
+    from train). Multi-label: negatives / positives per label, the positives' weight (1 where a
+    label has no positives).
+    """
+    labels = np.asarray(labels)
+    if task == MULTI_LABEL:
+        positives = labels.reshape(len(labels), -1).sum(axis=0).astype(np.float64)
+        negatives = len(labels) - positives
+        ratio = np.divide(negatives, positives, out=np.ones_like(positives), where=positives > 0)
+        return torch.as_tensor(ratio, dtype=torch.float32)
+    counts = np.bincount(labels.reshape(-1).astype(np.int64), minlength=n_out).astype(np.float64)
+    weights = np.divide(len(labels), n_out * counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.as_tensor(weights, dtype=torch.float32)

@@ -8,9 +8,7 @@ tell apart from it.
 
 from __future__ import annotations
 
-import base64
 import csv
-import html
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -18,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe import figures
+from medprobe import figures, report_html
 from medprobe.atomic import atomic_path, write_atomic
 from medprobe.metrics import paired_bootstrap
 from medprobe.report_figures import report_figures
@@ -151,7 +149,8 @@ def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_r
     tables = {dataset: _table(rows, dataset) for dataset in sorted({r.dataset for r in rows})}
     write_atomic(out_dir / "report.md", _markdown(tables, figs))
     _write_csv(rows, out_dir / "report.csv")
-    write_atomic(out_dir / "report.html", _html(tables, figs))
+    page = report_html.render(tables, rows, figs, runs_dir=runs_dir, out_dir=out_dir)
+    write_atomic(out_dir / "report.html", page)
     return out_dir / "report.html"
 
 
@@ -267,34 +266,6 @@ def _write_csv(rows: list[Row], path: Path) -> None:
             for _, m in METRICS:
                 line += [*r.stats[m], m in r.best, m in r.tied]
             writer.writerow(line + [r.wall_s, r.images_per_s])
-
-
-def _html(tables, figs) -> str:
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title><style>",
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px}",
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}",
-        "td.best{font-weight:bold;background:#e6f4ea}",
-        "td.tied{background:#f4f9f5}img{max-width:100%;margin:1em 0}</style></head><body>",
-        "<h1>medprobe report</h1><p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] "
-        "for one seed. <b>Bold</b>: best in its column; shaded: statistically indistinguishable from it "
-        "(paired bootstrap on the same test set).</p>",
-    ]
-    for dataset, (header, body) in tables.items():
-        parts.append(f"<h2>{html.escape(dataset)}</h2><table><tr>")
-        parts += [f"<th>{html.escape(h)}</th>" for h in header] + ["</tr>"]
-        for line in body:
-            cells = "".join(f"<td class='{m}'>{html.escape(t)}</td>" for t, m in line)
-            parts.append(f"<tr>{cells}</tr>")
-        parts.append("</table>")
-    parts.append("<h2>Figures</h2>")
-    for title, png, _ in figs:
-        data = base64.b64encode(png).decode()
-        parts.append(
-            f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{html.escape(title)}</figcaption></figure>"
-        )
-    return "\n".join(parts + ["</body></html>"])
 
 
 def _run_seconds(run: RunResult) -> float | None:

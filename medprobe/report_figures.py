@@ -24,12 +24,17 @@ def report_figures(rows: list[Row], runs_dir: Path):
         series = defaultdict(list)
         for r in plain:
             series[r.label].append((r.size, *r.stats["acc"][:2]))
-        if series:
+        if len({r.size for r in plain}) >= 2:  # a line needs two sizes
             yield (
                 f"{dataset}: test ACC vs resolution",
                 figures.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
                 f"{dataset}_resolution.png",
             )
+        for size in sorted({r.size for r in mine}):
+            forest = _forest([r for r in mine if r.size == size])
+            if forest:
+                title = f"{dataset}_{size}: test ACC and AUC with 95% intervals"
+                yield title, figures.forest(forest, title=title), f"{dataset}_{size}_forest.png"
         best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
         labels = best.runs[0].class_names
         matrix = best.runs[0].metrics["test"].get("confusion_matrix")
@@ -69,3 +74,16 @@ def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, flo
             detail = f" [{r.detail}]" if r.detail else ""
             series[f"{r.model} · {r.method}{detail} ({kind})"].append((amount, *r.stats["acc"][:2]))
     return dict(series)
+
+
+def _forest(rows: list[Row]) -> dict[str, list[tuple[str, float, float, float]]]:
+    """metric -> (row label, mean, lo, hi) of every row with an interval (bootstrap, or ± std)."""
+    out = defaultdict(list)
+    for r in sorted(rows, key=lambda r: r.label):
+        for name, metric in (("test ACC", "acc"), ("test AUC", "auc")):
+            mean, std, lo, hi = r.stats[metric]
+            if lo is None and len(r.runs) > 1:
+                lo, hi = mean - std, mean + std
+            if lo is not None and np.isfinite(mean):
+                out[name].append((r.label, mean, lo, hi))
+    return dict(out)

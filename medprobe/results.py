@@ -56,6 +56,24 @@ class RunResult:
     schema_version: int = SCHEMA_VERSION
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
+    def brief(self, out: str | os.PathLike) -> dict:
+        """What a command prints of this run under --json: names, where it is, scalar metrics."""
+        scalars = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
+        metrics = {
+            split: {k: values[k] for k in scalars if k in values} | {"ci95": values.get("ci95")}
+            for split, values in self.metrics.items()
+        }
+        return {
+            "run": self.run_name,
+            "record": str(Path(out) / f"{self.run_name}.json"),
+            "dataset": self.dataset,
+            "size": self.size,
+            "model": self.model,
+            "method": self.variant,
+            "seed": self.seed,
+            **metrics,
+        }
+
     @property
     def variant(self) -> str:
         """The method with its tag, e.g. `logreg` or `logreg-frac0.1`: what tables group by."""

@@ -73,8 +73,9 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
     "--extract", "do_extract", is_flag=True, help="Extract the features first if they are not cached."
 )
 @click_options(EntryFilter)
+@json_option
 @clean_errors
-def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_extract, **options):
+def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_extract, as_json, **options):
     """Fit heads on cached features; choose on val, score test once, write one record per run.
 
     Entries are matched by the content of the data file; when several match (say two resize
@@ -82,7 +83,7 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_ex
     --dtype and --[no-]pretrained pick among them, or say how --extract builds a missing one.
     """
     from probe.fit import run_probe
-    from probe.summary import summary_table
+    from probe.summary import summary_rows
 
     wanted = EntryFilter(**{k: options.pop(k) for k in field_names(EntryFilter)})
     probe_options = ProbeOptions(**options)
@@ -98,7 +99,10 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_ex
         extract=wanted.to_extract() if do_extract else None,
         where=wanted,
     )
-    click.echo(summary_table(results))
+    if as_json:
+        print_rows([r.brief(out) for r in results], as_json=True)
+        return
+    print_rows(summary_rows(results), as_json=False)
     once = sorted({r.method for r in results if r.hparams.get("deterministic")})
     if once and len(probe_options.seeds) > 1:
         click.echo(

@@ -1,20 +1,23 @@
-"""`probe suite RECIPE`: the `probe` command with the suite, which composes probe and finetune, added.
+"""The installed programs: `probe` with `suite` added, and `finetune` with LP-FT's probe head.
 
-`probe.cli` knows nothing of the suite (it sits below it); the installed `probe` command and
-`python -m probe` run this module's `main`, which is `probe.cli.main` plus `suite`.
+The suite composes probe and finetune, which know nothing of it (they sit below it): the installed
+`probe` command and `python -m probe` run this module's `main`, which is `probe.cli.main` plus
+`suite`; `finetune` and `python -m finetune` run `finetune_main`, which is `finetune.cli.main` given
+`suite.lpft.probe_head` for `--init-head probe`.
 """
 
 from __future__ import annotations
 
 import click
 
+from finetune.cli import main as finetune_cli
 from medprobe.cli_utils import add_verbosity, cache_root_option
 from probe.cli import clean_errors
 from probe.cli import main as probe_main
 
 
 @click.command("suite")
-@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.argument("recipe")
 @click.option(
     "--out", type=click.Path(file_okay=False), default=None, help="Result records [default: the recipe's]."
 )
@@ -26,7 +29,11 @@ from probe.cli import main as probe_main
 @click.option("--plan", "plan_only", is_flag=True, help="Print the runs, data and cache space; run nothing.")
 @clean_errors
 def suite_command(recipe, plan_only, **overrides):
-    """Run a recipe's matrix (skipping finished runs), then write its report."""
+    """Run a recipe's matrix (skipping finished runs), then write its report.
+
+    RECIPE is a .toml file or the name of a packaged recipe: tiny, notebook_bloodmnist,
+    lpft_breastmnist, resolution_sweep, medmnist_plus.
+    """
     from suite.recipe import load_recipe
 
     loaded = load_recipe(recipe, **overrides)
@@ -46,3 +53,14 @@ def suite_command(recipe, plan_only, **overrides):
 
 probe_main.add_command(add_verbosity(suite_command))
 main = probe_main
+
+
+def finetune_main() -> None:
+    """The `finetune` program."""
+    finetune_cli(obj={"init_head": _probe_head})
+
+
+def _probe_head(*args, **kwargs) -> dict:
+    from suite.lpft import probe_head  # torch, timm, h5py: only when a run asks for it
+
+    return probe_head(*args, **kwargs)

@@ -57,7 +57,10 @@ def plan_suite(recipe: Recipe) -> Plan:
                 plan.cache_bytes += n_images * width * value_bytes
             for options in recipe.finetunes:
                 for seed in recipe.seeds:
-                    plan.runs.append(f"finetune {options['model']} on {spec.flag}_{size} seed {seed}")
+                    given = " ".join(f"{k}={v}" for k, v in options.items() if k != "model")
+                    plan.runs.append(
+                        f"finetune {options['model']} on {spec.flag}_{size} seed {seed} [{given}]"
+                    )
     return plan
 
 

@@ -22,8 +22,28 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 
+SPELLINGS = {"model": "backbone"}  # a [[finetune]] key -> the other word for it recipes may use
+PACKAGED = Path(__file__).parent / "recipes"  # shipped with the package: `probe suite tiny`
+
+
 class RecipeError(ValueError):
     """A recipe that cannot run; the message names the recipe line and the valid values."""
+
+
+def packaged_recipes() -> list[str]:
+    return sorted(p.stem for p in PACKAGED.glob("*.toml"))
+
+
+def find_recipe(name: str | Path) -> Path:
+    """A recipe file's path: `name` itself when it is a file, else the packaged recipe of that name."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    packaged = PACKAGED / f"{path.stem if path.suffix == '.toml' else name}.toml"
+    if path.parent == Path(".") and packaged.is_file():
+        return packaged
+    known = ", ".join(packaged_recipes())
+    raise RecipeError(f"no recipe file {name} and no packaged recipe of that name; packaged: {known}")
 
 
 @dataclass
@@ -42,8 +62,9 @@ class Recipe:
 
 
 def load_recipe(path: str | Path, **overrides) -> Recipe:
-    """Parse and check a recipe; `overrides` (out, data_root, cache_root, report) win over it."""
-    path = Path(path)
+    """Parse and check a recipe (a file, or a packaged recipe's name); `overrides` (out, data_root,
+    cache_root, report) win over it."""
+    path = find_recipe(path)
     text = path.read_text()
     try:
         data = tomllib.loads(text)
@@ -66,13 +87,21 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
     }
     settings = defaults | suite | {k: v for k, v in overrides.items() if v is not None}
     settings["out"], settings["report"] = Path(settings["out"]), Path(settings["report"])
-    recipe = Recipe(path=path, **settings, probes=data.get("probe", []), finetunes=data.get("finetune", []))
+    # One word for the network in both tables: [[finetune]] takes `backbone` as [[probe]] does.
+    finetunes = [_renamed(t, SPELLINGS["model"], "model") for t in data.get("finetune", [])]
+    recipe = Recipe(path=path, **settings, probes=data.get("probe", []), finetunes=finetunes)
     _check_datasets(recipe, at)
     for probe in recipe.probes:
         _check_probe(probe, at)
     for options in recipe.finetunes:
         _check_finetune(recipe, options, at)
     return recipe
+
+
+def _renamed(table: dict, old: str, new: str) -> dict:
+    if old not in table or new in table:
+        return table
+    return {new if k == old else k: v for k, v in table.items()}
 
 
 def finetune_config(recipe: Recipe, options: dict, dataset: str, size: int, seed: int) -> TrainConfig:
@@ -110,19 +139,13 @@ def _check_finetune(recipe: Recipe, options: dict, at: _Where) -> None:
     from finetune.train import check_config  # torch: only for recipes that fine-tune
 
     if "model" not in options:
-        raise RecipeError(f"{at.path}: a [[finetune]] table needs `model = ...`")
-    at.check_table(options, values.FINETUNE, f"[[finetune]] model {options['model']!r}")
+        raise RecipeError(f"{at.path}: a [[finetune]] table needs `backbone = ...` (or `model = ...`)")
+    what = f"[[finetune]] model {options['model']!r}"
+    at.check_table(options, values.FINETUNE, what)
     for dataset in recipe.datasets:
-        cfg = at.call(
-            finetune_config, recipe, options, dataset, recipe.sizes[0], 0, key="model", value=options["model"]
-        )
-        at.call(
-            check_config,
-            cfg,
-            key="model",
-            value=options["model"],
-            what=f"[[finetune]] model {options['model']!r}",
-        )
+        where = dict(key="model", value=options["model"], what=what)
+        cfg = at.call(finetune_config, recipe, options, dataset, recipe.sizes[0], 0, **where)
+        at.call(check_config, cfg, **where)
 
 
 @dataclass(frozen=True)
@@ -134,7 +157,8 @@ class _Where:
 
     def line(self, key: str, value: str | None = None) -> str:
         """`path:N`, N the 1-based line of `key = ...` (with `value` on it, if given), or 0."""
-        pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+        spellings = "|".join(map(re.escape, {key, SPELLINGS.get(key, key)}))
+        pattern = re.compile(rf"^\s*(?:{spellings})\s*=")
         for number, line in enumerate(self.text.splitlines(), 1):
             if pattern.match(line) and (value is None or value in line):
                 return f"{self.path}:{number}"

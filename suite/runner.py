@@ -15,6 +15,7 @@ from medprobe.report import write_report
 from probe.fit import run_probe
 from probe.options import ProbeOptions
 from suite import values
+from suite.lpft import probe_head
 from suite.recipe import Recipe, finetune_config
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,8 @@ def run_suite(recipe: Recipe) -> Path:
             for options in recipe.finetunes:
                 for seed in recipe.seeds:
                     log.info("finetune %s on %s_%d seed %d", options["model"], dataset, size, seed)
-                    train(finetune_config(recipe, options, dataset, size, seed))
+                    config = finetune_config(recipe, options, dataset, size, seed)
+                    train(config, init_head=probe_head if config.init_head == "probe" else None)
     return write_report(recipe.out, recipe.report)
 
 

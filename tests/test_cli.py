@@ -7,11 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from finetune.cli import main as finetune_main
 from probe.cli import main as probe_main
+from suite.cli import main as suite_main
 
 
 def test_probe_help_lists_its_commands():
@@ -23,7 +25,26 @@ def test_probe_help_lists_its_commands():
 
 def test_finetune_help_lists_its_commands():
     result = CliRunner().invoke(finetune_main, ["--help"])
-    assert result.exit_code == 0 and "models" in result.output
+    assert result.exit_code == 0 and "backbones" in result.output
+
+
+def test_one_vocabulary_with_the_old_spellings_hidden():
+    """`--backbone` and `backbones` in both programs; finetune's `--model` and `models` still work."""
+    commands = CliRunner().invoke(finetune_main, ["--help"]).output
+    run_help = CliRunner().invoke(finetune_main, ["run", "--help"]).output
+    assert "models" not in commands and "--backbone" in run_help and "--model" not in run_help
+    old = CliRunner().invoke(finetune_main, ["models", "--json"])
+    assert old.exit_code == 0 and json.loads(old.output)[0]["name"] == "resnet18"
+    from finetune.config import TrainConfig
+    from medprobe.options import click_options
+
+    @click.command()
+    @click_options(TrainConfig)
+    def show(**options):
+        click.echo(options["model"])
+
+    for flag in ("--backbone", "--model"):
+        assert CliRunner().invoke(show, [flag, "vit_tiny"]).output == "vit_tiny\n"
 
 
 def test_version_of_both():
@@ -43,7 +64,7 @@ def test_listings_name_datasets_and_backbones():
     [
         (probe_main, ["datasets"], "pathmnist"),
         (probe_main, ["backbones"], "resnet18"),
-        (finetune_main, ["models"], "resnet18"),
+        (finetune_main, ["backbones"], "resnet18"),
         (finetune_main, ["datasets"], "pathmnist"),
     ],
 )
@@ -77,7 +98,7 @@ def modules_loaded_by(code: str) -> list[str]:
     return sorted({name.split(".")[0] for name in loaded} & set(HEAVY))
 
 
-@pytest.mark.parametrize("module", ["probe.cli", "finetune.cli"])
+@pytest.mark.parametrize("module", ["probe.cli", "finetune.cli", "suite.cli"])
 def test_importing_a_cli_loads_no_heavy_library(module):
     assert modules_loaded_by(f"import {module}") == []
 
@@ -117,3 +138,42 @@ def test_verbose_and_quiet_work_after_the_subcommand(tmp_path):
     assert clean.exit_code == 1 and "unknown dataset 'nope'" in clean.output  # one line, no traceback
     verbose = runner.invoke(probe_main, [*args, "-v"])
     assert isinstance(verbose.exception, ValueError)  # -v keeps the traceback, after the subcommand too
+
+
+@pytest.mark.parametrize("program", ["probe", "finetune"])
+def test_python_m_runs_from_a_folder_with_its_own_core_package(program, tmp_path):
+    """Research code often has a `core/` package of its own in its working folder."""
+    (tmp_path / "core").mkdir()
+    (tmp_path / "core" / "__init__.py").write_text("raise ImportError('the user's own core package')\n")
+    out = subprocess.run(
+        [sys.executable, "-m", program, "--help"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert out.returncode == 0 and "Usage" in out.stdout, out.stderr
+
+
+def test_packaged_recipes_run_by_name(tmp_path):
+    from suite.recipe import find_recipe, packaged_recipes
+
+    assert {"tiny", "notebook_bloodmnist", "lpft_breastmnist"} <= set(packaged_recipes())
+    assert find_recipe("tiny").name == "tiny.toml" and find_recipe("tiny.toml").is_file()
+    result = CliRunner().invoke(suite_main, ["suite", "no_such_recipe", "--plan"])
+    assert result.exit_code == 1 and "packaged: lpft_breastmnist" in result.output
+
+
+def test_fit_and_run_summaries_as_json(data_root, tmp_path, monkeypatch):
+    """`--json` prints only JSON on stdout (standard: no NaN), one entry per record written."""
+    monkeypatch.setenv("MEDPROBE_CACHE", str(tmp_path / "cache"))
+    model = ["--no-pretrained", "--img-size", "32", "--dataset", "breastmnist", "--data-root", str(data_root)]
+    out = ["--out", str(tmp_path / "runs"), "--json"]
+    fit = CliRunner().invoke(
+        suite_main, ["fit", "--backbone", "timm:test_vit", *model, "--extract", "--head", "logreg,knn", *out]
+    )
+    assert fit.exit_code == 0, fit.output
+    runs = json.loads(fit.stdout, parse_constant=pytest.fail)
+    assert [r["method"] for r in runs] == ["logreg", "knn"] and all(Path(r["record"]).is_file() for r in runs)
+    assert set(runs[0]["test"]) >= {"acc", "auc", "macro_f1", "balanced_acc", "ci95"}
+    tiny = ["--model", "timm:test_resnet", "--epochs", "1", "--batch-size", "16", "--precision", "fp32"]
+    run = CliRunner().invoke(finetune_main, ["run", *tiny, *model, *out])
+    assert run.exit_code == 0, run.output
+    brief = json.loads(run.stdout, parse_constant=pytest.fail)
+    assert brief["best_epoch"] == 1 and brief["recipe"] == "scratch" and Path(brief["record"]).is_file()

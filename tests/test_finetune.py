@@ -259,7 +259,7 @@ def test_real_resnet18_from_scratch_on_breastmnist(tmp_path):
     assert evaluate(labels, result.predictions["test_score"], task="binary-class")["acc"] == test["acc"]
 
 
-def test_epoch_loss_is_the_image_weighted_mean_of_its_steps():
+def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
     # lr 0: every step sees the same weights, so the epoch's loss can be recomputed batch by batch.
     import functools
 
@@ -281,6 +281,12 @@ def test_epoch_loss_is_the_image_weighted_mean_of_its_steps():
     with torch.no_grad():
         losses = [loss_fn(model(to_input(images[b], pcfg, True)), labels[b]) * len(b) for b in order.split(4)]
     assert seen == 10 and mean_loss == pytest.approx(float(sum(losses)) / 10, rel=1e-5)
+    assert capsys.readouterr().err == ""  # progress=False; and None is quiet when stderr is no terminal
+    steps.epoch(images, labels, order, None, batch_size=4, progress=None)
+    assert capsys.readouterr().err == ""
+    steps.epoch(images, labels, order, None, batch_size=4, progress=True, desc="epoch 1/3")
+    bar = capsys.readouterr().err
+    assert "epoch 1/3" in bar and "/10 " in bar and "img/s" in bar
 
 
 @pytest.mark.slow

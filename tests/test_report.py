@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
+import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from medprobe.metrics import evaluate, paired_bootstrap
@@ -102,6 +107,8 @@ def test_report_files_and_html_embeds_every_figure(tmp_path):
     assert figures == sorted(
         [
             "bloodmnist_resolution.png",
+            "bloodmnist_28_forest.png",
+            "bloodmnist_64_forest.png",
             "bloodmnist_confusion.png",
             "bloodmnist_label_efficiency.png",
             f"curves_{record('vit_tiny', 'finetune', 0.85).run_name}.png",
@@ -160,3 +167,70 @@ def test_rows_that_would_read_alike_name_their_differing_fields(tmp_path):
         (28, "logreg [resize=pad]"),
         (64, "logreg [resize=pad]"),  # one label per configuration, so one table row across sizes
     ]
+
+
+def test_html_writes_ties_out_and_shows_classes_choices_provenance_and_links(tmp_path):
+    runs = tmp_path / "runs"
+    write_runs(runs)
+    page = write_report(runs, tmp_path / "report", n_resamples=200).read_text()
+    assert "≈</td>" in page  # the tie is written, not only shaded
+    assert "<h3>Recall per class</h3>" in page and "<th>cell 0</th>" in page
+    finetune = record("vit_tiny", "finetune", 0.85)
+    assert (
+        f"href='../runs/{finetune.run_name}.json'" in page and f"href='../runs/{finetune.run_name}/'" in page
+    )
+    assert "best_epoch=2" in page and "torch " in page and "class='sortable'" in page
+    assert page.count("<script>") == 1 and "addEventListener" in page  # sorting, inline: still one file
+
+
+def test_one_size_draws_no_resolution_figure(tmp_path):
+    runs = tmp_path / "runs"
+    for method, acc in (("logreg", 0.8), ("knn", 0.7)):
+        record("dinov2_small", method, acc).save(runs)
+    write_report(runs, tmp_path / "report", n_resamples=100)
+    figures = {p.name for p in (tmp_path / "report" / "figures").iterdir()}
+    assert "bloodmnist_resolution.png" not in figures and "bloodmnist_28_forest.png" in figures
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+# Injected first into a copy of the page: records script errors, then, once loaded, whether every
+# image decoded and whether a click on a header sorted its table, into the DOM that --dump-dom prints.
+PROBE = """<script>
+window.errors = [];
+window.addEventListener("error", e => window.errors.push(String(e.message)));
+window.addEventListener("load", () => {
+  const images = Array.from(document.images);
+  const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
+  const table = document.querySelector("table.sortable"), header = table.tHead.rows[0].cells[3];
+  const column = () => Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent));
+  header.click();
+  const sorted = column().filter(x => !isNaN(x)).every((x, i, all) => i === 0 || all[i - 1] <= x);
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({images: images.length, broken, sorted, errors: window.errors});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no Chromium on PATH (.ci/run installs it: apt-get install chromium)"
+)
+def test_report_renders_in_a_real_browser(tmp_path):
+    runs = tmp_path / "runs"
+    write_runs(runs)
+    page = write_report(runs, tmp_path / "report", n_resamples=100).read_text()
+    probed = tmp_path / "report" / "probed.html"
+    probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
+    assert found, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["errors"] == [] and "Uncaught" not in done.stderr
+    assert result["images"] == page.count("<img") > 0 and result["broken"] == []
+    assert result["sorted"]

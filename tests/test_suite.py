@@ -80,6 +80,7 @@ def test_shipped_recipes_are_valid():
             r":3: unknown key 'epochz' in \[\[finetune\]\] model 'vit_tiny'; valid keys: augment, batch_size",
         ),
         ('[[finetune]]\nmodel = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
+        ('[[finetune]]\nbackbone = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
         (
             '[[finetune]]\nmodel = "vit_tiny"\nepochs = 0\n',
             r":3: epochs in \[\[finetune\]\] .* must be an integer >= 1",
@@ -123,7 +124,8 @@ def test_plan_lists_runs_data_and_cache_space_and_runs_nothing(tiny_data, tmp_pa
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert "probe    timm:test_vit [logreg,knn] on bloodmnist_28" in lines
-    assert "finetune timm:test_resnet on bloodmnist_28 seed 0" in lines and "2 run(s)" in lines
+    given = "pretrained=False img_size=32 epochs=1 batch_size=16"
+    assert f"finetune timm:test_resnet on bloodmnist_28 seed 0 [{given}]" in lines and "2 run(s)" in lines
     assert "data: 1 file(s), 1 present" in result.output
     # 80 images x (64 cls + 64 mean) float16 values: what the entry will hold
     assert f"feature cache: {80 * 128 * 2 / 1e6:.1f} MB" in result.output

@@ -1,0 +1,170 @@
+"""report.html: one self-contained page (figures embedded), every table sortable by its headers.
+
+Per dataset: the comparison table (≈ written out, not only shaded), per-class recall; then the
+figures; then one line per run with what it chose (C, k, lr / weight decay, best epoch, recipe),
+its val metrics, its provenance (versions, cache entry, weights) and links to its files.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from medprobe.report import Row
+    from medprobe.results import RunResult
+
+# A click on a header sorts its table by that column (numbers as numbers, then text); again: reversed.
+SORT_SCRIPT = """
+document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
+  const body = th.closest("table").tBodies[0], ascending = th.dataset.order !== "asc";
+  const key = row => { const text = row.cells[column].textContent.trim(), n = parseFloat(text);
+                       return isNaN(n) ? [1, text] : [0, n]; };
+  const rows = Array.from(body.rows).sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    const order = x[0] - y[0] || (x[1] < y[1] ? -1 : x[1] > y[1] ? 1 : 0);
+    return ascending ? order : -order;
+  });
+  th.closest("tr").querySelectorAll("th").forEach(h => delete h.dataset.order);
+  th.dataset.order = ascending ? "asc" : "desc";
+  rows.forEach(row => body.appendChild(row));
+}));
+"""
+STYLE = (
+    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{cursor:pointer;background:#f6f6f6}"
+    "th[data-order=asc]::after{content:' ▲'}th[data-order=desc]::after{content:' ▼'}"
+    "td.best{font-weight:bold;background:#e6f4ea}td.tied{background:#f4f9f5}"
+    "td.text{text-align:left}img{max-width:100%;margin:1em 0}"
+)
+HPARAMS = ("C", "k", "lr", "weight_decay", "layer_decay", "epochs", "best_epoch", "recipe", "init_head")
+VERSIONS = ("medprobe", "torch", "timm")
+
+
+def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir: Path) -> str:
+    """The page. `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report`."""
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title>",
+        f"<style>{STYLE}</style></head><body><h1>medprobe report</h1>",
+        "<p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed. "
+        "<b>Bold</b>: best in its column; ≈: statistically indistinguishable from it (paired bootstrap on "
+        "the same test set: the 95% interval of the difference contains 0). Click a header to sort.</p>",
+    ]
+    for dataset, (header, body) in tables.items():
+        parts += [f"<h2>{html.escape(dataset)}</h2>", _table(header, body)]
+        parts += ["<h3>Recall per class</h3>", _per_class([r for r in rows if r.dataset == dataset])]
+    parts.append("<h2>Figures</h2>")
+    for title, png, _ in figs:
+        data = base64.b64encode(png).decode()
+        parts.append(
+            f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{html.escape(title)}</figcaption></figure>"
+        )
+    parts += ["<h2>Runs</h2>", _runs(rows, link_to=os.path.relpath(runs_dir, out_dir), runs_dir=runs_dir)]
+    return "\n".join([*parts, f"<script>{SORT_SCRIPT}</script></body></html>"])
+
+
+def _table(header: list[str], body: list[list[tuple[str, str]]]) -> str:
+    """A sortable table; a cell is (text, mark), mark one of best, tied, text or ''."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    lines = []
+    for line in body:
+        cells = "".join(
+            f"<td class='{mark}'>{html.escape(text)}{' ≈' if mark == 'tied' else ''}</td>"
+            for text, mark in line
+        )
+        lines.append(f"<tr>{cells}</tr>")
+    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _per_class(rows: list[Row]) -> str:
+    """Test recall of every class, one line per row (mean over its seeds)."""
+    names = max((r.runs[0].class_names for r in rows), key=len, default=[])
+    body = []
+    for row in sorted(rows, key=lambda r: (r.size, r.label)):
+        recalls = [r.metrics["test"].get("per_class_recall") for r in row.runs]
+        recalls = [r for r in recalls if r]
+        mean = np.nanmean(np.array(recalls, dtype=float), axis=0) if recalls else []
+        cells = [f"{v:.3f}" if np.isfinite(v) else "–" for v in mean]
+        body.append([(row.label, "text"), (str(row.size), "")] + [(c, "") for c in cells])
+    return _table(["model · method", "size", *names], body)
+
+
+def _runs(rows: list[Row], *, link_to: str, runs_dir: Path) -> str:
+    """One line per run: its choices, val metrics, provenance and files."""
+    header = [
+        "run",
+        "data",
+        "seed",
+        "chose",
+        "val on",
+        "val ACC",
+        "val AUC",
+        "test ACC",
+        "versions",
+        "provenance",
+    ]
+    body = []
+    for row in rows:
+        for run in row.runs:
+            val = run.metrics.get("val", {})
+            body.append(
+                [
+                    (_links(run, link_to, runs_dir), "html"),
+                    (f"{run.dataset}_{run.size}", "text"),
+                    (str(run.seed), ""),
+                    (_chosen(run), "text"),
+                    (str(run.hparams.get("selected_on", "")), "text"),
+                    (_metric(val.get("acc")), ""),
+                    (_metric(val.get("auc")), ""),
+                    (_metric(run.metrics["test"].get("acc")), ""),
+                    (", ".join(f"{k} {run.versions[k]}" for k in VERSIONS if k in run.versions), "text"),
+                    (_provenance(run), "text"),
+                ]
+            )
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    lines = [
+        "<tr>" + "".join(f"<td class='text'>{t}</td>" if m == "html" else
+                         f"<td class='{m}'>{html.escape(t)}</td>" for t, m in line) + "</tr>"
+        for line in body
+    ]  # fmt: skip
+    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _links(run: RunResult, link_to: str, runs_dir: Path) -> str:
+    """The run's name, linked to its record, and to its folder (fine-tunes: weights, curves)."""
+    name = html.escape(run.run_name)
+    record = html.escape(f"{link_to}/{run.run_name}.json", quote=True)
+    out = f"<a href='{record}'>{name}</a>"
+    if (runs_dir / run.run_name).is_dir():
+        out += f" (<a href='{html.escape(f'{link_to}/{run.run_name}/', quote=True)}'>files</a>)"
+    return out
+
+
+def _chosen(run: RunResult) -> str:
+    """The hyper-parameters the run chose or was given, e.g. `C=1` or `lr=6.25e-05 best_epoch=3`."""
+    return " ".join(f"{k}={_short(run.hparams[k])}" for k in HPARAMS if run.hparams.get(k) is not None)
+
+
+def _provenance(run: RunResult) -> str:
+    parts = [f"method {run.method}", f"weights {_short(run.hparams.get('weights') or '')}"]
+    if run.cache_key:
+        parts.append(f"cache {run.cache_key[:12]}")
+    parts.append(f"data md5 {str(run.config.get('data_md5', ''))[:8]}")
+    return "; ".join(p for p in parts if not p.endswith(" "))
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _metric(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) and np.isfinite(value) else "–"

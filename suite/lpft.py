@@ -1,0 +1,132 @@
+"""LP-FT (Kumar et al., 2022): start a fine-tune from the linear probe on the frozen features.
+
+`finetune run --init-head probe` hands `probe_head` to `finetune.train.train`. It extracts (or
+reuses) the cache entry of the model's own head input, at its preprocessing and precision, fits the
+logistic-regression probe on it (C chosen on val, as `probe fit` does), folds the probe's
+standardisation into the weights and loads them as the network's classifier. Before any step, the
+network then predicts exactly what the probe predicts. It lives in the suite, the layer that
+composes `probe` and `finetune`, which never import each other.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import torch
+
+from cache.extract import extract
+from cache.store import read_key, read_split
+from medprobe.data import SPLITS, get_dataset
+from medprobe.device import autocast
+from medprobe.errors import UserError
+from medprobe.preprocess import PreprocessConfig, preprocess
+from medprobe.registry import get_backbone
+from medprobe.splits import open_split
+from probe.fit import fit_probe
+
+log = logging.getLogger(__name__)
+
+# The cached features must be the head's input as the network computes it: stored in float32,
+# not the cache's default float16, so the folded head reproduces the probe's predictions.
+PROBE_STORAGE = "float32"
+CHECK_IMAGES = 4  # val images that show the cached features are the head's input
+HEAD_INPUT_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-3}  # relative, between batch sizes
+
+
+def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size: int | None) -> dict:
+    """Fit a logistic-regression probe on the cached features of `model`'s head input and load it
+    as `model`'s classifier.
+
+    Args:
+        cfg: the run's `finetune.config.TrainConfig` (model, weights, data, precision, selection).
+        model: the classifier built for the run, in eval mode, on the CPU.
+        pcfg: the preprocessing the run feeds it.
+        img_size: the input size the run asked for (None: the model's), as the cache entry keys it.
+
+    Returns:
+        how the head was made, for the run's record: feature kind, C, the probe's val metrics and
+        the cache entry.
+    """
+    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    kind = head_input_kind(model, spec.family)
+    entry = extract(
+        cfg.model,
+        cfg.dataset,
+        size=cfg.size,
+        task=cfg.task,
+        data_root=cfg.data_root,
+        cache_root=cfg.cache_root,
+        weights=cfg.weights,
+        pretrained=bool(cfg.pretrained),
+        img_size=img_size,
+        precision=cfg.precision,
+        dtype=PROBE_STORAGE,
+        device=cfg.device,
+    )
+    splits = {s: read_split(entry.path, s, kinds=(kind,)) for s in SPLITS}
+    data = {s: (features[kind], labels) for s, (features, labels) in splits.items()}
+    val = open_split(dspec, "val", size=cfg.size, root=cfg.data_root).head(CHECK_IMAGES)
+    precision = read_key(entry.path).precision
+    _check_head_input(model, pcfg, val, data["val"][0][: len(val)], precision=precision)
+    fit = fit_probe(
+        data["train"], data["val"], data["test"], head="logreg", task=dspec.task,
+        n_classes=dspec.n_classes, select=cfg.selects_on, seed=cfg.seed,
+    )  # fmt: skip
+    load_linear_head(model, fit.head)
+    log.info("head from the logreg probe on %s features (C=%g, val %s %.4f)", kind, fit.params["C"],
+             fit.selected_on, fit.val[fit.selected_on])  # fmt: skip
+    return {
+        "from": "probe",
+        "head": "logreg",
+        "features": kind,
+        "params": fit.params,
+        "selected_on": fit.selected_on,
+        "val": {m: fit.val[m] for m in ("acc", "auc", "macro_f1", "balanced_acc")},
+        "cache_entry": str(entry.path),
+    }
+
+
+def head_input_kind(model: torch.nn.Module, family: str) -> str:
+    """Which cached feature kind (`medprobe.backbones.extract_features`) the classifier reads."""
+    if family == "cnn":
+        return "pool"
+    pool = getattr(model, "global_pool", None)
+    if pool == "token":
+        return "cls"
+    if pool == "avg" and isinstance(getattr(model, "fc_norm", None), torch.nn.Identity):
+        return "mean"
+    raise UserError(f"--init-head probe: no cached feature kind is the input of this model's head ({pool=})")
+
+
+def load_linear_head(model: torch.nn.Module, head) -> None:
+    """Fold a linear probe's standardisation into its weights and load them as `model`'s classifier:
+    ((x - mean) / scale) @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean)."""
+    classifier = model.get_classifier()
+    coef, intercept, mean, scale = (
+        torch.as_tensor(np.asarray(a), dtype=torch.float64)
+        for a in (head.coef_, head.intercept_, head.mean_, head.scale_)
+    )
+    coef = coef / scale
+    bias = intercept - coef @ mean
+    if not isinstance(classifier, torch.nn.Linear) or classifier.weight.shape != coef.shape:
+        shape = tuple(coef.shape)
+        raise UserError(f"--init-head probe: the model's classifier is not a {shape} linear layer")
+    with torch.no_grad():
+        classifier.weight.copy_(coef)
+        classifier.bias.copy_(bias)
+
+
+def _check_head_input(model, pcfg: PreprocessConfig, images, cached: np.ndarray, *, precision: str) -> None:
+    """The network's head input for a few images equals their cached features (else a probe fitted
+    on them would not be this network's head: other weights, preprocessing or feature kind)."""
+    with torch.no_grad(), autocast(torch.device("cpu"), precision):
+        x = preprocess(torch.from_numpy(images), pcfg)
+        head_input = model.forward_head(model.forward_features(x), pre_logits=True).float()
+    cached = torch.from_numpy(cached)
+    error = float((head_input - cached).norm() / cached.norm().clamp_min(1e-12))
+    if error > HEAD_INPUT_TOLERANCE[precision]:
+        raise UserError(
+            f"--init-head probe: the cached features differ from this network's head input "
+            f"(relative error {error:.1e}); the cache entry was built from another network"
+        )

@@ -1,0 +1,141 @@
+"""Fine-tuning that beats the frozen probe (#16): per-family recipes, class weights, LP-FT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from cache.store import read_split
+from finetune.cli import main as finetune_cli
+from finetune.config import TrainConfig
+from finetune.train import _model, _optimizer, train
+from medprobe.backbones import create_backbone
+from medprobe.data import get_dataset
+from medprobe.errors import UserError
+from medprobe.outputs import class_weights, loss, probabilities
+from medprobe.preprocess import preprocess
+from medprobe.registry import RECIPES, get_backbone
+from medprobe.results import load_results
+from medprobe.splits import open_split
+from probe.fit import fit_probe
+from suite.cli import _probe_head
+from suite.lpft import probe_head
+
+TINY_VIT = dict(model="timm:test_vit", img_size=32, precision="fp32", augment="none", batch_size=16)
+
+
+def test_each_family_gets_its_recipe_and_explicit_options_win():
+    scratch = TrainConfig()
+    assert (scratch.recipe, scratch.lr, scratch.weight_decay, scratch.class_weights) == (
+        "scratch", 1e-3, 1e-5, "none"
+    )  # fmt: skip
+    vit = TrainConfig(model="dinov2_small", batch_size=64)
+    recipe = RECIPES["pretrained_vit"]
+    assert vit.recipe == "pretrained_vit" and vit.lr == pytest.approx(recipe.lr * 64 / 256)
+    assert (vit.layer_decay, vit.drop_path, vit.class_weights) == (
+        recipe.layer_decay, recipe.drop_path, "balanced"
+    )  # fmt: skip
+    assert TrainConfig(model="resnet18", pretrained=True).recipe == "pretrained_cnn"
+    mine = TrainConfig(model="dinov2_small", lr=0.01, layer_decay=1.0, class_weights="none")
+    assert (mine.lr, mine.layer_decay, mine.class_weights) == (0.01, 1.0, "none")
+
+
+def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
+    cfg = TrainConfig(model="timm:test_vit", pretrained=True, batch_size=256)
+    model, _ = create_backbone("timm:test_vit", pretrained=False, num_classes=3)
+    optimizer, scheduler = _optimizer(cfg, model, torch.device("cpu"), steps_per_epoch=4)
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    lr_of = {name: group_of[id(p)]["initial_lr"] for name, p in model.named_parameters()}
+    depth = len(model.blocks)
+    assert lr_of["head.weight"] == pytest.approx(cfg.lr)  # the head trains at the recipe's lr
+    assert lr_of["blocks.0.attn.qkv.weight"] == pytest.approx(cfg.lr * cfg.layer_decay**depth)
+    assert lr_of["patch_embed.proj.weight"] == pytest.approx(cfg.lr * cfg.layer_decay ** (depth + 1))
+    decay = {group_of[id(p)]["weight_decay"] for n, p in model.named_parameters() if n.endswith("weight")}
+    assert cfg.weight_decay in decay and cfg.weight_decay == RECIPES["pretrained_vit"].weight_decay
+    # The schedule scales every group from its own lr: warmup's first step is 1/4 of each.
+    first = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    head = dict(model.named_parameters())["head.weight"]
+    assert first[id(head)] == pytest.approx(cfg.lr / 4) and scheduler.get_last_lr()
+
+
+def test_drop_path_reaches_the_model(data_root):
+    cfg = TrainConfig(model="timm:test_vit", pretrained=False, drop_path=0.2, data_root=str(data_root))
+    spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
+    model, _, _ = _model(cfg, spec, dspec, None)
+    assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
+
+
+def test_balanced_class_weights_weigh_the_loss_by_inverse_frequency():
+    labels = np.array([0] * 9 + [1])  # 9:1
+    weights = class_weights(labels, "binary-class", 2)
+    assert weights.tolist() == pytest.approx([10 / 18, 10 / 2])
+    logits = torch.tensor([[2.0, -2.0]] * 10)  # always the majority class
+    targets = torch.as_tensor(labels)
+    per_sample = F.cross_entropy(logits, targets, reduction="none")
+    expected = (weights[targets] * per_sample).sum() / weights[targets].sum()
+    weighted = loss(logits, targets, "binary-class", weight=weights)
+    assert weighted == pytest.approx(float(expected))
+    assert weighted > loss(logits, targets, "binary-class")  # the minority's errors now count 9x more
+    multi = np.array([[1, 0], [0, 0], [0, 1], [0, 0]])
+    assert class_weights(multi, "multi-label, binary-class", 2).tolist() == [3.0, 3.0]
+
+
+def test_a_run_records_its_recipe_and_class_weights(data_root, tmp_path):
+    common = dict(
+        data_root=str(data_root), dataset="bloodmnist", epochs=1, out=str(tmp_path), pretrained=False
+    )
+    plain = train(TrainConfig(**TINY_VIT, **common))
+    balanced = train(TrainConfig(**TINY_VIT, **common, class_weights="balanced"))
+    assert plain.hparams["recipe"] == "scratch" and plain.hparams["selected_on"] == "auc"
+    assert plain.hparams["class_weights"] == "none" and balanced.hparams["class_weights"] == "balanced"
+    assert plain.run_name != balanced.run_name  # the weights change the numbers, hence the identity
+
+
+@pytest.mark.parametrize("model", ["timm:test_vit", "timm:test_resnet"])
+def test_lpft_head_reproduces_the_probes_val_predictions(model, data_root, tmp_path):
+    where = dict(data_root=str(data_root), cache_root=str(tmp_path / "cache"))
+    cfg = TrainConfig(**(TINY_VIT | {"model": model}), pretrained=False, dataset="bloodmnist", **where,
+                      init_head="probe")  # fmt: skip
+    spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
+    net, pcfg, info = _model(cfg, spec, dspec, probe_head)
+    assert info["from"] == "probe" and info["features"] == ("cls" if "vit" in model else "pool")
+    # The probe, fitted again on the entry it was fitted on, against the network before any step.
+    entry = tmp_path / "cache" / info["cache_entry"]
+    data = {
+        s: (f[info["features"]], y)
+        for s, (f, y) in ((s, read_split(entry, s)) for s in ("train", "val", "test"))
+    }
+    fit = fit_probe(data["train"], data["val"], data["test"], head="logreg", task=dspec.task,
+                    n_classes=dspec.n_classes, select=cfg.selects_on, seed=cfg.seed)  # fmt: skip
+    assert fit.params == info["params"]
+    images = open_split(dspec, "val", root=str(data_root)).load()
+    with torch.no_grad():
+        logits = net(preprocess(torch.from_numpy(images), pcfg))
+    np.testing.assert_allclose(
+        probabilities(logits, dspec.task), fit.head.predict_proba(data["val"][0]), atol=1e-4
+    )
+
+
+def test_lpft_through_the_finetune_command(data_root, tmp_path):
+    args = ["run", "--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32",
+            "--precision", "fp32", "--dataset", "bloodmnist", "--data-root", str(data_root),
+            "--cache-root", str(tmp_path / "cache"),
+            "--epochs", "1", "--batch-size", "16", "--init-head", "probe",
+            "--out", str(tmp_path / "runs")]  # fmt: skip
+    done = CliRunner().invoke(finetune_cli, args, obj={"init_head": _probe_head})
+    assert done.exit_code == 0, done.output
+    [record] = load_results(tmp_path / "runs")
+    assert record.hparams["head_init"]["head"] == "logreg" and record.hparams["init_head"] == "probe"
+    without = CliRunner().invoke(finetune_cli, args)  # finetune.cli alone has no probe to start from
+    assert without.exit_code == 1 and "head initializer" in without.output
+
+
+def test_lpft_refuses_features_of_another_network(data_root, tmp_path):
+    """A random init of seed 1 is not the seed-0 network a random-init cache entry holds."""
+    cfg = TrainConfig(**TINY_VIT, pretrained=False, seed=1, dataset="bloodmnist", data_root=str(data_root),
+                      cache_root=str(tmp_path / "cache"), init_head="probe")  # fmt: skip
+    with pytest.raises(UserError, match="built from another network"):
+        _model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)
