@@ -13,6 +13,7 @@ from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE
 from medprobe.metrics import SELECT_METRICS
 from medprobe.options import option
 from medprobe.registry import RECIPES, get_backbone
+from medprobe.tracking import TRACKERS
 
 AUGMENTS = ("none", "basic")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -32,6 +33,7 @@ HOW_IT_RUNS = (
     "data_mode",
     "cache_root",
     "progress",
+    "tracker",
 )
 # Left out of the record's identity too: where the data and weights are read from (the record keys
 # them by their bytes, `data_md5` and the weights' identity) and the dataset's name for them.
@@ -92,6 +94,11 @@ class TrainConfig:
     keep_checkpoint: bool = option(False, "Keep checkpoint.pt after a successful run.")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
     compile: bool = option(False, "torch.compile the network: pays on a GPU for runs of many steps.")
+    tracker: str | None = option(
+        None,
+        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install 'medprobe[tensorboard]').",
+        choices=TRACKERS,
+    )
     progress: bool | None = option(
         None, "A bar within each epoch: images, img/s, ETA [default: when stderr is a terminal]."
     )

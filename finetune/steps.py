@@ -40,22 +40,26 @@ class TrainSteps:
     ) -> tuple[float, int]:
         """One pass over `order` (this rank's shuffled rows) in batches; returns (mean loss, images).
 
-        The loss is summed on the device and read once at the end, so no step waits for the GPU.
+        Step losses stay on the device and are read once at the end (`step_losses`, for a tracker),
+        so no step waits for the GPU.
         `progress`: a bar of images, images/s and ETA within the epoch (None: when stderr is a terminal).
         """
         train_mode(self.net)
         order = order.to(images.device)
         draws = draws.to(self.device) if draws is not None else None
-        loss_sum = torch.zeros((), device=self.device)
+        losses = []
         hide = None if progress is None else not progress
         with tqdm(total=len(order), unit="img", desc=desc, disable=hide, leave=False) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch_draws = draws[start : start + batch_size] if draws is not None else None
-                loss = self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
-                loss_sum += loss * len(idx)
+                losses.append(
+                    self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
+                )
                 bar.update(len(idx))
-        return float(loss_sum) / max(len(order), 1), len(order)
+        self.step_losses = torch.stack(losses).float().cpu() if losses else torch.zeros(0)  # one wait
+        sizes = torch.tensor([len(order[s : s + batch_size]) for s in range(0, len(order), batch_size)])
+        return float((self.step_losses * sizes).sum()) / max(len(order), 1), len(order)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """One optimizer step on a uint8 batch; returns the loss, still on the device."""

@@ -8,42 +8,36 @@ model is wrapped in DistributedDataParallel and each rank trains on its shard.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-import timm.optim
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from finetune.augment import draw_params
+from finetune.build import HeadInit, build_loss, build_model, build_optimizer
 from finetune.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, save_weights, snapshot
 from finetune.config import HOW_IT_RUNS, NOT_IDENTITY, TrainConfig
 from finetune.data import place_data, training_data
 from finetune.model import apply_freeze
-from finetune.steps import TrainSteps, warmup_cosine
+from finetune.steps import TrainSteps
 from medprobe.atomic import write_atomic
-from medprobe.backbones import create_backbone
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.figures import save_png, training_curves
 from medprobe.metrics import evaluate, selection_metric
-from medprobe.outputs import class_weights, loss, probabilities
+from medprobe.outputs import probabilities
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import RunResult, run_name
+from medprobe.tracking import NoTracker, open_tracker, split_scalars
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
-
-# Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
-# how, for the record: (config, model, its preprocessing, the input size asked for) -> info.
-HeadInit = Callable[..., dict]
 
 
 @dataclass
@@ -65,6 +59,7 @@ class Run:
     selection_note: str | None
     n_trainable: int
     head_init: dict = field(default_factory=dict)  # how the classifier started (`HeadInit`)
+    tracker: NoTracker = field(default_factory=NoTracker)  # rank 0's TensorBoard, if asked for
 
     @property
     def dir(self) -> Path:
@@ -96,6 +91,9 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
             "to train(), or run it with the `finetune` command"
         )
     run = _setup(cfg, spec, dspec, name, config, rank, world, init_head)
+    if rank == 0:
+        run.tracker = open_tracker(cfg.tracker, cfg.out, name)
+        run.tracker.params(config)
     state = _resume(run)
     started = time.perf_counter()
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
@@ -130,7 +128,7 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     )
     if note:
         log.warning("%s", note)
-    model, pcfg, head_init = _model(cfg, spec, dspec, init_head)
+    model, pcfg, head_init = build_model(cfg, spec, dspec, init_head)
     n_trainable = apply_freeze(model, cfg.freeze)
     # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own layouts
     # and its convolution backward rejects channels_last weights (torch 2.11, H200).
@@ -140,8 +138,8 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     net = torch.compile(net) if cfg.compile else net
     torch.manual_seed(cfg.seed)
     n_steps = math.ceil(len(range(rank, len(data["train"][0]), world)) / cfg.batch_size)
-    optimizer, scheduler = _optimizer(cfg, model, device, n_steps)
-    task_loss = _loss(cfg, dspec, data["train"][1], device)
+    optimizer, scheduler = build_optimizer(cfg, model, device, n_steps)
+    task_loss = build_loss(cfg, dspec, data["train"][1], device)
     precision = resolve_precision(cfg.precision, device)
     steps = TrainSteps(net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision)
     generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
@@ -150,49 +148,6 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         cfg, spec, dspec, name, config, rank, world, place_data(data, device), truth, steps, generators,
         select, note, n_trainable, head_init,
     )  # fmt: skip
-
-
-def _model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None):
-    """The classifier, its preprocessing, and how its head started ({} for a random head)."""
-    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
-    img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
-    model, pcfg = create_backbone(
-        spec,
-        pretrained=cfg.pretrained,
-        weights=cfg.weights,
-        img_size=img_size,
-        num_classes=dspec.n_classes,
-        init_seed=cfg.seed,
-        drop_path=cfg.drop_path,
-    )
-    head_init = init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
-    return model, pcfg, head_init
-
-
-def _loss(cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device):
-    """The task's loss, weighted by inverse class frequency in train when asked (`class_weights`)."""
-    weight = None
-    if cfg.class_weights == "balanced":
-        weight = class_weights(train_labels, dspec.task, dspec.n_classes).to(device)
-    return functools.partial(loss, task=dspec.task, label_smoothing=cfg.label_smoothing, weight=weight)
-
-
-def _optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
-    """AdamW (layer-wise lr decay when asked) and its warmup-then-cosine schedule, stepped per batch."""
-    optimizer = timm.optim.create_optimizer_v2(
-        model,
-        "adamw",
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        layer_decay=cfg.layer_decay,
-        fused=device.type == "cuda",  # one kernel for the whole update instead of one per op
-    )
-    # timm's layer decay leaves each group an `lr_scale` that only timm's own schedulers apply;
-    # under a torch scheduler it must be in the group's lr, or every layer trains at the full lr.
-    for group in optimizer.param_groups:
-        group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
-    schedule = warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch))
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 def _resume(run: Run) -> TrainState:
@@ -247,6 +202,7 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
             "train_images_per_s": images / train_seconds,
         }
     )
+    _track_epoch(run, state.history[-1], val)
     state.improve(epoch, val[run.select], steps.model)  # `selection_metric` keeps the score defined
     state.epoch = epoch
     log.info("epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, run.select, val[run.select])
@@ -254,6 +210,16 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")
     barrier()
+
+
+def _track_epoch(run: Run, epoch: dict, val: dict) -> None:
+    """Every step's loss, then the epoch's losses, val metrics and lr."""
+    losses = run.steps.step_losses.tolist()
+    first = (epoch["epoch"] - 1) * len(losses)
+    for step, value in enumerate(losses, first):
+        run.tracker.scalars({"train/step_loss": value}, step)
+    scalars = {"train/loss": epoch["train_loss"], "val/loss": epoch["val_loss"], "lr": epoch["lr"]}
+    run.tracker.scalars(scalars | split_scalars(val, "val"), epoch["epoch"])
 
 
 def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
@@ -285,6 +251,9 @@ def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
     assert result.run_name == run.name, "the record's name is the one resume and skip_existing look for"
     if run.rank == 0:
         _write_files(run, state, result)
+    test = split_scalars(result.metrics["test"], "test")
+    run.tracker.scalars(test, state.epoch)
+    run.tracker.finish({k: v for k, v in run.config.items() if k != "weights"}, test)
     barrier()
     return result
 

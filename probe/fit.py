@@ -32,6 +32,7 @@ from medprobe.data import (
 from medprobe.metrics import evaluate, selection_metric
 from medprobe.results import RunResult
 from medprobe.tasks import MULTI_LABEL
+from medprobe.tracking import open_tracker, split_scalars
 from probe.entries import matching_entries
 from probe.heads import HEADS
 from probe.options import ProbeOptions
@@ -182,6 +183,7 @@ def run_probe(
         for settings in todo:
             result = _one_run(splits, key, path, spec, settings)
             result.save(out)
+            _track(result, options.tracker, out)
             results.append(result)
     return results
 
@@ -240,6 +242,20 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
     return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
 
 
+def _track(result: RunResult, tracker: str | None, out) -> None:
+    """The selection sweep (val score of every grid point, in grid order) and the test metrics."""
+    if tracker is None:
+        return
+    logger = open_tracker(tracker, out, result.run_name)
+    logger.params(result.config)
+    metric = result.hparams["selected_on"]
+    for step, (params, score) in enumerate(result.hparams["val_sweep"]):
+        logger.scalars({f"sweep/val_{metric}": score} | {f"sweep/{k}": v for k, v in params.items()}, step)
+    test = split_scalars(result.metrics["test"], "test")
+    logger.scalars(test | split_scalars(result.metrics["val"], "val"), 0)
+    logger.finish({k: v for k, v in result.hparams.items() if k != "val_sweep"}, test)
+
+
 def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y_test) -> RunResult:
     """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
     n_used, n_all = n_train
@@ -265,6 +281,7 @@ def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y
             "train_fraction": settings.fraction,
             "shots": settings.shots,
             "weights": key.weights,
+            "val_sweep": [[params, score] for params, score in fit.val_scores],
         },
         timings={
             "fit_s": round(fit.seconds, 3),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from medprobe.choices import HEAD_NAMES
 from medprobe.metrics import SELECT_METRICS
 from medprobe.options import option
+from medprobe.tracking import TRACKERS
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class ProbeOptions:
     train_fraction: float | None = option(None, "Label efficiency: fit on this fraction of train.")
     shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
     bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0)
+    tracker: str | None = option(
+        None,
+        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install 'medprobe[tensorboard]').",
+        choices=TRACKERS,
+    )
 
     def __post_init__(self):
         """Refuse bad options before any entry is read or any data extracted."""

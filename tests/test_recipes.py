@@ -9,9 +9,10 @@ import torch.nn.functional as F
 from click.testing import CliRunner
 
 from cache.store import read_split
+from finetune.build import build_model, build_optimizer
 from finetune.cli import main as finetune_cli
 from finetune.config import TrainConfig
-from finetune.train import _model, _optimizer, train
+from finetune.train import train
 from medprobe.backbones import create_backbone
 from medprobe.data import get_dataset
 from medprobe.errors import UserError
@@ -46,7 +47,7 @@ def test_each_family_gets_its_recipe_and_explicit_options_win():
 def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
     cfg = TrainConfig(model="timm:test_vit", pretrained=True, batch_size=256)
     model, _ = create_backbone("timm:test_vit", pretrained=False, num_classes=3)
-    optimizer, scheduler = _optimizer(cfg, model, torch.device("cpu"), steps_per_epoch=4)
+    optimizer, scheduler = build_optimizer(cfg, model, torch.device("cpu"), steps_per_epoch=4)
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     lr_of = {name: group_of[id(p)]["initial_lr"] for name, p in model.named_parameters()}
     depth = len(model.blocks)
@@ -61,10 +62,10 @@ def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
     assert first[id(head)] == pytest.approx(cfg.lr / 4) and scheduler.get_last_lr()
 
 
-def test_drop_path_reaches_the_model(data_root):
+def test_drop_path_reaches_thebuild_model(data_root):
     cfg = TrainConfig(model="timm:test_vit", pretrained=False, drop_path=0.2, data_root=str(data_root))
     spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
-    model, _, _ = _model(cfg, spec, dspec, None)
+    model, _, _ = build_model(cfg, spec, dspec, None)
     assert model.blocks[-1].drop_path1.drop_prob == pytest.approx(0.2)
 
 
@@ -100,7 +101,7 @@ def test_lpft_head_reproduces_the_probes_val_predictions(model, data_root, tmp_p
     cfg = TrainConfig(**(TINY_VIT | {"model": model}), pretrained=False, dataset="bloodmnist", **where,
                       init_head="probe")  # fmt: skip
     spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
-    net, pcfg, info = _model(cfg, spec, dspec, probe_head)
+    net, pcfg, info = build_model(cfg, spec, dspec, probe_head)
     assert info["from"] == "probe" and info["features"] == ("cls" if "vit" in model else "pool")
     # The probe, fitted again on the entry it was fitted on, against the network before any step.
     entry = tmp_path / "cache" / info["cache_entry"]
@@ -138,4 +139,4 @@ def test_lpft_refuses_features_of_another_network(data_root, tmp_path):
     cfg = TrainConfig(**TINY_VIT, pretrained=False, seed=1, dataset="bloodmnist", data_root=str(data_root),
                       cache_root=str(tmp_path / "cache"), init_head="probe")  # fmt: skip
     with pytest.raises(UserError, match="built from another network"):
-        _model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)
+        build_model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)

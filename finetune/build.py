@@ -1,0 +1,65 @@
+"""What a run trains with, built from its configuration: the network (its head random or set by a
+`HeadInit`), the loss (class-weighted when asked) and the optimizer with its schedule."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import numpy as np
+import timm.optim
+import torch
+
+from finetune.config import TrainConfig
+from finetune.steps import warmup_cosine
+from medprobe.backbones import create_backbone
+from medprobe.data import DatasetSpec
+from medprobe.outputs import class_weights, loss
+from medprobe.registry import BackboneSpec
+
+# Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
+# how, for the record: (config, model, its preprocessing, the input size asked for) -> info.
+HeadInit = Callable[..., dict]
+
+
+def build_model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None):
+    """The classifier, its preprocessing, and how its head started ({} for a random head)."""
+    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
+    img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
+    model, pcfg = create_backbone(
+        spec,
+        pretrained=cfg.pretrained,
+        weights=cfg.weights,
+        img_size=img_size,
+        num_classes=dspec.n_classes,
+        init_seed=cfg.seed,
+        drop_path=cfg.drop_path,
+    )
+    head_init = init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
+    return model, pcfg, head_init
+
+
+def build_loss(cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device):
+    """The task's loss, weighted by inverse class frequency in train when asked (`class_weights`)."""
+    weight = None
+    if cfg.class_weights == "balanced":
+        weight = class_weights(train_labels, dspec.task, dspec.n_classes).to(device)
+    return functools.partial(loss, task=dspec.task, label_smoothing=cfg.label_smoothing, weight=weight)
+
+
+def build_optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
+    """AdamW (layer-wise lr decay when asked) and its warmup-then-cosine schedule, stepped per batch."""
+    optimizer = timm.optim.create_optimizer_v2(
+        model,
+        "adamw",
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        layer_decay=cfg.layer_decay,
+        fused=device.type == "cuda",  # one kernel for the whole update instead of one per op
+    )
+    # timm's layer decay leaves each group an `lr_scale` that only timm's own schedulers apply;
+    # under a torch scheduler it must be in the group's lr, or every layer trains at the full lr.
+    for group in optimizer.param_groups:
+        group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
+    schedule = warmup_cosine(cfg.epochs * steps_per_epoch, round(cfg.warmup * steps_per_epoch))
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
