@@ -65,8 +65,14 @@ class Row:
 
     @property
     def wall_s(self) -> float | None:
-        times = [_run_seconds(r) for r in self.runs]
+        """The row's own work: fitting (probes) or training (fine-tunes), mean over its runs."""
+        times = [r.timings.get("train_s", r.timings.get("fit_s")) for r in self.runs]
         return float(np.mean(times)) if all(t is not None for t in times) else None
+
+    @property
+    def extract_s(self) -> float | None:
+        """The extraction a probe's features came from: done once, shared by every head on them."""
+        return self.runs[0].timings.get("extract_s")
 
     @property
     def images_per_s(self) -> float | None:
@@ -210,7 +216,8 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
     sizes = sorted({r.size for r in mine})
     header = ["model", "method", "seeds"]
     for size in sizes:
-        header += [f"{name} @{size}" for name, _ in METRICS] + [f"time s @{size}", f"img/s @{size}"]
+        header += [f"{name} @{size}" for name, _ in METRICS]
+        header += [f"fit/train s @{size}", f"extract s @{size}", f"img/s @{size}"]
     lookup = {(r.model, r.method_label, r.size): r for r in mine}
     body = []
     for model, method in sorted({(r.model, r.method_label) for r in mine}):
@@ -224,6 +231,7 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
             line += [_cell(row, metric) for _, metric in METRICS]
             line += [
                 (_number(row and row.wall_s, "{:.1f}"), ""),
+                (_number(row and row.extract_s, "{:.1f}"), ""),
                 (_number(row and row.images_per_s, "{:.0f}"), ""),
             ]
         body.append(line)
@@ -257,7 +265,7 @@ def _write_csv(rows: list[Row], path: Path) -> None:
     fields = ["dataset", "size", "model", "method", "seeds"]
     for _, m in METRICS:
         fields += [f"{m}_mean", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi", f"{m}_best", f"{m}_indistinguishable"]
-    fields += ["wall_s", "images_per_s"]
+    fields += ["fit_or_train_s", "extract_s", "images_per_s"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
@@ -265,12 +273,4 @@ def _write_csv(rows: list[Row], path: Path) -> None:
             line = [r.dataset, r.size, r.model, r.method_label, len(r.runs)]
             for _, m in METRICS:
                 line += [*r.stats[m], m in r.best, m in r.tied]
-            writer.writerow(line + [r.wall_s, r.images_per_s])
-
-
-def _run_seconds(run: RunResult) -> float | None:
-    t = run.timings
-    if "train_s" in t:
-        return t["train_s"]
-    parts = [t.get("fit_s"), t.get("extract_s")]
-    return sum(p for p in parts if p is not None) if any(p is not None for p in parts) else None
+            writer.writerow(line + [r.wall_s, r.extract_s, r.images_per_s])

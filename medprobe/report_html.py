@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,7 +58,7 @@ def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir
     ]
     for dataset, (header, body) in tables.items():
         parts += [f"<h2>{html.escape(dataset)}</h2>", _table(header, body)]
-        parts += ["<h3>Recall per class</h3>", _per_class([r for r in rows if r.dataset == dataset])]
+        parts += ["<h3>Recall / F1 per class</h3>", _per_class([r for r in rows if r.dataset == dataset])]
     parts.append("<h2>Figures</h2>")
     for title, png, _ in figs:
         data = base64.b64encode(png).decode()
@@ -83,16 +84,27 @@ def _table(header: list[str], body: list[list[tuple[str, str]]]) -> str:
 
 
 def _per_class(rows: list[Row]) -> str:
-    """Test recall of every class, one line per row (mean over its seeds)."""
+    """Test recall / F1 of every class, one line per row (means over its seeds), from each run's
+    confusion matrix (multi-label runs keep none: their line stays empty)."""
     names = max((r.runs[0].class_names for r in rows), key=len, default=[])
     body = []
     for row in sorted(rows, key=lambda r: (r.size, r.label)):
-        recalls = [r.metrics["test"].get("per_class_recall") for r in row.runs]
-        recalls = [r for r in recalls if r]
-        mean = np.nanmean(np.array(recalls, dtype=float), axis=0) if recalls else []
-        cells = [f"{v:.3f}" if np.isfinite(v) else "–" for v in mean]
+        matrices = [r.metrics["test"].get("confusion_matrix") for r in row.runs]
+        scores = [_recall_f1(m) for m in matrices if m and np.ndim(m) == 2]
+        with warnings.catch_warnings():  # a class no run of the row predicts or holds: NaN, shown as –
+            warnings.simplefilter("ignore", RuntimeWarning)
+            mean = np.nanmean(np.array(scores, dtype=float), axis=0) if scores else np.zeros((2, 0))
+        cells = [f"{r:.3f} / {f:.3f}" if np.isfinite(r) else "–" for r, f in zip(*mean, strict=True)]
         body.append([(row.label, "text"), (str(row.size), "")] + [(c, "") for c in cells])
     return _table(["model · method", "size", *names], body)
+
+
+def _recall_f1(confusion) -> np.ndarray:
+    """(2, classes): recall and F1 per class of a confusion matrix (true on rows); NaN where undefined."""
+    matrix = np.asarray(confusion, dtype=float)
+    tp, actual, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack([tp / actual, 2 * tp / (actual + predicted)])
 
 
 def _runs(rows: list[Row], *, link_to: str, runs_dir: Path) -> str:
@@ -152,10 +164,11 @@ def _chosen(run: RunResult) -> str:
 
 
 def _provenance(run: RunResult) -> str:
-    parts = [f"method {run.method}", f"weights {_short(run.hparams.get('weights') or '')}"]
+    parts = [f"weights {_short(run.hparams.get('weights') or '')}"]
     if run.cache_key:
         parts.append(f"cache {run.cache_key[:12]}")
     parts.append(f"data md5 {str(run.config.get('data_md5', ''))[:8]}")
+    parts.append(f"command: {run.command or 'not recorded'}")
     return "; ".join(p for p in parts if not p.endswith(" "))
 
 

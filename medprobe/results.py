@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import platform
+import shlex
+import sys
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
@@ -52,6 +54,7 @@ class RunResult:
     cache_key: str | None = None
     tag: str = ""
     versions: dict[str, str] = field(default_factory=lambda: package_versions())
+    command: str | None = field(default_factory=lambda: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
@@ -102,7 +105,7 @@ class RunResult:
         if version != SCHEMA_VERSION:
             raise ValueError(f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it")
         known = {f.name for f in fields(cls)} - {"predictions"}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**{"command": None} | {k: v for k, v in data.items() if k in known})  # none: not recorded
 
     def load_predictions(self, runs_dir: str | os.PathLike) -> dict[str, np.ndarray]:
         """The arrays saved beside the record (empty when the run kept none)."""

@@ -174,7 +174,8 @@ def test_html_writes_ties_out_and_shows_classes_choices_provenance_and_links(tmp
     write_runs(runs)
     page = write_report(runs, tmp_path / "report", n_resamples=200).read_text()
     assert "≈</td>" in page  # the tie is written, not only shaded
-    assert "<h3>Recall per class</h3>" in page and "<th>cell 0</th>" in page
+    assert "<h3>Recall / F1 per class</h3>" in page and "<th>cell 0</th>" in page
+    assert "command: " in page
     finetune = record("vit_tiny", "finetune", 0.85)
     assert (
         f"href='../runs/{finetune.run_name}.json'" in page and f"href='../runs/{finetune.run_name}/'" in page
@@ -234,3 +235,16 @@ def test_report_renders_in_a_real_browser(tmp_path):
     assert result["errors"] == [] and "Uncaught" not in done.stderr
     assert result["images"] == page.count("<img") > 0 and result["broken"] == []
     assert result["sorted"]
+
+
+def test_recall_and_f1_per_class_from_the_confusion_matrix():
+    from sklearn.metrics import f1_score, recall_score
+
+    from medprobe.report_html import _recall_f1
+
+    y_true, y_pred = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2]), np.array([0, 1, 0, 1, 2, 2, 2, 0, 2])
+    confusion = np.zeros((3, 3), int)
+    np.add.at(confusion, (y_true, y_pred), 1)
+    recall, f1 = _recall_f1(confusion.tolist())
+    np.testing.assert_allclose(recall, recall_score(y_true, y_pred, average=None))
+    np.testing.assert_allclose(f1, f1_score(y_true, y_pred, average=None))
