@@ -2,7 +2,7 @@
 
 `finetune run --init-head probe` hands `probe_head` to `finetune.train.train`. It extracts (or
 reuses) the cache entry of the model's own head input, at its preprocessing and precision, fits the
-logistic-regression probe on it (C chosen on val, as `probe fit` does), folds the probe's
+logistic-regression probe on it (C chosen on val log-likelihood), folds the probe's
 standardisation into the weights and loads them as the network's classifier. Before any step, the
 network then predicts exactly what the probe predicts. It lives in the suite, the layer that
 composes `probe` and `finetune`, which never import each other.
@@ -20,10 +20,12 @@ from cache.store import read_key, read_split
 from medprobe.data import SPLITS, get_dataset
 from medprobe.device import autocast
 from medprobe.errors import UserError
+from medprobe.metrics import evaluate
 from medprobe.preprocess import PreprocessConfig, preprocess
 from medprobe.registry import get_backbone
 from medprobe.splits import open_split
-from probe.fit import fit_probe
+from medprobe.tasks import MULTI_LABEL
+from probe.heads import LogRegHead
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +33,11 @@ log = logging.getLogger(__name__)
 # not the cache's default float16, so the folded head reproduces the probe's predictions.
 PROBE_STORAGE = "float32"
 CHECK_IMAGES = 4  # val images that show the cached features are the head's input
+# The head's C is chosen on val log-likelihood, the fine-tune's own objective: a head chosen for AUC
+# or ACC may be confident far beyond its accuracy (large weights), and then the first augmented
+# batches give huge losses whose gradients wreck the pretrained features (seen on BreastMNIST with
+# DINOv2-S: C=1 by val AUC, first-epoch train loss 15.9).
+SELECTED_ON = "log_likelihood"
 HEAD_INPUT_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-3}  # relative, between batch sizes
 
 
@@ -69,20 +76,20 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
     val = open_split(dspec, "val", size=cfg.size, root=cfg.data_root).head(CHECK_IMAGES)
     precision = read_key(entry.path).precision
     _check_head_input(model, pcfg, val, data["val"][0][: len(val)], precision=precision)
-    fit = fit_probe(
-        data["train"], data["val"], data["test"], head="logreg", task=dspec.task,
-        n_classes=dspec.n_classes, select=cfg.selects_on, seed=cfg.seed,
-    )  # fmt: skip
-    load_linear_head(model, fit.head)
-    log.info("head from the logreg probe on %s features (C=%g, val %s %.4f)", kind, fit.params["C"],
-             fit.selected_on, fit.val[fit.selected_on])  # fmt: skip
+    (x, y), (x_val, y_val) = data["train"], data["val"]
+    sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
+                             n_classes=dspec.n_classes)  # fmt: skip
+    val_metrics = evaluate(y_val, sweep.best.predict_proba(x_val), task=dspec.task)
+    load_linear_head(model, sweep.best)
+    log.info("head from the logreg probe on %s features (C=%g, val AUC %.4f)", kind, sweep.params["C"],
+             val_metrics["auc"])  # fmt: skip
     return {
         "from": "probe",
         "head": "logreg",
         "features": kind,
-        "params": fit.params,
-        "selected_on": fit.selected_on,
-        "val": {m: fit.val[m] for m in ("acc", "auc", "macro_f1", "balanced_acc")},
+        "params": sweep.params,
+        "selected_on": SELECTED_ON,
+        "val": {m: val_metrics[m] for m in ("acc", "auc", "macro_f1", "balanced_acc")},
         "cache_entry": str(entry.path),
     }
 
@@ -130,3 +137,17 @@ def _check_head_input(model, pcfg: PreprocessConfig, images, cached: np.ndarray,
             f"--init-head probe: the cached features differ from this network's head input "
             f"(relative error {error:.1e}); the cache entry was built from another network"
         )
+
+
+def val_log_likelihood(y_val: np.ndarray, task: str):
+    """proba -> mean log-likelihood of the val labels (higher is better): the sweep's score."""
+    y = np.asarray(y_val)
+
+    def score(proba: np.ndarray) -> float:
+        p = np.clip(proba, 1e-12, 1.0)
+        if task == MULTI_LABEL:
+            q = np.clip(1.0 - proba, 1e-12, 1.0)
+            return float(np.mean(y * np.log(p) + (1 - y) * np.log(q)))
+        return float(np.mean(np.log(p[np.arange(len(y)), y.reshape(-1).astype(int)])))
+
+    return score

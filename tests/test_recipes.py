@@ -21,9 +21,9 @@ from medprobe.preprocess import preprocess
 from medprobe.registry import RECIPES, get_backbone
 from medprobe.results import load_results
 from medprobe.splits import open_split
-from probe.fit import fit_probe
+from probe.heads import LogRegHead
 from suite.cli import _probe_head
-from suite.lpft import probe_head
+from suite.lpft import probe_head, val_log_likelihood
 
 TINY_VIT = dict(model="timm:test_vit", img_size=32, precision="fp32", augment="none", batch_size=16)
 
@@ -109,15 +109,14 @@ def test_lpft_head_reproduces_the_probes_val_predictions(model, data_root, tmp_p
         s: (f[info["features"]], y)
         for s, (f, y) in ((s, read_split(entry, s)) for s in ("train", "val", "test"))
     }
-    fit = fit_probe(data["train"], data["val"], data["test"], head="logreg", task=dspec.task,
-                    n_classes=dspec.n_classes, select=cfg.selects_on, seed=cfg.seed)  # fmt: skip
-    assert fit.params == info["params"]
+    (x, y), (x_val, y_val) = data["train"], data["val"]
+    sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
+                             n_classes=dspec.n_classes)  # fmt: skip
+    assert sweep.params == info["params"] and info["selected_on"] == "log_likelihood"
     images = open_split(dspec, "val", root=str(data_root)).load()
     with torch.no_grad():
         logits = net(preprocess(torch.from_numpy(images), pcfg))
-    np.testing.assert_allclose(
-        probabilities(logits, dspec.task), fit.head.predict_proba(data["val"][0]), atol=1e-4
-    )
+    np.testing.assert_allclose(probabilities(logits, dspec.task), sweep.best.predict_proba(x_val), atol=1e-4)
 
 
 def test_lpft_through_the_finetune_command(data_root, tmp_path):
@@ -140,3 +139,23 @@ def test_lpft_refuses_features_of_another_network(data_root, tmp_path):
                       cache_root=str(tmp_path / "cache"), init_head="probe")  # fmt: skip
     with pytest.raises(UserError, match="built from another network"):
         build_model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)
+
+
+def test_the_val_log_likelihood_prefers_calibrated_probabilities():
+    y = np.array([0, 1, 1, 0])
+    score = val_log_likelihood(y, "binary-class")
+    right = np.array([[0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])
+    overconfident = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # one sure mistake
+    assert score(right) == pytest.approx(np.mean(np.log([0.8, 0.7, 0.8, 0.9])))
+    assert score(right) > score(overconfident)
+
+
+def test_lpft_fine_tunes_at_a_tenth_of_the_lr_without_drop_path_unless_asked():
+    lpft = TrainConfig(model="dinov2_small", init_head="probe")
+    assert lpft.lr == pytest.approx(TrainConfig(model="dinov2_small").lr / 10)
+    assert TrainConfig(model="dinov2_small", init_head="probe", lr=1e-3).lr == 1e-3
+    assert (
+        lpft.drop_path == 0.0
+        and TrainConfig(model="dinov2_small").drop_path == RECIPES["pretrained_vit"].drop_path
+    )
+    assert TrainConfig(model="dinov2_small", init_head="probe", drop_path=0.1).drop_path == 0.1
