@@ -75,8 +75,9 @@ def run_size(gb: float, work: Path) -> list[str]:
     py = [sys.executable, "-m"]
     extract = [*py, "probe", "extract", "--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32",
                "--precision", "fp32", "--overwrite", *common]  # fmt: skip
-    finetune = [*py, "finetune", "run", "--backbone", "timm:test_resnet", "--no-pretrained", "--img-size", "32",
-                "--epochs", "1", "--batch-size", "128", "--precision", "fp32", *common]  # fmt: skip
+    finetune = [*py, "finetune", "run", "--backbone", "timm:test_resnet", "--no-pretrained",
+                "--img-size", "32", "--epochs", "1", "--batch-size", "128", "--precision", "fp32",
+                *common]  # fmt: skip
     rows = []
     for label, args in (
         ("probe extract (streamed)", extract),
