@@ -14,7 +14,6 @@ from medprobe.cli_utils import (
     clean_errors_of,
     dataset_options,
     json_option,
-    json_safe,
     list_backbones,
     list_datasets,
     setup_logging,
@@ -22,6 +21,7 @@ from medprobe.cli_utils import (
 from medprobe.errors import UserError
 from medprobe.options import click_options
 from medprobe.registry import RECIPES
+from medprobe.results import json_safe
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 

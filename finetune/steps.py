@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ class TrainSteps:
     channels_last: bool
     device: torch.device
     precision: str
+    step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # of the last epoch, on the CPU
 
     def epoch(
         self, images, labels, order, draws, *, batch_size: int, progress: bool | None = False, desc: str = ""
@@ -47,7 +48,7 @@ class TrainSteps:
         train_mode(self.net)
         order = order.to(images.device)
         draws = draws.to(self.device) if draws is not None else None
-        losses = []
+        losses, sizes = [], []
         hide = None if progress is None else not progress
         with tqdm(total=len(order), unit="img", desc=desc, disable=hide, leave=False) as bar:
             for start in range(0, len(order), batch_size):
@@ -56,10 +57,10 @@ class TrainSteps:
                 losses.append(
                     self.step(images[idx].to(self.device), labels[idx].to(self.device), batch_draws)
                 )
+                sizes.append(len(idx))
                 bar.update(len(idx))
         self.step_losses = torch.stack(losses).float().cpu() if losses else torch.zeros(0)  # one wait
-        sizes = torch.tensor([len(order[s : s + batch_size]) for s in range(0, len(order), batch_size)])
-        return float((self.step_losses * sizes).sum()) / max(len(order), 1), len(order)
+        return float((self.step_losses * torch.tensor(sizes)).sum()) / max(len(order), 1), len(order)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """One optimizer step on a uint8 batch; returns the loss, still on the device."""

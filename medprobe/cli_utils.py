@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import os
 import sys
 
@@ -13,6 +12,7 @@ import click
 
 from medprobe.data import DATASETS, DEFAULT_DATASET, DEFAULT_SIZE, SIZES
 from medprobe.registry import BACKBONES
+from medprobe.results import json_safe
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -60,17 +60,6 @@ def print_rows(rows: list[dict], *, as_json: bool) -> None:
     widths = [max(len(line[i]) for line in cells) for i in range(len(header))]
     for line in cells:
         click.echo("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-
-
-def json_safe(value):
-    """`value` with every NaN or infinity as null: standard JSON has no NaN (jq and browsers reject it)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def _cell(value) -> str:

@@ -71,16 +71,17 @@ def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir
 
 
 def _table(header: list[str], body: list[list[tuple[str, str]]]) -> str:
-    """A sortable table; a cell is (text, mark), mark one of best, tied, text or ''."""
+    """A sortable table; a cell is (text, mark), mark one of best, tied, text (left-aligned), html
+    (markup, left-aligned, not escaped) or ''."""
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    lines = []
-    for line in body:
-        cells = "".join(
-            f"<td class='{mark}'>{html.escape(text)}{' ≈' if mark == 'tied' else ''}</td>"
-            for text, mark in line
-        )
-        lines.append(f"<tr>{cells}</tr>")
+    lines = ["<tr>" + "".join(_td(text, mark) for text, mark in line) + "</tr>" for line in body]
     return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+
+
+def _td(text: str, mark: str) -> str:
+    if mark == "html":
+        return f"<td class='text'>{text}</td>"
+    return f"<td class='{mark}'>{html.escape(text)}{' ≈' if mark == 'tied' else ''}</td>"
 
 
 def _per_class(rows: list[Row]) -> str:
@@ -139,13 +140,7 @@ def _runs(rows: list[Row], *, link_to: str, runs_dir: Path) -> str:
                     (_provenance(run), "text"),
                 ]
             )
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    lines = [
-        "<tr>" + "".join(f"<td class='text'>{t}</td>" if m == "html" else
-                         f"<td class='{m}'>{html.escape(t)}</td>" for t, m in line) + "</tr>"
-        for line in body
-    ]  # fmt: skip
-    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    return _table(header, body)
 
 
 def _links(run: RunResult, link_to: str, runs_dir: Path) -> str:

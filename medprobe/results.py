@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from medprobe.atomic import atomic_path
+from medprobe.metrics import SCALARS
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +62,8 @@ class RunResult:
 
     def brief(self, out: str | os.PathLike) -> dict:
         """What a command prints of this run under --json: names, where it is, scalar metrics."""
-        scalars = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
         metrics = {
-            split: {k: values[k] for k in scalars if k in values} | {"ci95": values.get("ci95")}
+            split: {k: values[k] for k in SCALARS if k in values} | {"ci95": values.get("ci95")}
             for split, values in self.metrics.items()
         }
         return {
@@ -93,7 +93,7 @@ class RunResult:
 
     def to_json(self) -> str:
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
-        return json.dumps(_finite(record), indent=2, sort_keys=True)
+        return json.dumps(json_safe(record), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
@@ -133,7 +133,7 @@ def variant_of(method: str, tag: str) -> str:
 
 def config_digest(config: dict) -> str:
     """Short sha256 of the canonical JSON of a configuration."""
-    text = json.dumps(_finite(config), sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(json_safe(config), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS]
 
 
@@ -175,12 +175,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _finite(value):
-    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null)."""
+def json_safe(value):
+    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null; jq and browsers
+    reject NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value

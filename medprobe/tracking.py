@@ -13,9 +13,9 @@ import os
 from pathlib import Path
 
 from medprobe.errors import UserError
+from medprobe.metrics import SCALARS
 
 TRACKERS = ("tensorboard",)
-SCALAR_METRICS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
 
 
 class NoTracker:
@@ -70,7 +70,7 @@ def open_tracker(name: str | None, out: str | os.PathLike, run_name: str) -> NoT
 
 def split_scalars(metrics: dict, prefix: str) -> dict[str, float]:
     """{prefix/acc: ..., prefix/auc: ...} of an `evaluate` dict: what a tracker plots."""
-    return {f"{prefix}/{k}": metrics[k] for k in SCALAR_METRICS if metrics.get(k) is not None}
+    return {f"{prefix}/{k}": metrics[k] for k in SCALARS if metrics.get(k) is not None}
 
 
 def _finite(value) -> bool:

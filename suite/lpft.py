@@ -17,7 +17,7 @@ import torch
 
 from cache.extract import extract
 from cache.store import read_key, read_split
-from medprobe.data import SPLITS, get_dataset
+from medprobe.data import get_dataset
 from medprobe.device import autocast
 from medprobe.errors import UserError
 from medprobe.metrics import evaluate
@@ -71,7 +71,7 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
         dtype=PROBE_STORAGE,
         device=cfg.device,
     )
-    splits = {s: read_split(entry.path, s, kinds=(kind,)) for s in SPLITS}
+    splits = {s: read_split(entry.path, s, kinds=(kind,)) for s in ("train", "val")}
     data = {s: (features[kind], labels) for s, (features, labels) in splits.items()}
     val = open_split(dspec, "val", size=cfg.size, root=cfg.data_root).head(CHECK_IMAGES)
     precision = read_key(entry.path).precision
