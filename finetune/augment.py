@@ -21,22 +21,27 @@ def augment(
     images: torch.Tensor,
     draws: torch.Tensor,
     *,
+    flips: str = "hv",
     max_degrees: float = 10.0,
     max_shift: float = 0.05,
     max_scale: float = 0.05,
 ) -> torch.Tensor:
-    """Flip each image horizontally/vertically with p=0.5 and apply a small random affine.
+    """Flip each image left-right (h) and/or up-down (v) with p=0.5, as `flips` allows, and apply a
+    small random affine.
 
     Args:
         images: (B, H, W, C) uint8 on any device.
         draws: (B, N_DRAWS) uniform [0, 1) numbers on the same device (`draw_params`).
+        flips: the mirror images that keep the label (`medprobe.data.FLIPS`): "hv", "h", "v" or "none".
 
     Returns:
         (B, H, W, C) uint8 on the same device.
     """
     x = images.permute(0, 3, 1, 2).float()
-    x = torch.where(draws[:, 0, None, None, None] < 0.5, x.flip(-1), x)
-    x = torch.where(draws[:, 1, None, None, None] < 0.5, x.flip(-2), x)
+    if "h" in flips:
+        x = torch.where(draws[:, 0, None, None, None] < 0.5, x.flip(-1), x)
+    if "v" in flips:
+        x = torch.where(draws[:, 1, None, None, None] < 0.5, x.flip(-2), x)
     angle = (draws[:, 2] * 2 - 1) * math.radians(max_degrees)
     scale = 1 + (draws[:, 3] * 2 - 1) * max_scale
     shift = (draws[:, 4:6] * 2 - 1) * max_shift * 2  # grid units span [-1, 1]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medprobe.choices import PRECISIONS
-from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE
+from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
 from medprobe.options import option
 from medprobe.registry import RECIPES, get_backbone
@@ -84,7 +84,15 @@ class TrainConfig:
         choices=INIT_HEADS,
     )
     label_smoothing: float = option(0.0)
-    augment: str = option("basic", choices=AUGMENTS)
+    augment: str = option(
+        "basic", "basic: random flips (see --flips) and a small random affine.", choices=AUGMENTS
+    )
+    flips: str = option(
+        "auto",
+        "Mirror images --augment basic may draw: h (left-right), v (up-down); auto: those that keep the "
+        "dataset's labels (`probe datasets`; none for your own npz).",
+        choices=("auto", *FLIP_CHOICES),
+    )
     precision: str = option("auto", choices=PRECISIONS)
     patience: int | None = option(None, "Early stopping [default: off].", min=1)
     select: str = option(
@@ -118,6 +126,8 @@ class TrainConfig:
         parse_freeze(self.freeze)
         if self.augment not in AUGMENTS:
             raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
+        if self.flips != "auto" and self.flips not in FLIP_CHOICES:
+            raise ValueError(f"unknown --flips {self.flips!r}; choose auto or {', '.join(FLIP_CHOICES)}")
         if self.select != "auto" and self.select not in SELECT_METRICS:
             raise ValueError(f"unknown --select {self.select!r}; choose auto or {', '.join(SELECT_METRICS)}")
         if self.pretrained is None:
@@ -145,6 +155,13 @@ class TrainConfig:
     @property
     def selects_on(self) -> str:
         return SELECT_AUTO if self.select == "auto" else self.select
+
+    def flips_for(self, dataset_flips: str) -> str:
+        """The flips this run's augmentation draws: none without augmentation, else --flips or the
+        dataset's (`medprobe.data.FLIPS`)."""
+        if self.augment == "none":
+            return "none"
+        return dataset_flips if self.flips == "auto" else self.flips
 
     @property
     def method(self) -> str:

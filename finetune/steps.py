@@ -34,6 +34,7 @@ class TrainSteps:
     channels_last: bool
     device: torch.device
     precision: str
+    flips: str = "hv"  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
     step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # of the last epoch, on the CPU
 
     def epoch(
@@ -65,7 +66,7 @@ class TrainSteps:
     def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
         """One optimizer step on a uint8 batch; returns the loss, still on the device."""
         if draws is not None:
-            images = augment(images, draws)
+            images = augment(images, draws, flips=self.flips)
         with autocast(self.device, self.precision):
             logits = self.net(to_input(images, self.pcfg, self.channels_last))
         loss = self.loss_fn(logits.float(), labels)

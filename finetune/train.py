@@ -108,7 +108,9 @@ def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md
     """Everything that changes a run's numbers: the options, the data's bytes, the weights' identity."""
     options = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
     weights = weights_identity(spec.model_id, pretrained=cfg.pretrained, weights=cfg.weights, seed=cfg.seed)
-    return options | {"model": spec.name, "dataset": dspec.flag, "data_md5": data_md5, "weights": weights}
+    # The identity holds the flips drawn, not "auto" (which stands for the dataset's).
+    resolved = {"model": spec.name, "dataset": dspec.flag, "flips": cfg.flips_for(dspec.flips)}
+    return options | resolved | {"data_md5": data_md5, "weights": weights}
 
 
 def check_config(cfg: TrainConfig) -> None:
@@ -141,7 +143,10 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     optimizer, scheduler = build_optimizer(cfg, model, device, n_steps)
     task_loss = build_loss(cfg, dspec, data["train"][1], device)
     precision = resolve_precision(cfg.precision, device)
-    steps = TrainSteps(net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision)
+    steps = TrainSteps(
+        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision,
+        flips=cfg.flips_for(dspec.flips),
+    )  # fmt: skip
     generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
     truth = {s: y for s, (_, y) in data.items()}
     return Run(
@@ -195,7 +200,7 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
             "val_acc": val["acc"],
             "val_auc": val["auc"],
             "val_macro_f1": val["macro_f1"],
-            "lr": steps.scheduler.get_last_lr()[0],
+            "lr": max(steps.scheduler.get_last_lr()),  # the head's: layer decay scales the others down
             "seconds": time.perf_counter() - started,
             "train_images": images,
             "train_seconds": train_seconds,
@@ -265,6 +270,7 @@ def _hparams(run: Run, state: TrainState) -> dict:
         "epochs_run": len(state.history),
         "trainable_params": run.n_trainable,
         "precision": run.steps.precision,
+        "flips": run.steps.flips,
         "world_size": run.world,
         "selected_on": run.select,
         "selection_note": run.selection_note,

@@ -71,7 +71,7 @@ def _cell(value) -> str:
 
 
 def list_datasets(*, as_json: bool = False) -> None:
-    """Print every dataset with its task, channels, classes and split sizes."""
+    """Print every dataset: task, channels, classes, split sizes and the flips augmentation may draw."""
     rows = [
         {
             "dataset": flag,
@@ -80,6 +80,7 @@ def list_datasets(*, as_json: bool = False) -> None:
             "classes": spec.n_classes,
             "train/val/test": [spec.n_samples[s] for s in ("train", "val", "test")],
             "sizes": list(spec.sizes),
+            "flips": spec.flips,
         }
         for flag, spec in DATASETS.items()
     ]

@@ -41,6 +41,27 @@ FLAGS_2D = (
     "organcmnist",
     "organsmnist",
 )
+# The mirror images that are still images of the same class, which `finetune --augment basic` may
+# draw: h (left-right), v (up-down). Microscopy and dermoscopy have no up or down. Ultrasound, OCT
+# and fundus images keep their vertical axis (depth: posterior acoustic shadowing, a malignancy sign,
+# lies below a breast lesion; retinal layers) but their left-right is arbitrary. X-rays and CT slices
+# keep both (the heart is on the left), and OrganA/C/SMNIST's classes name left and right organs:
+# mirrored, a left kidney is a right kidney still labelled left.
+FLIPS = {
+    "pathmnist": "hv",
+    "dermamnist": "hv",
+    "bloodmnist": "hv",
+    "tissuemnist": "hv",
+    "breastmnist": "h",
+    "octmnist": "h",
+    "retinamnist": "h",
+    "chestmnist": "none",
+    "pneumoniamnist": "none",
+    "organamnist": "none",
+    "organcmnist": "none",
+    "organsmnist": "none",
+}
+FLIP_CHOICES = ("hv", "h", "v", "none")
 
 
 @dataclass(frozen=True)
@@ -57,6 +78,7 @@ class DatasetSpec:
     n_samples: dict[str, int]
     sizes: tuple[int, ...] = SIZES
     path: Path | None = None
+    flips: str = "none"  # `FLIPS`; a user's own npz: none unless the run asks (`finetune --flips`)
 
     @property
     def n_classes(self) -> int:
@@ -89,7 +111,9 @@ def medmnist_info() -> dict:
 def _spec_from_info(flag: str) -> DatasetSpec:
     info = medmnist_info()[flag]
     labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
-    return DatasetSpec(flag, info["task"], info["n_channels"], labels, dict(info["n_samples"]))
+    return DatasetSpec(
+        flag, info["task"], info["n_channels"], labels, dict(info["n_samples"]), flips=FLIPS[flag]
+    )
 
 
 DATASETS: dict[str, DatasetSpec] = {flag: _spec_from_info(flag) for flag in FLAGS_2D}

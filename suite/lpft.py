@@ -15,10 +15,11 @@ import logging
 import numpy as np
 import torch
 
-from cache.extract import extract
+from cache.extract import default_batch_size, extract
 from cache.store import read_key, read_split
+from finetune.augment import augment, draw_params
 from medprobe.data import get_dataset
-from medprobe.device import autocast
+from medprobe.device import autocast, resolve_device
 from medprobe.errors import UserError
 from medprobe.metrics import evaluate
 from medprobe.preprocess import PreprocessConfig, preprocess
@@ -39,6 +40,13 @@ CHECK_IMAGES = 4  # val images that show the cached features are the head's inpu
 # DINOv2-S: C=1 by val AUC, first-epoch train loss 15.9).
 SELECTED_ON = "log_likelihood"
 HEAD_INPUT_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-3}  # relative, between batch sizes
+# When the fine-tune augments, the probe also fits this many augmented passes over train, drawn as
+# the fine-tune draws them: fitted on the clean features alone it is fitted to the very features the
+# fine-tune never sees. DINOv2-S on BreastMNIST (28 px, upsampled): a random flip or a 1 px shift moves
+# the head input by 20-35%, and the clean probe's train loss of 0.05 became 0.62 on augmented images,
+# no better than a random head's 0.69, with weights confident enough to drive the features away.
+AUGMENTED_PASSES = 2
+AUGMENT_SEED_OFFSET = 2  # the fine-tune shuffles with seed and augments with seed + 1
 
 
 def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size: int | None) -> dict:
@@ -47,7 +55,7 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
 
     Args:
         cfg: the run's `finetune.config.TrainConfig` (model, weights, data, precision, selection).
-        model: the classifier built for the run, in eval mode, on the CPU.
+        model: the classifier built for the run, in eval mode, on the CPU (left on the run's device).
         pcfg: the preprocessing the run feeds it.
         img_size: the input size the run asked for (None: the model's), as the cache entry keys it.
 
@@ -76,7 +84,8 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
     val = open_split(dspec, "val", size=cfg.size, root=cfg.data_root).head(CHECK_IMAGES)
     precision = read_key(entry.path).precision
     _check_head_input(model, pcfg, val, data["val"][0][: len(val)], precision=precision)
-    (x, y), (x_val, y_val) = data["train"], data["val"]
+    x_val, y_val = data["val"]
+    x, y, passes = _fit_rows(cfg, dspec, model, pcfg, data["train"], precision=precision)
     sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
                              n_classes=dspec.n_classes)  # fmt: skip
     val_metrics = evaluate(y_val, sweep.best.predict_proba(x_val), task=dspec.task)
@@ -89,9 +98,48 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
         "features": kind,
         "params": sweep.params,
         "selected_on": SELECTED_ON,
+        "augmented_passes": passes,
         "val": {m: val_metrics[m] for m in ("acc", "auc", "macro_f1", "balanced_acc")},
         "cache_entry": str(entry.path),
     }
+
+
+def _fit_rows(cfg, dspec, model, pcfg, clean: tuple, *, precision: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """(features, labels, augmented passes) the probe fits: the cached train features, and when the
+    run augments, `AUGMENTED_PASSES` augmented passes over the train images after them."""
+    x, y = clean
+    passes = AUGMENTED_PASSES if cfg.augment == "basic" else 0
+    if not passes:
+        return x, y, 0
+    train = open_split(dspec, "train", size=cfg.size, root=cfg.data_root)
+    flips = cfg.flips_for(dspec.flips)
+    augmented = augmented_head_inputs(model, pcfg, train, passes, flips=flips, precision=precision, cfg=cfg)
+    return np.concatenate([x, *augmented]), np.concatenate([y] * (1 + passes)), passes
+
+
+def augmented_head_inputs(
+    model, pcfg, train, passes: int, *, flips: str, precision: str, cfg
+) -> list[np.ndarray]:
+    """The network's head input for `passes` augmented passes over the train images (float32, one
+    (N, D) array per pass), drawn from a generator of their own (the fine-tune's draws stay as they
+    are). Computed on the run's device, where `model` stays."""
+    device = resolve_device(cfg.device)
+    model.to(device).eval()
+    generator = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
+    out = []
+    with torch.inference_mode(), autocast(device, precision):
+        for _ in range(passes):
+            rows = []
+            for _, _, images in train.chunks(chunk=default_batch_size(device)):
+                batch = torch.from_numpy(images).to(device)
+                batch = augment(batch, draw_params(len(batch), generator).to(device), flips=flips)
+                head_input = model.forward_head(
+                    model.forward_features(preprocess(batch, pcfg)), pre_logits=True
+                )
+                rows.append(head_input.float().cpu().numpy())
+            out.append(np.concatenate(rows))
+    log.info("probe for LP-FT: %d augmented passes over %d train images", passes, train.shape[0])
+    return out
 
 
 def head_input_kind(model: torch.nn.Module, family: str) -> str:

@@ -20,6 +20,13 @@ DINOV2_WEIGHTS = SHARED / "weights" / "dinov2_vits14.safetensors"
 EFFNET_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.safetensors"
 
 
+# The smallest fine-tune runs (`TrainConfig` options): timm's test models at 32 px, from scratch, in
+# fp32, without augmentation; a test overrides what it is about (`TINY_RESNET | {"augment": "basic"}`).
+TINY_RESNET = dict(
+    model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, precision="fp32", augment="none"
+)
+TINY_VIT = TINY_RESNET | {"model": "timm:test_vit"}
+
 SMOKE_MODELS = ("resnet18", "vit_tiny", "dinov2_small")  # one per family: CNN, ViT, DINOv2
 
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import BREASTMNIST, make_npz, needs_shared, per_family
+from conftest import BREASTMNIST, TINY_RESNET, make_npz, needs_shared, per_family
 from safetensors.torch import load_file
 
 from finetune.checkpoint import load_checkpoint
@@ -26,17 +26,19 @@ from medprobe.metrics import evaluate
 from medprobe.registry import BACKBONES
 from medprobe.results import load_results
 
-TINY = dict(
-    model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, precision="fp32", augment="none"
-)
+TINY = TINY_RESNET
 
 
 def test_run_writes_history_curves_weights_and_one_record(data_root, tmp_path):
     common = dict(dataset="breastmnist", data_root=str(data_root), epochs=2, out=str(tmp_path), **TINY)
-    result = train(TrainConfig(keep_checkpoint=True, **common))
+    cfg = TrainConfig(keep_checkpoint=True, layer_decay=0.5, **common)
+    result = train(cfg)
     run_dir = tmp_path / result.run_name
     history = json.loads((run_dir / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2] and all(h["train_images_per_s"] > 0 for h in history)
+    assert history[0]["lr"] == pytest.approx(
+        cfg.lr
+    )  # the head's, at the end of warmup (not a decayed layer's)
     assert (run_dir / "curves.png").stat().st_size > 1000
     assert load_file(run_dir / "weights.safetensors")
     assert load_checkpoint(run_dir / "checkpoint.pt")["epoch"] == 2  # loads with weights_only=True

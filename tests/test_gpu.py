@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_RESNET
 
 from cache.extract import extract
 from cache.store import read_split
@@ -17,7 +18,7 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
-TINY = dict(model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, augment="basic")
+TINY = TINY_RESNET | {"augment": "basic"}
 
 
 def test_small_data_live_on_the_gpu(data_root):
@@ -46,7 +47,7 @@ def test_extraction_on_the_gpu_matches_the_cpu(data_root, tmp_path):
 
 
 def test_finetune_on_the_gpu_eager_and_compiled(data_root, tmp_path):
-    common = dict(dataset="bloodmnist", data_root=str(data_root), epochs=2, precision="fp32", **TINY)
+    common = dict(dataset="bloodmnist", data_root=str(data_root), epochs=2, **TINY)
     eager = train(TrainConfig(out=str(tmp_path / "eager"), device="cuda", **common))
     compiled = train(TrainConfig(out=str(tmp_path / "compiled"), device="cuda", compile=True, **common))
     assert eager.hparams["world_size"] == 1 and eager.timings["train_images_per_s"] > 0

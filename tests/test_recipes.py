@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
+from conftest import TINY_VIT
 
 from cache.store import read_split
 from finetune.build import build_model, build_optimizer
@@ -23,9 +24,7 @@ from medprobe.results import load_results
 from medprobe.splits import open_split
 from probe.heads import LogRegHead
 from suite.cli import _probe_head
-from suite.lpft import probe_head, val_log_likelihood
-
-TINY_VIT = dict(model="timm:test_vit", img_size=32, precision="fp32", augment="none", batch_size=16)
+from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head, val_log_likelihood
 
 
 def test_each_family_gets_its_recipe_and_explicit_options_win():
@@ -62,7 +61,7 @@ def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
     assert first[id(head)] == pytest.approx(cfg.lr / 4) and scheduler.get_last_lr()
 
 
-def test_drop_path_reaches_thebuild_model(data_root):
+def test_drop_path_reaches_the_model(data_root):
     cfg = TrainConfig(model="timm:test_vit", pretrained=False, drop_path=0.2, data_root=str(data_root))
     spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
     model, _, _ = build_model(cfg, spec, dspec, None)
@@ -85,9 +84,7 @@ def test_balanced_class_weights_weigh_the_loss_by_inverse_frequency():
 
 
 def test_a_run_records_its_recipe_and_class_weights(data_root, tmp_path):
-    common = dict(
-        data_root=str(data_root), dataset="bloodmnist", epochs=1, out=str(tmp_path), pretrained=False
-    )
+    common = dict(data_root=str(data_root), dataset="bloodmnist", epochs=1, out=str(tmp_path))
     plain = train(TrainConfig(**TINY_VIT, **common))
     balanced = train(TrainConfig(**TINY_VIT, **common, class_weights="balanced"))
     assert plain.hparams["recipe"] == "scratch" and plain.hparams["selected_on"] == "auc"
@@ -95,21 +92,31 @@ def test_a_run_records_its_recipe_and_class_weights(data_root, tmp_path):
     assert plain.run_name != balanced.run_name  # the weights change the numbers, hence the identity
 
 
-@pytest.mark.parametrize("model", ["timm:test_vit", "timm:test_resnet"])
-def test_lpft_head_reproduces_the_probes_val_predictions(model, data_root, tmp_path):
+@pytest.mark.parametrize(
+    "model,augment", [("timm:test_vit", "none"), ("timm:test_resnet", "none"), ("timm:test_vit", "basic")]
+)
+def test_lpft_head_reproduces_the_probes_val_predictions(model, augment, data_root, tmp_path):
     where = dict(data_root=str(data_root), cache_root=str(tmp_path / "cache"))
-    cfg = TrainConfig(**(TINY_VIT | {"model": model}), pretrained=False, dataset="bloodmnist", **where,
+    cfg = TrainConfig(**(TINY_VIT | {"model": model, "augment": augment}), dataset="bloodmnist", **where,
                       init_head="probe")  # fmt: skip
     spec, dspec = get_backbone(cfg.model), get_dataset("bloodmnist")
     net, pcfg, info = build_model(cfg, spec, dspec, probe_head)
     assert info["from"] == "probe" and info["features"] == ("cls" if "vit" in model else "pool")
-    # The probe, fitted again on the entry it was fitted on, against the network before any step.
+    # The probe, fitted again on the entry it was fitted on (and, when the run augments, on the
+    # augmented passes over train), against the network before any step.
     entry = tmp_path / "cache" / info["cache_entry"]
-    data = {
-        s: (f[info["features"]], y)
-        for s, (f, y) in ((s, read_split(entry, s)) for s in ("train", "val", "test"))
-    }
-    (x, y), (x_val, y_val) = data["train"], data["val"]
+    (x, y), (x_val, y_val) = (
+        (f[info["features"]], y) for f, y in (read_split(entry, s) for s in ("train", "val"))
+    )
+    passes = AUGMENTED_PASSES if augment == "basic" else 0
+    assert info["augmented_passes"] == passes
+    if passes:
+        train_split = open_split(dspec, "train", root=str(data_root))
+        augmented = augmented_head_inputs(
+            net, pcfg, train_split, passes, flips="hv", precision="fp32", cfg=cfg
+        )
+        assert not any(np.allclose(a, x, atol=1e-3) for a in augmented)  # other images than the clean ones
+        x, y = np.concatenate([x, *augmented]), np.concatenate([y] * (1 + passes))
     sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
                              n_classes=dspec.n_classes)  # fmt: skip
     assert sweep.params == info["params"] and info["selected_on"] == "log_likelihood"
@@ -135,7 +142,7 @@ def test_lpft_through_the_finetune_command(data_root, tmp_path):
 
 def test_lpft_refuses_features_of_another_network(data_root, tmp_path):
     """A random init of seed 1 is not the seed-0 network a random-init cache entry holds."""
-    cfg = TrainConfig(**TINY_VIT, pretrained=False, seed=1, dataset="bloodmnist", data_root=str(data_root),
+    cfg = TrainConfig(**TINY_VIT, seed=1, dataset="bloodmnist", data_root=str(data_root),
                       cache_root=str(tmp_path / "cache"), init_head="probe")  # fmt: skip
     with pytest.raises(UserError, match="built from another network"):
         build_model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)

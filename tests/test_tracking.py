@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("tensorboard")  # the `tensorboard` extra; `make test` installs it
+from conftest import TINY_RESNET
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from finetune.config import TrainConfig  # noqa: E402
@@ -20,9 +21,8 @@ def events(folder) -> EventAccumulator:
 
 
 def test_finetune_logs_every_step_epoch_and_the_test_metrics(data_root, tmp_path):
-    cfg = TrainConfig(model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, epochs=2,
-                      precision="fp32", data_root=str(data_root), dataset="bloodmnist", out=str(tmp_path),
-                      tracker="tensorboard")  # fmt: skip
+    where = dict(data_root=str(data_root), dataset="bloodmnist", out=str(tmp_path))
+    cfg = TrainConfig(**TINY_RESNET, epochs=2, tracker="tensorboard", **where)
     result = train(cfg)
     log = events(tmp_path / "tensorboard" / result.run_name)
     scalars = log.Tags()["scalars"]
