@@ -43,7 +43,18 @@ STYLE = (
     "td.best{font-weight:bold;background:#e6f4ea}td.tied{background:#f4f9f5}"
     "td.text{text-align:left}img{max-width:100%;margin:1em 0}"
 )
-HPARAMS = ("C", "k", "lr", "weight_decay", "layer_decay", "epochs", "best_epoch", "recipe", "init_head")
+HPARAMS = (
+    "C",
+    "k",
+    "lr",
+    "weight_decay",
+    "layer_decay",
+    "epochs",
+    "best_epoch",
+    "recipe",
+    "init_head",
+    "flips",
+)
 VERSIONS = ("medprobe", "torch", "timm")
 
 

@@ -40,6 +40,18 @@ def test_compare_runs_both_paths_and_appends_a_row(tmp_path):
     assert "(extrapolated from 1 epochs)" in row and "python -m benchmarks.compare" in row
 
 
+def test_augment_shift_prints_a_row_per_augmentation_and_split(data_root, tmp_path):
+    cmd = [sys.executable, "-m", "benchmarks.augment_shift", "--backbone", "timm:test_vit", "--no-pretrained",
+           "--img-size", "32", "--dataset", "breastmnist", "--data-root", str(data_root),
+           "--cache-root", str(tmp_path / "cache"), "--n", "8"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert len(rows) == 2 * 8 and {r[3] for r in rows} == {"breastmnist train (8)", "breastmnist test (8)"}
+    changes = {r[4]: float(r[5]) for r in rows if "test" in r[3]}
+    assert changes["none"] == 0 and changes["flip left-right"] > 0 and "random, flips h" in changes
+
+
 def test_without_append_leaves_the_command_to_reproduce():
     from benchmarks.common import without_append
 

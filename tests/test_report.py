@@ -72,7 +72,7 @@ def write_runs(runs_dir):
     for r in records:
         r.save(runs_dir)
     finetune = record("vit_tiny", "finetune", 0.85)
-    finetune.hparams = {"best_epoch": 2}
+    finetune.hparams = {"best_epoch": 2, "flips": "h"}
     finetune.save(runs_dir)
     history = [
         {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_acc": 0.5 + e / 10, "val_auc": 0.7}
@@ -180,7 +180,7 @@ def test_html_writes_ties_out_and_shows_classes_choices_provenance_and_links(tmp
     assert (
         f"href='../runs/{finetune.run_name}.json'" in page and f"href='../runs/{finetune.run_name}/'" in page
     )
-    assert "best_epoch=2" in page and "torch " in page and "class='sortable'" in page
+    assert "best_epoch=2 flips=h" in page and "torch " in page and "class='sortable'" in page
     assert page.count("<script>") == 1 and "addEventListener" in page  # sorting, inline: still one file
 
 
