@@ -21,7 +21,7 @@ def augment(
     images: torch.Tensor,
     draws: torch.Tensor,
     *,
-    flips: str = "hv",
+    flips: str,
     max_degrees: float = 10.0,
     max_shift: float = 0.05,
     max_scale: float = 0.05,
