@@ -34,7 +34,7 @@ class TrainSteps:
     channels_last: bool
     device: torch.device
     precision: str
-    flips: str = "hv"  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
+    flips: str  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
     step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # of the last epoch, on the CPU
 
     def epoch(

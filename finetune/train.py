@@ -143,10 +143,10 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     optimizer, scheduler = build_optimizer(cfg, model, device, n_steps)
     task_loss = build_loss(cfg, dspec, data["train"][1], device)
     precision = resolve_precision(cfg.precision, device)
+    flips = config["flips"]  # resolved once, in the run's identity (`run_config`)
     steps = TrainSteps(
-        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision,
-        flips=cfg.flips_for(dspec.flips),
-    )  # fmt: skip
+        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision, flips
+    )
     generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
     truth = {s: y for s, (_, y) in data.items()}
     return Run(

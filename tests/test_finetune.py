@@ -275,7 +275,7 @@ def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn, device = functools.partial(loss, task="binary-class"), torch.device("cpu")
-    steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, True, device, "fp32")
+    steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, True, device, "fp32", "none")
     images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 2, (10, 1))
     order = torch.arange(10)
