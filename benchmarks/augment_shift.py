@@ -25,10 +25,9 @@ from finetune.augment import N_DRAWS, augment, draw_params
 from finetune.build import build_model
 from finetune.config import TrainConfig
 from medprobe.data import get_dataset
-from medprobe.preprocess import preprocess
 from medprobe.registry import get_backbone
 from medprobe.splits import open_split
-from suite.lpft import probe_head
+from suite.lpft import head_input, probe_head
 
 IDENTITY = 0.5  # the draw of no rotation, scale or shift (flips: a draw below 0.5 flips)
 # name -> (draw column set to 0: flip / 1: largest affine, flips allowed)
@@ -88,11 +87,10 @@ def main() -> None:
         clean = None
         for name, (draws, flips) in variants(len(images), dspec.flips).items():
             with torch.inference_mode():
-                x = preprocess(augment(images, draws, flips=flips), pcfg)
-                head_input = model.forward_head(model.forward_features(x), pre_logits=True)
-                logits = model.get_classifier()(head_input)
-            clean = head_input if clean is None else clean
-            change = float(((head_input - clean).norm(dim=1) / clean.norm(dim=1)).mean())
+                features = head_input(model, augment(images, draws, flips=flips), pcfg)
+                logits = model.get_classifier()(features)
+            clean = features if clean is None else clean
+            change = float(((features - clean).norm(dim=1) / clean.norm(dim=1)).mean())
             loss = float(F.cross_entropy(logits, labels))
             acc = float((logits.argmax(1) == labels).float().mean())
             cells = [date.today(), machine(), spec.name, f"{dspec.flag} {split} ({len(images)})", name,

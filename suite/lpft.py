@@ -134,13 +134,15 @@ def augmented_head_inputs(
             for _, _, images in train.chunks(chunk=default_batch_size(device)):
                 batch = torch.from_numpy(images).to(device)
                 batch = augment(batch, draw_params(len(batch), generator).to(device), flips=flips)
-                head_input = model.forward_head(
-                    model.forward_features(preprocess(batch, pcfg)), pre_logits=True
-                )
-                rows.append(head_input.float().cpu().numpy())
+                rows.append(head_input(model, batch, pcfg).float().cpu().numpy())
             out.append(np.concatenate(rows))
     log.info("probe for LP-FT: %d augmented passes over %d train images", passes, train.shape[0])
     return out
+
+
+def head_input(model: torch.nn.Module, images: torch.Tensor, pcfg: PreprocessConfig) -> torch.Tensor:
+    """What `model`'s classifier reads for a batch of uint8 images (the features before the head)."""
+    return model.forward_head(model.forward_features(preprocess(images, pcfg)), pre_logits=True)
 
 
 def head_input_kind(model: torch.nn.Module, family: str) -> str:
@@ -177,10 +179,9 @@ def _check_head_input(model, pcfg: PreprocessConfig, images, cached: np.ndarray,
     """The network's head input for a few images equals their cached features (else a probe fitted
     on them would not be this network's head: other weights, preprocessing or feature kind)."""
     with torch.no_grad(), autocast(torch.device("cpu"), precision):
-        x = preprocess(torch.from_numpy(images), pcfg)
-        head_input = model.forward_head(model.forward_features(x), pre_logits=True).float()
+        computed = head_input(model, torch.from_numpy(images), pcfg).float()
     cached = torch.from_numpy(cached)
-    error = float((head_input - cached).norm() / cached.norm().clamp_min(1e-12))
+    error = float((computed - cached).norm() / cached.norm().clamp_min(1e-12))
     if error > HEAD_INPUT_TOLERANCE[precision]:
         raise UserError(
             f"--init-head probe: the cached features differ from this network's head input "
