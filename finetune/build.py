@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -14,7 +13,7 @@ from finetune.config import TrainConfig
 from finetune.steps import warmup_cosine
 from medprobe.backbones import create_backbone
 from medprobe.data import DatasetSpec
-from medprobe.outputs import class_weights, loss
+from medprobe.outputs import TaskLoss, class_weights
 from medprobe.registry import BackboneSpec
 
 # Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
@@ -39,12 +38,14 @@ def build_model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_h
     return model, pcfg, head_init
 
 
-def build_loss(cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device):
+def build_loss(
+    cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device
+) -> TaskLoss:
     """The task's loss, weighted by inverse class frequency in train when asked (`class_weights`)."""
     weight = None
     if cfg.class_weights == "balanced":
         weight = class_weights(train_labels, dspec.task, dspec.n_classes).to(device)
-    return functools.partial(loss, task=dspec.task, label_smoothing=cfg.label_smoothing, weight=weight)
+    return TaskLoss(dspec.task, cfg.label_smoothing, weight)
 
 
 def build_optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):

@@ -35,6 +35,7 @@ HOW_IT_RUNS = (
     "out",
     "device",
     "compile",
+    "micro_batch",
     "data_mode",
     "cache_root",
     "progress",
@@ -70,6 +71,13 @@ class TrainConfig:
     freeze: str = option("none", FREEZE_HELP)
     epochs: int = option(20, min=1)
     batch_size: int = option(128, min=1)
+    micro_batch: int | None = option(
+        None,
+        "Images per forward and backward pass; their gradients add up to the batch's, so the run is the "
+        "same in less memory [default: the batch on a GPU; 32 on the CPU, where larger passes only cost "
+        "memory]. Not for networks that train BatchNorm (its statistics would change).",
+        min=1,
+    )
     lr: float | None = option(None, f"Peak learning rate {FROM_RECIPE}.", min=0)
     weight_decay: float | None = option(None, FROM_RECIPE, min=0)
     warmup: float | None = option(None, f"Epochs of linear warmup {FROM_RECIPE}.", min=0)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 
 from finetune.config import parse_freeze
+from medprobe.errors import UserError
+
+# On the CPU a pass over more images is no faster per image, only larger: DINOv2-S at 224 px in
+# fp32 holds ~13.6 GB for a batch of 128 (BENCHMARKS.md).
+CPU_MICRO_BATCH = 32
 
 
 def apply_freeze(model: torch.nn.Module, freeze: str) -> int:
@@ -27,6 +32,35 @@ def train_mode(model: torch.nn.Module) -> None:
         own = list(module.parameters(recurse=False))
         if own and not any(p.requires_grad for p in own):
             module.eval()
+
+
+def micro_batch_size(model: torch.nn.Module, requested: int | None, *, batch_size: int, device) -> int:
+    """Images per forward and backward pass: `requested`, else CPU_MICRO_BATCH on the CPU and the
+    whole batch elsewhere; always the whole batch for a network that trains BatchNorm, whose
+    statistics come from the images of one pass."""
+    batch_norm = trains_batch_norm(model)
+    if requested is not None and requested < batch_size and batch_norm:
+        raise UserError(
+            f"--micro-batch {requested}: this network trains BatchNorm, whose statistics would come "
+            f"from {requested} images instead of {batch_size}; use --batch-size {requested} instead"
+        )
+    if requested is not None:
+        return min(requested, batch_size)
+    if torch.device(device).type == "cpu" and not batch_norm:
+        return min(CPU_MICRO_BATCH, batch_size)
+    return batch_size
+
+
+def trains_batch_norm(model: torch.nn.Module) -> bool:
+    """Whether a BatchNorm layer of `model` normalizes by batch statistics in training (`train_mode`
+    leaves frozen ones in eval mode)."""
+    return any(
+        isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        and (
+            not list(m.parameters(recurse=False)) or any(p.requires_grad for p in m.parameters(recurse=False))
+        )
+        for m in model.modules()
+    )
 
 
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

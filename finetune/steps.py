@@ -1,12 +1,14 @@
 """How batches run: data placed once, one optimizer step per batch, predictions gathered across ranks.
 
-Data stay uint8 tensors; augmentation, resizing and normalization happen on the device.
+Data stay uint8 tensors; augmentation, resizing and normalization happen on the device. A batch
+may go through the network in micro-batches whose gradients add up to the batch's: less memory,
+the same step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,6 +19,7 @@ from tqdm.auto import tqdm
 from finetune.augment import augment
 from finetune.model import train_mode
 from medprobe.device import autocast
+from medprobe.outputs import TaskLoss
 from medprobe.preprocess import preprocess
 
 
@@ -29,12 +32,13 @@ class TrainSteps:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
-    loss_fn: Callable
+    loss_fn: TaskLoss
     pcfg: object
     channels_last: bool
     device: torch.device
     precision: str
     flips: str  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
+    micro_batch: int | None = None  # images per forward and backward pass; None: the whole batch
     step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # of the last epoch, on the CPU
 
     def epoch(
@@ -64,18 +68,31 @@ class TrainSteps:
         return float((self.step_losses * torch.tensor(sizes)).sum()) / max(len(order), 1), len(order)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
-        """One optimizer step on a uint8 batch; returns the loss, still on the device."""
+        """One optimizer step on a uint8 batch; returns the loss, still on the device.
+
+        Each micro-batch's loss is scaled by its share of the batch's loss total, so the gradients
+        add up to the whole batch's (ranks synchronise on the last micro-batch only)."""
         if draws is not None:
             images = augment(images, draws, flips=self.flips)
-        with autocast(self.device, self.precision):
-            logits = self.net(to_input(images, self.pcfg, self.channels_last))
-        loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        size = self.micro_batch or len(images)
+        parts = list(zip(images.split(size), labels.split(size), strict=True))
+        total = self.loss_fn.total(labels)
+        loss = torch.zeros((), device=self.device)
+        for i, (x, y) in enumerate(parts):
+            no_sync = getattr(self.net, "no_sync", None) if i < len(parts) - 1 else None
+            with no_sync() if no_sync else contextlib.nullcontext():
+                with autocast(self.device, self.precision):
+                    logits = self.net(to_input(x, self.pcfg, self.channels_last))
+                part = self.loss_fn(logits.float(), y)
+                if len(parts) > 1:
+                    part = part * (self.loss_fn.total(y) / total)
+                part.backward()
+            loss += part.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
         self.scheduler.step()
-        return loss.detach()
+        return loss
 
     @torch.inference_mode()
     def predict(self, images: torch.Tensor, *, rank: int, world: int, batch_size: int = 256) -> np.ndarray:

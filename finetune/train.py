@@ -24,11 +24,12 @@ from finetune.build import HeadInit, build_loss, build_model, build_optimizer
 from finetune.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, save_weights, snapshot
 from finetune.config import HOW_IT_RUNS, NOT_IDENTITY, TrainConfig
 from finetune.data import place_data, training_data
-from finetune.model import apply_freeze
+from finetune.model import apply_freeze, micro_batch_size, trains_batch_norm
 from finetune.steps import TrainSteps
 from medprobe.atomic import write_atomic
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
+from medprobe.errors import UserError
 from medprobe.figures import save_png, training_curves
 from medprobe.metrics import evaluate, selection_metric
 from medprobe.outputs import probabilities
@@ -96,12 +97,30 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
         run.tracker.params(config)
     state = _resume(run)
     started = time.perf_counter()
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        _train_epoch(run, state, epoch)
-        if cfg.patience is not None and epoch - state.best_epoch >= cfg.patience:
-            log.info("early stop: no val improvement for %d epochs", cfg.patience)
-            break
+    try:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            _train_epoch(run, state, epoch)
+            if cfg.patience is not None and epoch - state.best_epoch >= cfg.patience:
+                log.info("early stop: no val improvement for %d epochs", cfg.patience)
+                break
+    except torch.cuda.OutOfMemoryError as error:
+        raise UserError(out_of_memory(run.steps, cfg.batch_size)) from error
     return _finish(run, state, seconds=time.perf_counter() - started)
+
+
+def out_of_memory(steps: TrainSteps, batch_size: int) -> str:
+    """What to do when a pass does not fit in the GPU's memory: smaller passes of the same run where
+    the network allows them (`micro_batch_size`), else a smaller batch, which is another run."""
+    passes = steps.micro_batch or batch_size
+    fix = (
+        f"--batch-size {max(1, batch_size // 2)} (another run: the lr scales with the batch)"
+        if trains_batch_norm(steps.model)
+        else f"--micro-batch {max(1, passes // 2)} (the same run in less memory)"
+    )
+    return (
+        f"out of GPU memory training on passes of {passes} images at {steps.pcfg.input_size} px; "
+        f"pass {fix}, with --resume to continue from the last finished epoch"
+    )
 
 
 def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md5: str) -> dict:
@@ -144,9 +163,11 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     task_loss = build_loss(cfg, dspec, data["train"][1], device)
     precision = resolve_precision(cfg.precision, device)
     flips = config["flips"]  # resolved once, in the run's identity (`run_config`)
+    micro_batch = micro_batch_size(model, cfg.micro_batch, batch_size=cfg.batch_size, device=device)
     steps = TrainSteps(
-        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision, flips
-    )
+        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision, flips,
+        micro_batch,
+    )  # fmt: skip
     generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
     truth = {s: y for s, (_, y) in data.items()}
     return Run(
@@ -271,6 +292,7 @@ def _hparams(run: Run, state: TrainState) -> dict:
         "trainable_params": run.n_trainable,
         "precision": run.steps.precision,
         "flips": run.steps.flips,
+        "micro_batch": run.steps.micro_batch,
         "world_size": run.world,
         "selected_on": run.select,
         "selection_note": run.selection_note,

@@ -5,6 +5,8 @@ One home for both paths: probe heads and fine-tuned networks score and train the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,31 @@ def loss(
         return F.binary_cross_entropy_with_logits(logits, targets.float(), pos_weight=weight)
     targets = targets.reshape(-1).long()
     return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
+
+
+def loss_total(targets: torch.Tensor, task: str, *, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """What `loss` divides its sum by for these targets: the number of (image, label) terms for
+    multi-label data, else the images' class weights added up (their number when unweighted)."""
+    if task == MULTI_LABEL:
+        return torch.tensor(float(targets.numel()))
+    targets = targets.reshape(-1).long()
+    return torch.tensor(float(len(targets))) if weight is None else weight[targets].sum()
+
+
+@dataclass(frozen=True)
+class TaskLoss:
+    """`loss` for one task and its options. A batch's loss is its parts' losses, each scaled by its
+    share of `total` (gradient accumulation over micro-batches)."""
+
+    task: str
+    label_smoothing: float = 0.0
+    weight: torch.Tensor | None = None
+
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return loss(logits, targets, self.task, label_smoothing=self.label_smoothing, weight=self.weight)
+
+    def total(self, targets: torch.Tensor) -> torch.Tensor:
+        return loss_total(targets, self.task, weight=self.weight)
 
 
 def class_weights(labels: np.ndarray, task: str, n_out: int) -> torch.Tensor:

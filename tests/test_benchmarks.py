@@ -52,6 +52,16 @@ def test_augment_shift_prints_a_row_per_augmentation_and_split(data_root, tmp_pa
     assert changes["none"] == 0 and changes["flip left-right"] > 0 and "random, flips h" in changes
 
 
+def test_micro_batch_benchmark_prints_a_row_per_micro_batch_size():
+    cmd = [sys.executable, "-m", "benchmarks.micro_batch", "--backbone", "timm:test_vit", "--img-size", "32",
+           "--batch-size", "8", "--micro-batches", "8", "2", "--steps", "1"]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert [(r[3], r[4]) for r in rows] == [("8", "8"), ("8", "2")]
+    assert all(float(r[5]) > 0 and float(r[6]) > 0 for r in rows)  # img/s, peak GiB
+
+
 def test_without_append_leaves_the_command_to_reproduce():
     from benchmarks.common import without_append
 

@@ -136,14 +136,21 @@ def test_torchrun_two_processes_write_one_record(tmp_path):
     root = tmp_path / "data"
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(64, 32, 32))
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd = [*torchrun, *finetune_cmd(root, tmp_path / "runs", "--epochs", "2")[1:]]
-    done = subprocess.run(
-        cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    [record] = load_results(tmp_path / "runs")
-    assert record.hparams["world_size"] == 2 and record.metrics["test"]["n"] == 32
-    assert done.stdout.count("test ACC") == 1
+    records = []
+    for name, extra in (("whole", ()), ("micro", ("--micro-batch", "3"))):  # ranks sync on the last part
+        cmd = [*torchrun, *finetune_cmd(root, tmp_path / name, "--epochs", "2", *extra)[1:]]
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.count("test ACC") == 1
+        [record] = load_results(tmp_path / name)
+        records.append(record)
+    whole, micro = records
+    assert whole.hparams["world_size"] == 2 and whole.metrics["test"]["n"] == 32
+    assert (whole.hparams["micro_batch"], micro.hparams["micro_batch"]) == (16, 3)
+    assert micro.run_name == whole.run_name
+    np.testing.assert_allclose(micro.predictions["test_score"], whole.predictions["test_score"], atol=1e-4)
 
 
 @pytest.mark.parametrize("name", per_family(BACKBONES))
@@ -263,18 +270,16 @@ def test_real_resnet18_from_scratch_on_breastmnist(tmp_path):
 
 def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
     # lr 0: every step sees the same weights, so the epoch's loss can be recomputed batch by batch.
-    import functools
-
     import torch
 
     from finetune.steps import TrainSteps, to_input
     from medprobe.backbones import create_backbone
-    from medprobe.outputs import loss
+    from medprobe.outputs import TaskLoss
 
     model, pcfg = create_backbone("timm:test_resnet", pretrained=False, num_classes=2, img_size=32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    loss_fn, device = functools.partial(loss, task="binary-class"), torch.device("cpu")
+    loss_fn, device = TaskLoss("binary-class"), torch.device("cpu")
     steps = TrainSteps(model, model, optimizer, scheduler, loss_fn, pcfg, True, device, "fp32", "none")
     images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 2, (10, 1))
