@@ -20,7 +20,7 @@ from medprobe.atomic import atomic_path
 from medprobe.errors import DataError
 from medprobe.hashing import file_digest
 from medprobe.tasks import TASKS
-from medprobe.validate import check_images, check_labels, infer_n_classes
+from medprobe.validate import check_labels, infer_n_classes
 
 log = logging.getLogger(__name__)
 
@@ -177,34 +177,6 @@ def dataset_path(
         _download(_url(spec, size), path, md5=_official_md5(spec, size))
     _warn_if_modified(path, _official_md5(spec, size))
     return path
-
-
-def load_split(
-    spec: DatasetSpec | str,
-    split: str,
-    *,
-    size: int = 28,
-    root: str | os.PathLike | None = None,
-    download: bool = True,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Images and labels of one split, straight from the npz (no PIL, no per-image Python).
-
-    Returns:
-        images: (N, H, W, C) uint8, C = 1 or 3.
-        labels: (N, L) int64; L = 1 except for multi-label tasks.
-    """
-    spec = get_dataset(spec) if isinstance(spec, str) else spec
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    path = dataset_path(spec, size=size, root=root, download=download)
-    with _open_npz(path) as npz:
-        images = check_images(_member(npz, path, f"{split}_images"), where=f"{path.name} {split}")
-        labels = _checked_labels(npz, path, split, task=spec.task, n_classes=spec.n_classes)
-    if len(images) != len(labels):
-        raise DataError(
-            f"{path.name} {split}: {len(images)} images but {len(labels)} label rows; one row per image"
-        )
-    return images, labels
 
 
 def load_labels(path: Path, split: str, *, task: str, n_classes: int | None) -> np.ndarray:

@@ -2,7 +2,7 @@
 
 Extraction streams a split through the backbone chunk by chunk, and training on data larger
 than memory maps an uncompressed copy (`medprobe.data_cache`), so memory stays O(batch) whatever
-the dataset size. Small splits can still be read whole (`SplitFile.load`).
+the dataset size. Small splits can still be read whole (`SplitFile.load`, `load_split`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe.data import DatasetSpec, dataset_path, get_dataset, load_labels, unreadable
+from medprobe.data import SPLITS, DatasetSpec, dataset_path, get_dataset, load_labels, unreadable
 from medprobe.errors import DataError
 from medprobe.npz import member_info, read_rows
 from medprobe.validate import check_image_shape
@@ -76,6 +76,8 @@ def open_split(
 ) -> SplitFile:
     """Validate one split (labels read and checked, images by their header) without loading images."""
     spec = get_dataset(spec) if isinstance(spec, str) else spec
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     path = dataset_path(spec, size=size, root=root, download=download)
     labels = load_labels(path, split, task=spec.task, n_classes=spec.n_classes)
     try:
@@ -88,3 +90,17 @@ def open_split(
             f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per image"
         )
     return SplitFile(path, split, shape, labels)
+
+
+def load_split(
+    spec: DatasetSpec | str,
+    split: str,
+    *,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, H, W, C) uint8 and labels (N, L) int64 of one split, validated (`open_split`) and
+    read whole."""
+    source = open_split(spec, split, size=size, root=root, download=download)
+    return source.load(), source.labels

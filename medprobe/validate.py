@@ -13,14 +13,9 @@ from medprobe.errors import DataError
 from medprobe.tasks import MULTI_LABEL
 
 
-def check_images(images: np.ndarray, *, where: str) -> np.ndarray:
-    """(N, H, W) or (N, H, W, 1|3) uint8, N > 0 -> (N, H, W, C) uint8."""
-    check_image_shape(images.shape, images.dtype, where=where)
-    return images[..., None] if images.ndim == 3 else images
-
-
 def check_image_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) -> tuple[int, ...]:
-    """The checks of `check_images` on a shape and dtype (an npz header); returns (N, H, W, C)."""
+    """Images as an npz header describes them: (N, H, W) or (N, H, W, 1|3) uint8, N > 0; returns
+    (N, H, W, C)."""
     if len(shape) >= 1 and shape[0] == 0:
         raise DataError(f"{where}: the split is empty; every split needs at least one image")
     nhwc = (*shape, 1) if len(shape) == 3 else tuple(shape)

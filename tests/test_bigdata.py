@@ -24,10 +24,10 @@ from finetune.config import TrainConfig
 from finetune.train import train
 from medprobe import data_cache
 from medprobe.backbones import create_backbone, preprocess_config
-from medprobe.data import file_md5, get_dataset, load_split
+from medprobe.data import file_md5, get_dataset
 from medprobe.data_cache import disk_images
 from medprobe.registry import get_backbone
-from medprobe.splits import open_split
+from medprobe.splits import load_split, open_split
 
 ROOT = Path(__file__).resolve().parents[1]
 

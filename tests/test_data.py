@@ -10,7 +10,8 @@ import pytest
 from conftest import BREASTMNIST, make_npz, needs_shared
 
 from medprobe import data
-from medprobe.data import DATASETS, dataset_path, get_dataset, load_split
+from medprobe.data import DATASETS, dataset_path, get_dataset
+from medprobe.splits import load_split
 
 
 def test_specs_cover_the_twelve_2d_datasets():
