@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import make_npz
+from conftest import TINY_RESNET, make_npz
 
 from cache.extract import FeatureRunner, extract
 from cache.store import read_split
@@ -140,17 +140,8 @@ def test_disk_copy_resumes_after_kill_9(tmp_path):
 
 
 def test_finetune_from_the_disk_copy_equals_finetune_from_memory(data_root, tmp_path):
-    common = dict(
-        model="timm:test_resnet",
-        pretrained=False,
-        img_size=32,
-        dataset="bloodmnist",
-        data_root=str(data_root),
-        epochs=2,
-        batch_size=8,
-        precision="fp32",
-        cache_root=str(tmp_path / "cache"),
-    )
+    data = dict(dataset="bloodmnist", data_root=str(data_root), cache_root=str(tmp_path / "cache"))
+    common = dict(**data, epochs=2, **TINY_RESNET | {"batch_size": 8, "augment": "basic"})
     memory = train(TrainConfig(**common, data_mode="memory", out=str(tmp_path / "a")))
     mapped = train(TrainConfig(**common, data_mode="disk", out=str(tmp_path / "b")))
     assert list((tmp_path / "cache" / "npy").rglob("*.npy"))  # it did train from the copy
@@ -161,17 +152,8 @@ def test_finetune_from_the_disk_copy_equals_finetune_from_memory(data_root, tmp_
 
 def test_auto_reads_from_disk_when_it_would_take_over_half_the_memory(data_root, tmp_path, monkeypatch):
     monkeypatch.setattr("finetune.data.available_memory", lambda: 2 * 40 * 28 * 28 * 3)  # ~ the images
-    cfg = TrainConfig(
-        model="timm:test_resnet",
-        pretrained=False,
-        img_size=32,
-        dataset="bloodmnist",
-        data_root=str(data_root),
-        epochs=1,
-        batch_size=16,
-        out=str(tmp_path / "runs"),
-        cache_root=str(tmp_path / "cache"),
-    )
+    data = dict(dataset="bloodmnist", data_root=str(data_root), cache_root=str(tmp_path / "cache"))
+    cfg = TrainConfig(**data, epochs=1, out=str(tmp_path / "runs"), **TINY_RESNET)
     train(cfg)
     assert len(list((tmp_path / "cache" / "npy").rglob("*_images.npy"))) == 3
 
