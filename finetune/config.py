@@ -74,8 +74,8 @@ class TrainConfig:
     micro_batch: int | None = option(
         None,
         "Images per forward and backward pass; their gradients add up to the batch's, so the run is the "
-        "same in less memory [default: the batch on a GPU; 32 on the CPU, where larger passes only cost "
-        "memory]. Not for networks that train BatchNorm (its statistics would change).",
+        "same in less memory [default: the batch on a GPU; 32 on the CPU, where larger passes are no "
+        "faster]. Not for networks that train BatchNorm (its statistics would change).",
         min=1,
     )
     lr: float | None = option(None, f"Peak learning rate {FROM_RECIPE}.", min=0)
