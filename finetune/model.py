@@ -30,9 +30,14 @@ def train_mode(model: torch.nn.Module) -> None:
     """model.train(), except frozen layers with parameters (BatchNorm keeps its running stats)."""
     model.train()
     for module in model.modules():
-        own = list(module.parameters(recurse=False))
-        if own and not any(p.requires_grad for p in own):
+        if _frozen(module):
             module.eval()
+
+
+def _frozen(module: torch.nn.Module) -> bool:
+    """A layer with parameters of its own, none of them trained (`train_mode` leaves it in eval)."""
+    own = list(module.parameters(recurse=False))
+    return bool(own) and not any(p.requires_grad for p in own)
 
 
 def micro_batch_size(model: torch.nn.Module, requested: int | None, *, batch_size: int, device) -> int:
@@ -53,15 +58,10 @@ def micro_batch_size(model: torch.nn.Module, requested: int | None, *, batch_siz
 
 
 def trains_batch_norm(model: torch.nn.Module) -> bool:
-    """Whether a BatchNorm layer of `model` normalizes by batch statistics in training (`train_mode`
-    leaves frozen ones in eval mode)."""
-    return any(
-        isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
-        and (
-            not list(m.parameters(recurse=False)) or any(p.requires_grad for p in m.parameters(recurse=False))
-        )
-        for m in model.modules()
-    )
+    """Whether a BatchNorm layer of `model` normalizes by batch statistics in training (frozen ones
+    stay in eval mode: `train_mode`)."""
+    norms = (m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    return any(not _frozen(m) for m in norms)
 
 
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:

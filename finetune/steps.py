@@ -77,7 +77,7 @@ class TrainSteps:
         self.optimizer.zero_grad(set_to_none=True)
         size = self.micro_batch or len(images)
         parts = list(zip(images.split(size), labels.split(size), strict=True))
-        total = self.loss_fn.total(labels)
+        total = self.loss_fn.total(labels) if len(parts) > 1 else None  # whole batches skip it
         loss = torch.zeros((), device=self.device)
         for i, (x, y) in enumerate(parts):
             no_sync = getattr(self.net, "no_sync", None) if i < len(parts) - 1 else None
