@@ -7,7 +7,7 @@ import os
 
 import click
 
-from finetune.config import SELECT_AUTO, TrainConfig
+from finetune.config import TrainConfig
 from medprobe import __version__
 from medprobe.cli_utils import (
     add_verbosity,
@@ -42,7 +42,7 @@ def _recipes_epilog() -> str:
             "\b",
             "Recipes: the defaults marked so, from scratch, else by the model's family (CNN or ViT):",
             *lines,
-            f"--select auto: {SELECT_AUTO} (ACC where a class is absent from val).",
+            "Selection on val AUC falls back to ACC where a class is absent from val.",
         ]
     )
 

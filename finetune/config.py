@@ -18,7 +18,8 @@ from medprobe.tracking import TRACKERS
 AUGMENTS = ("none", "basic")
 CLASS_WEIGHTS = ("none", "balanced")
 INIT_HEADS = ("random", "probe")
-SELECT_AUTO = "auc"  # threshold-free, so predicting one class never wins; MedMNIST's training selects on it
+# The best epoch is picked on a val metric, or on the val loss (the training loss on val: lower wins).
+SELECT_CHOICES = (*SELECT_METRICS, "loss")
 FROM_RECIPE = "[default: the model's recipe, see below]"
 # LP-FT fine-tunes at a tenth of the recipe's lr (Kumar et al., 2022, also fine-tune after LP with a
 # smaller lr). DINOv2-S on BreastMNIST at the recipe's lr, started from the probe: train loss 16.5 in
@@ -105,8 +106,9 @@ class TrainConfig:
     patience: int | None = option(None, "Early stopping [default: off].", min=1)
     select: str = option(
         "auto",
-        f"Val metric that picks the best epoch; auto: {SELECT_AUTO}.",
-        choices=("auto", *SELECT_METRICS),
+        "Val score that picks the best epoch (loss: the training loss on val, lower wins); auto: the "
+        "model's recipe's (see below).",
+        choices=("auto", *SELECT_CHOICES),
     )
     seed: int = option(0)
     out: str = option("runs", "Folder of the result records.")
@@ -136,8 +138,8 @@ class TrainConfig:
             raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
         if self.flips != "auto" and self.flips not in FLIP_CHOICES:
             raise ValueError(f"unknown --flips {self.flips!r}; choose auto or {', '.join(FLIP_CHOICES)}")
-        if self.select != "auto" and self.select not in SELECT_METRICS:
-            raise ValueError(f"unknown --select {self.select!r}; choose auto or {', '.join(SELECT_METRICS)}")
+        if self.select != "auto" and self.select not in SELECT_CHOICES:
+            raise ValueError(f"unknown --select {self.select!r}; choose auto or {', '.join(SELECT_CHOICES)}")
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
         self._fill_from_recipe()
@@ -157,12 +159,10 @@ class TrainConfig:
         for name in ("weight_decay", "warmup", "layer_decay", "drop_path", "class_weights"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(recipe, name))
+        if self.select == "auto":
+            self.select = recipe.select
         if self.lr is None:
             self.lr = recipe.lr_for(self.batch_size) * (LPFT_LR_FACTOR if self.init_head == "probe" else 1.0)
-
-    @property
-    def selects_on(self) -> str:
-        return SELECT_AUTO if self.select == "auto" else self.select
 
     def flips_for(self, dataset_flips: str) -> str:
         """The flips this run's augmentation draws: none without augmentation, else --flips or the

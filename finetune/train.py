@@ -144,9 +144,7 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     data = training_data(
         dspec, size=cfg.size, root=cfg.data_root, mode=cfg.data_mode, cache_root=cfg.cache_root
     )
-    select, note = selection_metric(
-        data["val"][1], task=dspec.task, n_classes=dspec.n_classes, select=cfg.selects_on
-    )
+    select, note = epoch_selection(cfg.select, data["val"][1], dspec)
     if note:
         log.warning("%s", note)
     model, pcfg, head_init = build_model(cfg, spec, dspec, init_head)
@@ -174,6 +172,14 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         cfg, spec, dspec, name, config, rank, world, place_data(data, device), truth, steps, generators,
         select, note, n_trainable, head_init,
     )  # fmt: skip
+
+
+def epoch_selection(select: str, y_val: np.ndarray, dspec: DatasetSpec) -> tuple[str, str | None]:
+    """What picks the best epoch: the val loss, or a val metric (`selection_metric`: AUC falls back to
+    ACC where it is undefined); and a note when it had to fall back."""
+    if select == "loss":
+        return "loss", None
+    return selection_metric(y_val, task=dspec.task, n_classes=dspec.n_classes, select=select)
 
 
 def _resume(run: Run) -> TrainState:
@@ -207,17 +213,17 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     train_seconds = time.perf_counter() - started
     val_logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
     val = evaluate(run.truth["val"], probabilities(val_logits, run.dspec.task), task=run.dspec.task)
+    val_loss = float(
+        steps.loss_fn(
+            torch.from_numpy(val_logits).to(steps.device), torch.from_numpy(run.truth["val"]).to(steps.device)
+        )
+    )
     images = seen * run.world
     state.history.append(
         {
             "epoch": epoch,
             "train_loss": train_loss,
-            "val_loss": float(
-                steps.loss_fn(
-                    torch.from_numpy(val_logits).to(steps.device),
-                    torch.from_numpy(run.truth["val"]).to(steps.device),
-                )
-            ),
+            "val_loss": val_loss,
             "val_acc": val["acc"],
             "val_auc": val["auc"],
             "val_macro_f1": val["macro_f1"],
@@ -229,9 +235,13 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         }
     )
     _track_epoch(run, state.history[-1], val)
-    state.improve(epoch, val[run.select], steps.model)  # `selection_metric` keeps the score defined
+    score = -val_loss if run.select == "loss" else val[run.select]  # higher wins; `epoch_selection`
+    state.improve(epoch, score, steps.model)  # keeps it defined
     state.epoch = epoch
-    log.info("epoch %d: train loss %.4f, val %s %.4f", epoch, train_loss, run.select, val[run.select])
+    log.info(
+        "epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val auc %.4f",
+        epoch, train_loss, val_loss, val["acc"], val["auc"],
+    )  # fmt: skip
     if run.rank == 0:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")

@@ -77,6 +77,38 @@ def test_the_best_epoch_is_what_gets_scored(tmp_path):
     assert result.metrics["test"]["acc"] > history[-1]["val_acc"] + 0.15, (result.metrics["test"], history)
 
 
+def test_the_val_loss_or_a_val_metric_picks_the_epoch(tmp_path):
+    # Labels 30% noisy, so val loss and val AUC disagree about the best epoch: lowest loss at
+    # epoch 1, highest AUC at epoch 3 (the same trajectory under both rules).
+    root = tmp_path / "data"
+    path = make_npz(root / "breastmnist.npz", n=(120, 40, 40), n_classes=2)
+    arrays, rng = dict(np.load(path)), np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        labels = arrays[f"{split}_labels"]
+        noisy = rng.random(len(labels)) < 0.3
+        labels[noisy] = 1 - labels[noisy]
+    np.savez(path, **arrays)
+    common = dict(dataset="breastmnist", data_root=str(root), epochs=6, lr=3e-3, warmup=0, **TINY)
+    runs = {
+        select: train(TrainConfig(select=select, out=str(tmp_path / select), **common))
+        for select in ("auc", "loss")
+    }
+    history = {
+        select: json.loads((tmp_path / select / run.run_name / "history.json").read_text())
+        for select, run in runs.items()
+    }
+    steps = history["loss"]
+    assert [h["val_loss"] for h in history["auc"]] == pytest.approx([h["val_loss"] for h in steps], rel=1e-6)
+    by_loss = 1 + int(np.argmin([h["val_loss"] for h in steps]))
+    by_auc = 1 + int(np.argmax([h["val_auc"] for h in steps]))
+    assert by_loss != by_auc, steps  # else this test could not tell the rules apart
+    for select, best in (("loss", by_loss), ("auc", by_auc)):
+        result = runs[select]
+        assert result.hparams["best_epoch"] == best and result.hparams["selected_on"] == select
+        assert result.metrics["val"]["auc"] == pytest.approx(steps[best - 1]["val_auc"])  # its weights
+    assert runs["auc"].run_name != runs["loss"].run_name
+
+
 def finetune_cmd(root, out, *extra):
     return [
         sys.executable,

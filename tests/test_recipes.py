@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -39,8 +41,18 @@ def test_each_family_gets_its_recipe_and_explicit_options_win():
         recipe.layer_decay, recipe.drop_path, "balanced"
     )  # fmt: skip
     assert TrainConfig(model="resnet18", pretrained=True).recipe == "pretrained_cnn"
-    mine = TrainConfig(model="dinov2_small", lr=0.01, layer_decay=1.0, class_weights="none")
-    assert (mine.lr, mine.layer_decay, mine.class_weights) == (0.01, 1.0, "none")
+    mine = TrainConfig(model="dinov2_small", lr=0.01, layer_decay=1.0, class_weights="none", select="f1")
+    assert (mine.lr, mine.layer_decay, mine.class_weights, mine.select) == (0.01, 1.0, "none", "f1")
+
+
+def test_auto_selection_is_the_recipes_and_part_of_the_identity():
+    assert (TrainConfig().select, TrainConfig(model="resnet18", pretrained=True).select) == ("auc", "auc")
+    vit = TrainConfig(model="dinov2_small")
+    assert vit.select == RECIPES["pretrained_vit"].select == "loss"
+    # The identity holds what "auto" stood for: the same run as asking for it, not as another rule.
+    assert asdict(vit) == asdict(TrainConfig(model="dinov2_small", select="loss"))
+    assert asdict(vit) != asdict(TrainConfig(model="dinov2_small", select="auc"))
+    assert "best epoch on val loss" in RECIPES["pretrained_vit"].describe()
 
 
 def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
