@@ -212,6 +212,8 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     )  # fmt: skip
     train_seconds = time.perf_counter() - started
     val_logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
+    if not np.isfinite(val_logits).all():  # the same on every rank: val is gathered
+        raise UserError(diverged(epoch, train_loss, cfg.lr, steps.precision))
     val = evaluate(run.truth["val"], probabilities(val_logits, run.dspec.task), task=run.dspec.task)
     val_loss = float(
         steps.loss_fn(
@@ -246,6 +248,15 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")
     barrier()
+
+
+def diverged(epoch: int, train_loss: float, lr: float, precision: str) -> str:
+    """What to do when the weights left the numbers behind (NaN or inf outputs on val)."""
+    fp16 = ", or pass --precision fp32 (it ran in fp16)" if precision == "fp16" else ""
+    return (
+        f"epoch {epoch}: training diverged (train loss {train_loss:.4g}, val outputs not finite); lower "
+        f"--lr (this run's {lr:g}){fp16}; no record was written"
+    )
 
 
 def _track_epoch(run: Run, epoch: dict, val: dict) -> None:

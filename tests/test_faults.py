@@ -148,6 +148,7 @@ CASES = [
     ("cache-rm-empty", PROBE, ["cache", "rm", "", "--yes"], None, 1, ["8 hex digits"]),
     ("report-no-records", PROBE, ["report", f"{D}"], None, 1, ["no result records"]),
     ("finetune-bad-freeze", FINETUNE, ["run", *TINY_RESNET, "--dataset", "breastmnist", "--freeze", "half"], None, 1, ["--freeze", "last:K"]),
+    ("finetune-diverges", FINETUNE, ["run", *TINY_RESNET, "--dataset", "breastmnist", "--lr", "1e6", "--warmup", "0"], None, 1, ["epoch 1", "diverged", "--lr (this run's 1e+06)", "no record"]),
     ("finetune-corrupt-checkpoint", FINETUNE, ["run", *TINY_RESNET, "--dataset", "breastmnist", "--epochs", "1", "--resume", "--out", X], corrupt_checkpoint, 1, ["checkpoint.pt", "--resume"]),
     ("suite-bad-dtype", PROBE, ["suite", X], recipe('[[probe]]\nbackbone = "vit_tiny"\ndtype = "float8"\n'), 1, ["recipe.toml:6", "dtype", "float16"]),
     ("suite-bad-resize", PROBE, ["suite", X], recipe('[[probe]]\nbackbone = "vit_tiny"\nresize = "stretch"\n'), 1, ["recipe.toml:6", "resize", "bicubic"]),
