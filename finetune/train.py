@@ -211,15 +211,7 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         progress=cfg.progress if run.rank == 0 else False, desc=f"epoch {epoch}/{cfg.epochs}",
     )  # fmt: skip
     train_seconds = time.perf_counter() - started
-    val_logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
-    if not np.isfinite(val_logits).all():  # the same on every rank: val is gathered
-        raise UserError(diverged(epoch, train_loss, cfg.lr, steps.precision))
-    val = evaluate(run.truth["val"], probabilities(val_logits, run.dspec.task), task=run.dspec.task)
-    val_loss = float(
-        steps.loss_fn(
-            torch.from_numpy(val_logits).to(steps.device), torch.from_numpy(run.truth["val"]).to(steps.device)
-        )
-    )
+    val, val_loss = _score_val(run, epoch, train_loss)
     images = seen * run.world
     state.history.append(
         {
@@ -248,6 +240,17 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")
     barrier()
+
+
+def _score_val(run: Run, epoch: int, train_loss: float) -> tuple[dict, float]:
+    """Val's metrics and loss (the training loss) after an epoch; the run stops if its outputs are
+    no longer numbers."""
+    steps, truth = run.steps, run.truth["val"]
+    logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
+    if not np.isfinite(logits).all():  # the same on every rank: val is gathered
+        raise UserError(diverged(epoch, train_loss, run.cfg.lr, steps.precision))
+    loss = steps.loss_fn(torch.from_numpy(logits).to(steps.device), torch.from_numpy(truth).to(steps.device))
+    return evaluate(truth, probabilities(logits, run.dspec.task), task=run.dspec.task), float(loss)
 
 
 def diverged(epoch: int, train_loss: float, lr: float, precision: str) -> str:
