@@ -229,8 +229,9 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
         }
     )
     _track_epoch(run, state.history[-1], val)
-    score = -val_loss if run.select == "loss" else val[run.select]  # higher wins; `epoch_selection`
-    state.improve(epoch, score, steps.model)  # keeps it defined
+    # Higher wins, so the loss enters negated; `epoch_selection` keeps the score defined.
+    score = -val_loss if run.select == "loss" else val[run.select]
+    state.improve(epoch, score, steps.model)
     state.epoch = epoch
     log.info(
         "epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val auc %.4f",
