@@ -18,7 +18,6 @@ from pathlib import Path
 
 import filelock
 import torch
-from tqdm.auto import tqdm
 
 from cache.options import ExtractOptions
 from cache.store import CacheKey, entry_path, inspect_entry
@@ -44,9 +43,10 @@ from medprobe.device import (
     slowest_and_total,
 )
 from medprobe.preprocess import preprocess
+from medprobe.progress import progress_bar
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import package_versions
-from medprobe.splits import SplitFile, open_split
+from medprobe.splits import SplitFile, open_splits
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def extract(
     cache_root: str | os.PathLike | None = None,
     options: ExtractOptions | None = None,
     lock_timeout: float = -1,
-    progress: bool = True,
+    progress: bool | None = None,
     **option_values,
 ) -> ExtractResult:
     """Extract all feature kinds of `backbone` for `dataset` into a cache entry (or reuse it).
@@ -80,6 +80,7 @@ def extract(
         dataset: MedMNIST flag, or a path to a MedMNIST-layout npz (then `task` is required).
         options: what to build and how (`ExtractOptions`); or give its fields as `option_values`.
         lock_timeout: seconds to wait for another process extracting the same entry (-1: forever).
+        progress: a bar of images and img/s: True, False, or None when stderr is a terminal.
 
     Returns:
         the complete entry's path, whether it was reused, and the measured throughput.
@@ -97,7 +98,7 @@ def extract(
     ):
         if broadcast_flag(reusable and not options.overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
-        data = {s: open_split(dspec, s, size=size, root=data_root, download=False) for s in key.splits}
+        data = open_splits(dspec, key.splits, size=size, root=data_root, download=False)
         job = _Job(key, spec, options, device, rank, world)
         throughput = _write_entry(path, job, data, progress=progress)
     return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
@@ -137,7 +138,7 @@ class _Job:
     world: int
 
 
-def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool) -> float | None:
+def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool | None) -> float | None:
     """Run every split through the backbone into `path` (resuming a partial entry); returns img/s."""
     options, spec = job.options, job.spec
     model, pcfg = create_backbone(
@@ -210,11 +211,11 @@ def _fill(
     started = time.perf_counter()
     with (
         BackgroundWriter(entry, rank) as writer,
-        tqdm(
+        progress_bar(
+            show=progress if rank == 0 else False,
             total=total,
             unit="img",
             desc=f"{entry.key.backbone} {entry.key.dataset}_{entry.key.size}",
-            disable=not progress or rank != 0,
             smoothing=0.1,
         ) as bar,
     ):

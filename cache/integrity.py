@@ -8,12 +8,15 @@ checksum as uninterrupted ones; a read recomputes it over the bytes it loads any
 
 from __future__ import annotations
 
+import hashlib
+import json
 import zlib
 
 import h5py
 import numpy as np
 
 CHECKSUM = "crc32"
+LABELS = "labels_sha256"  # entry attribute: {split: sha256 of its labels as extracted}
 BLOCK_ROWS = 1 << 15
 
 
@@ -42,16 +45,46 @@ def problem_with(name: str, dataset: h5py.Dataset, values: np.ndarray | None = N
     expected = dataset.attrs.get(CHECKSUM)
     if expected is None:
         return f"{name} has no checksum"
-    actual = _streamed_crc(dataset) if values is None else zlib.crc32(np.ascontiguousarray(values))
-    if actual != int(expected):
+    blocks = _blocks(dataset) if values is None else [np.ascontiguousarray(values)]
+    crc, finite = 0, True
+    for block in blocks:
+        crc = zlib.crc32(block, crc)
+        finite = finite and (block.dtype.kind != "f" or bool(np.isfinite(block).all()))
+    if crc != int(expected):
         return f"{name} does not match its checksum (the file is corrupt)"
-    if values is not None and values.dtype.kind == "f" and not np.isfinite(values).all():
-        return f"{name} holds non-finite values"
+    return None if finite else f"{name} holds non-finite values"
+
+
+def stamp_labels(f: h5py.File, labels: dict[str, np.ndarray]) -> None:
+    """Store the sha256 of each split's labels in the entry's attributes, once, when it is laid out:
+    `verify` can then tell labels edited after extraction even where their CRC was stamped again."""
+    f.attrs[LABELS] = json.dumps({split: _labels_digest(y) for split, y in labels.items()}, sort_keys=True)
+
+
+def labels_problem(f: h5py.File, splits) -> str | None:
+    """Why an entry's labels are not the ones it was extracted with, or None (also for entries written
+    before labels were stamped)."""
+    if LABELS not in f.attrs:
+        return None
+    stamped = json.loads(f.attrs[LABELS])
+    for split in splits:
+        if stamped.get(split) != _labels_digest(f[split]["labels"][...]):
+            return f"{split}/labels are not the labels it was extracted with (edited)"
     return None
+
+
+def _labels_digest(labels: np.ndarray) -> str:
+    labels = np.ascontiguousarray(labels, dtype="<i8")
+    return hashlib.sha256(repr(labels.shape).encode() + labels.tobytes()).hexdigest()
 
 
 def _streamed_crc(dataset: h5py.Dataset) -> int:
     crc = 0
-    for start in range(0, len(dataset), BLOCK_ROWS):
-        crc = zlib.crc32(np.ascontiguousarray(dataset[start : start + BLOCK_ROWS]), crc)
+    for block in _blocks(dataset):
+        crc = zlib.crc32(block, crc)
     return crc
+
+
+def _blocks(dataset: h5py.Dataset):
+    for start in range(0, len(dataset), BLOCK_ROWS):
+        yield np.ascontiguousarray(dataset[start : start + BLOCK_ROWS])

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from medprobe.choices import PRECISIONS, RESIZE_MODES, STORAGE_DTYPES
 from medprobe.data import SPLITS
-from medprobe.options import option
+from medprobe.options import check_fields, contradicting_weights, option
 
 # The fields that make an entry what it is (its key); the others say how extraction runs.
 ENTRY_FIELDS = ("weights", "pretrained", "precision", "resize", "img_size", "dtype")
@@ -41,6 +41,9 @@ class ExtractOptions:
                 f"unknown --splits {','.join(unknown) or '(none)'}; choose from {', '.join(SPLITS)}"
             )
         object.__setattr__(self, "splits", tuple(s for s in SPLITS if s in splits))
+        check_fields(self)
+        if not self.pretrained and self.weights is not None:
+            raise ValueError(contradicting_weights(self.weights))
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,11 @@ class EntryFilter:
     resize: str | None = option(None, "Entries of this resize mode.", choices=RESIZE_MODES)
     img_size: int | None = option(None, "Entries of this backbone input size.", min=1)
     dtype: str | None = option(None, "Entries of this storage dtype.", choices=STORAGE_DTYPES)
+
+    def __post_init__(self):
+        check_fields(self)
+        if self.pretrained is False and self.weights is not None:
+            raise ValueError(contradicting_weights(self.weights))
 
     def accepts(self, key) -> bool:
         """Whether the entry of `key` (a `cache.store.CacheKey`) was built as asked."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from medprobe.data_cache import cache_home as cache_root  # one cache folder for
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array
+DIGEST_CHARS = 16  # an entry's file is named by the first hex digits of its key's sha256
+UNFINISHED = "extraction not finished"
+ENTRY_NAME = re.compile(rf"^([0-9a-f]{{{DIGEST_CHARS}}})\.h5(\.partial)?$")
 
 
 class CacheError(UserError, RuntimeError):
@@ -78,17 +82,31 @@ class EntryInfo:
 
 def entry_path(key: CacheKey, root: str | os.PathLike | None = None) -> Path:
     folder = key.backbone.replace(":", "-").replace("/", "-")
-    return cache_root(root) / folder / f"{key.dataset}_{key.size}" / f"{key.digest[:16]}.h5"
+    return cache_root(root) / folder / f"{key.dataset}_{key.size}" / f"{key.digest[:DIGEST_CHARS]}.h5"
+
+
+def name_digest(path: str | os.PathLike) -> str | None:
+    """The key digest an entry's file name carries (`{digest}.h5[.partial]`), or None: not an entry."""
+    match = ENTRY_NAME.match(Path(path).name)
+    return match.group(1) if match else None
 
 
 def rebuild_hint(path: Path) -> str:
-    return f"delete {path} (or run `probe extract ... --overwrite`) and extract again"
+    return f"remove it (`probe cache rm {path}`, or `probe extract ... --overwrite`) and extract again"
 
 
 def read_split(
-    path: str | os.PathLike, split: str, *, kinds: tuple[str, ...] | None = None
+    path: str | os.PathLike,
+    split: str,
+    *,
+    kinds: tuple[str, ...] | None = None,
+    labels: np.ndarray | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Features and labels of one split of a complete entry.
+
+    Args:
+        labels: (N, L) the split's labels in the data file the entry is used for; the entry's must
+            equal them (an entry whose labels were edited, or that belongs to other data, is refused).
 
     Returns:
         ({kind: (N, D) float32}, (N, L) int64 labels).
@@ -105,8 +123,13 @@ def read_split(
         stored = {
             k: _checked(path, f"{split}/features/{k}", group["features"][k]) for k in kinds or available
         }
-        labels = _checked(path, f"{split}/labels", group["labels"])
-    return {k: v.astype(np.float32) for k, v in stored.items()}, labels
+        stored_labels = _checked(path, f"{split}/labels", group["labels"])
+    if labels is not None and not np.array_equal(stored_labels, labels):
+        raise CacheError(
+            f"{path}: its {split} labels differ from the data file's (the entry was edited or belongs to "
+            f"other data); {rebuild_hint(path)}"
+        )
+    return {k: v.astype(np.float32) for k, v in stored.items()}, stored_labels
 
 
 def _checked(path: Path, name: str, dataset: h5py.Dataset) -> np.ndarray:
@@ -134,7 +157,13 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
     info = EntryInfo(path=path, complete=False, bytes=path.stat().st_size)
     try:
         with _open(path) as f:
-            info.key = CacheKey.from_json(f.attrs["key"])
+            text = f.attrs["key"]
+            info.key = CacheKey.from_json(text)
+            if hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS] != name_digest(path):
+                info.problem = (
+                    "its key does not hash to its file name: the key was edited, or the file renamed"
+                )
+                return info
             if info.key.format_version != FORMAT_VERSION:
                 info.problem = f"written in cache format {info.key.format_version}, not {FORMAT_VERSION}"
                 return info
@@ -142,8 +171,8 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
             info.problem = _structure_problem(f, info.key, info.bytes)
             info.complete = bool(f.attrs.get("complete", False)) and info.problem is None
             if info.problem is None and not info.complete:
-                info.problem = "extraction not finished"
-    except (OSError, KeyError, ValueError, CacheError) as e:
+                info.problem = UNFINISHED
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, CacheError) as e:
         info.problem = f"unreadable: {e}"
     return info
 
@@ -154,19 +183,22 @@ def verify_entry(path: str | os.PathLike) -> EntryInfo:
     if not info.complete:
         return info
     with _open(info.path) as f:
-        for name, dataset in integrity.arrays(f, info.key.splits).items():
-            info.problem = integrity.problem_with(name, dataset)
-            if info.problem:
-                info.complete = False
-                break
+        arrays = integrity.arrays(f, info.key.splits).items()
+        problems = (integrity.problem_with(name, dataset) for name, dataset in arrays)
+        info.problem = next((p for p in problems if p), None) or integrity.labels_problem(f, info.key.splits)
+    info.complete = info.problem is None
     return info
 
 
 def list_entries(root: str | os.PathLike | None = None, *, partial: bool = True) -> list[EntryInfo]:
-    """Every entry under the cache root, complete ones and (with `partial`) unfinished ones."""
+    """Every entry under the cache root, complete ones and (with `partial`) unfinished ones.
+
+    Only files named like entries (`{digest}.h5[.partial]`) are entries; any other file there is
+    not medprobe's and is left out (and alone).
+    """
     root = cache_root(root)
     patterns = ("*.h5", "*.h5.partial") if partial else ("*.h5",)
-    paths = sorted(p for pattern in patterns for p in root.rglob(pattern))
+    paths = sorted(p for pattern in patterns for p in root.rglob(pattern) if name_digest(p) and p.is_file())
     return [inspect_entry(p) for p in paths]
 
 
@@ -182,6 +214,16 @@ def find_entries(
         if (backbone is None or key.backbone == backbone) and set(key.splits) >= {"train", "val", "test"}:
             found.append((info.path, key))
     return found
+
+
+def damaged_entries(root: str | os.PathLike | None, *, dataset: str, size: int) -> list[EntryInfo]:
+    """Finished entries of `dataset`/`size` (by their folder) that cannot be used: edited, corrupt,
+    unreadable. Unfinished extractions are not damaged: they resume."""
+    return [
+        info
+        for info in list_entries(root, partial=False)
+        if info.path.parent.name == f"{dataset}_{size}" and info.problem not in (None, UNFINISHED)
+    ]
 
 
 def _structure_problem(f: h5py.File, key: CacheKey, file_bytes: int) -> str | None:
@@ -264,18 +306,27 @@ def remove_entry(path: str | os.PathLike) -> None:
 def resolve_entry(ref: str, root: str | os.PathLike | None = None) -> EntryInfo:
     """The one entry `ref` names: its path, or a prefix of at least 8 hex digits of its key digest.
 
+    An entry is a file named `{digest}.h5[.partial]` under the cache root holding a readable key;
+    no other file is ever resolved (so never deleted), whatever its name or place.
+
     Raises:
         CacheError: `ref` names no entry, names several, or is too short to name one safely.
     """
-    entries = list_entries(root)
-    by_path = [info for info in entries if str(info.path) == ref or str(info.path.resolve()) == ref]
-    if by_path:
-        return by_path[0]
+    entries = [info for info in list_entries(root) if info.key is not None]
+    if ref and Path(ref).is_file():
+        path = Path(ref).resolve()
+        found = [info for info in entries if info.path.resolve() == path]
+        if not found:
+            raise CacheError(
+                f"{ref} is not a medprobe cache entry (a `{{digest}}.h5` file under {cache_root(root)} with "
+                "a readable key); it is left as it is. See `probe cache ls` for the entries"
+            )
+        return found[0]
     if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref.lower()):
         raise CacheError(
             f"{ref!r} is not an entry path or a key prefix of at least 8 hex digits; see `probe cache ls`"
         )
-    matches = [info for info in entries if info.key is not None and info.key.digest.startswith(ref.lower())]
+    matches = [info for info in entries if name_digest(info.path).startswith(ref.lower())]
     if len(matches) != 1:
         found = "no entry" if not matches else f"{len(matches)} entries"
         raise CacheError(f"{found} under {cache_root(root)} match {ref!r}; see `probe cache ls`")

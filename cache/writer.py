@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from cache import integrity
-from cache.store import CacheKey, delete_files
+from cache.store import CacheError, CacheKey, delete_files
 from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
 
 
@@ -126,7 +126,10 @@ class BackgroundWriter:
             raise self._failure() from self.error
 
     def _failure(self) -> Exception:
-        """A full disk is the user's to fix (the entry stays resumable); anything else is a bug."""
+        """A full disk or non-finite features are the user's to fix (the entry stays resumable);
+        anything else is a bug."""
+        if isinstance(self.error, CacheError):
+            return CacheError(str(self.error))  # a new exception, chained to the thread's
         if isinstance(self.error, OSError):
             error = disk_error(self.error, self.entry.path)
             if isinstance(error, DiskError):
@@ -142,14 +145,29 @@ class BackgroundWriter:
                 if ready is not None:
                     ready.synchronize()
                 arrays = {k: v.numpy() for k, v in features.items()}
-                if not all(np.isfinite(a).all() for a in arrays.values()):
-                    raise OverflowError(
-                        f"non-finite features in {split}[{start}:{stop}]; try --dtype float32"
-                    )
+                problem = non_finite(arrays, self.entry.key.dtype)
+                if problem:
+                    raise CacheError(f"{split} images {start}..{stop - 1}: {problem}")
                 self.entry.write(split, start, arrays)
                 self.entry.mark_done(split, start, stop, rank=self.rank)
             except BaseException as e:  # noqa: BLE001 - re-raised in the producer thread
                 self.error = e
+
+
+def non_finite(features: dict[str, np.ndarray], dtype: str) -> str | None:
+    """What is wrong with features that are not all finite numbers, and the fix; None if they are.
+
+    NaN comes from the network (weights holding NaN, or arithmetic that overflowed in fp16); inf
+    alone from values beyond what the storage dtype holds.
+    """
+    if all(np.isfinite(a).all() for a in features.values()):
+        return None
+    if any(np.isnan(a).any() for a in features.values()):
+        return (
+            "the backbone's features are NaN: its weights hold NaN (check the --weights file) or its "
+            "arithmetic overflowed (with --precision fp16, pass --precision fp32)"
+        )
+    return f"features overflow {dtype} storage (beyond its largest number); pass --dtype float32"
 
 
 def open_partial(
@@ -189,6 +207,7 @@ def _create_layout(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dim
     with h5py.File(path, "w") as f:
         f.attrs["key"] = key.to_json()
         f.attrs["complete"] = False
+        integrity.stamp_labels(f, {split: labels[split] for split in key.splits})
         for split in key.splits:
             group = f.create_group(split)
             group.create_dataset("labels", data=labels[split])

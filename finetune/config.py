@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from medprobe.choices import PRECISIONS
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
-from medprobe.options import option
+from medprobe.options import check_fields, contradicting_weights, option
 from medprobe.registry import RECIPES, get_backbone
 from medprobe.tracking import TRACKERS
 
@@ -92,7 +92,9 @@ class TrainConfig:
         "probe: start from a logistic-regression probe fitted on the cached frozen features (LP-FT).",
         choices=INIT_HEADS,
     )
-    label_smoothing: float = option(0.0)
+    label_smoothing: float = option(
+        0.0, "Share of each target spread over the other classes.", min=0, max=1, max_open=True
+    )
     augment: str = option(
         "basic", "basic: random flips (see --flips) and a small random affine.", choices=AUGMENTS
     )
@@ -133,13 +135,10 @@ class TrainConfig:
     )
 
     def __post_init__(self):
+        check_fields(self)
         parse_freeze(self.freeze)
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"unknown --augment {self.augment!r}; choose one of {AUGMENTS}")
-        if self.flips != "auto" and self.flips not in FLIP_CHOICES:
-            raise ValueError(f"unknown --flips {self.flips!r}; choose auto or {', '.join(FLIP_CHOICES)}")
-        if self.select != "auto" and self.select not in SELECT_CHOICES:
-            raise ValueError(f"unknown --select {self.select!r}; choose auto or {', '.join(SELECT_CHOICES)}")
+        if self.pretrained is False and self.weights is not None:
+            raise ValueError(contradicting_weights(self.weights))
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
         self._fill_from_recipe()

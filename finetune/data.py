@@ -16,7 +16,7 @@ from medprobe.data import SPLITS, DatasetSpec, file_md5
 from medprobe.data_cache import NpyRows, available_memory, disk_images
 from medprobe.device import fits_on
 from medprobe.errors import DataError
-from medprobe.splits import CHUNK_BYTES, open_split
+from medprobe.splits import CHUNK_BYTES, open_splits
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ MEMORY_SHARE = 0.5  # `auto` keeps data in memory up to this share of the availa
 
 def training_data(dspec: DatasetSpec, *, size: int, root, mode: str, cache_root) -> dict:
     """split -> (images (N, H, W, C) uint8, in memory or on disk (`NpyRows`); labels (N, L) int64)."""
-    sources = {split: open_split(dspec, split, size=size, root=root) for split in SPLITS}
+    sources = open_splits(dspec, SPLITS, size=size, root=root)
     total, free = sum(s.nbytes for s in sources.values()), available_memory()
     if mode == "auto":
         mode = "memory" if free is None or total <= MEMORY_SHARE * free else "disk"

@@ -17,10 +17,16 @@ def apply_freeze(model: torch.nn.Module, freeze: str) -> int:
     """Turn off gradients outside the trainable part; returns the number of trainable parameters."""
     blocks_to_train = parse_freeze(freeze)
     if blocks_to_train is not None:
+        blocks = _blocks(model)
+        if blocks_to_train > len(blocks):
+            raise UserError(
+                f"--freeze {freeze}: this network has {len(blocks)} blocks; use last:1 .. "
+                f"last:{len(blocks)}, backbone (the head only) or none"
+            )
         model.requires_grad_(False)
         trainable = [model.get_classifier()]
         if blocks_to_train:
-            trainable += [*_final_norms(model), *_blocks(model)[::-1][:blocks_to_train]]
+            trainable += [*_final_norms(model), *blocks[::-1][:blocks_to_train]]
         for module in trainable:
             module.requires_grad_(True)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from finetune.augment import augment
 from finetune.model import train_mode
 from medprobe.device import autocast
 from medprobe.outputs import TaskLoss
 from medprobe.preprocess import preprocess
+from medprobe.progress import progress_bar
 
 
 @dataclass
@@ -54,8 +54,7 @@ class TrainSteps:
         order = order.to(images.device)
         draws = draws.to(self.device) if draws is not None else None
         losses, sizes = [], []
-        hide = None if progress is None else not progress
-        with tqdm(total=len(order), unit="img", desc=desc, disable=hide, leave=False) as bar:
+        with progress_bar(show=progress, total=len(order), unit="img", desc=desc, leave=False) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch_draws = draws[start : start + batch_size] if draws is not None else None

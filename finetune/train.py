@@ -36,6 +36,7 @@ from medprobe.outputs import probabilities
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import RunResult, run_name
 from medprobe.tracking import NoTracker, open_tracker, split_scalars
+from medprobe.validate import check_trainable
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
@@ -144,6 +145,7 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     data = training_data(
         dspec, size=cfg.size, root=cfg.data_root, mode=cfg.data_mode, cache_root=cfg.cache_root
     )
+    check_trainable(data["train"][1], task=dspec.task, where=f"{dspec.flag}_{cfg.size} train")
     select, note = epoch_selection(cfg.select, data["val"][1], dspec)
     if note:
         log.warning("%s", note)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,11 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
 
 @contextlib.contextmanager
 def disk_errors(what: str | os.PathLike) -> Iterator[None]:
-    """Turn a full disk (or a read-only or forbidden folder) while writing `what` into a `DiskError`."""
+    """Turn a full disk (or a read-only or forbidden folder) while writing `what` into a `DiskError`.
+
+    Some writers report a full disk as another exception (torch.save: a RuntimeError from its zip
+    writer); any exception raised while the disk under `what` is full is taken for that.
+    """
     try:
         yield
     except OSError as e:
@@ -58,6 +63,24 @@ def disk_errors(what: str | os.PathLike) -> Iterator[None]:
         if error is e:
             raise
         raise error from e
+    except Exception as e:
+        if not disk_full(Path(what).parent):
+            raise
+        reason = f"no space left on device ({type(e).__name__} from the writer)"
+        raise DiskError(f"could not write {what}: {reason}; free some space and run again") from e
+
+
+FULL_BYTES = 1 << 20  # a filesystem with less free space than this is full for any file we write
+
+
+def disk_full(folder: Path) -> bool:
+    """Whether the filesystem holding `folder` (or its nearest existing parent) is full."""
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free < FULL_BYTES
+    except OSError:
+        return False
 
 
 DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS)

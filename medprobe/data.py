@@ -19,6 +19,7 @@ import numpy as np
 from medprobe.atomic import atomic_path
 from medprobe.errors import DataError
 from medprobe.hashing import file_digest
+from medprobe.progress import progress_bar
 from medprobe.tasks import TASKS
 from medprobe.validate import check_labels, infer_n_classes
 
@@ -124,11 +125,18 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
 
     Args:
         name: a key of `DATASETS`, or a path ending in `.npz`.
-        task: required for a user's npz (one of `TASKS`); ignored for official datasets.
+        task: required for a user's npz (one of `TASKS`); for an official dataset, None or its own
+            task (another is refused).
     """
     name = str(name)
     if name in DATASETS:
-        return DATASETS[name]
+        spec = DATASETS[name]
+        if task is not None and task != spec.task:
+            raise ValueError(
+                f"--task {task} contradicts {name}, a {spec.task} dataset; --task is for your own .npz, "
+                "drop it"
+            )
+        return spec
     if not name.endswith(".npz"):
         raise ValueError(
             f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} "
@@ -142,7 +150,7 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
     known = 2 if task == "binary-class" else None  # other class counts are what the labels say
     with _open_npz(path) as npz:
         labels = {split: _checked_labels(npz, path, split, task=task, n_classes=known) for split in SPLITS}
-    n_out = infer_n_classes(list(labels.values()), task=task)
+    n_out = infer_n_classes(labels, task=task, where=path.name)
     return DatasetSpec(
         flag=path.stem,
         task=task,
@@ -259,14 +267,12 @@ def _warn_if_modified(path: Path, md5: str) -> None:
 
 def _download(url: str, dest: Path, *, md5: str) -> None:
     """Fetch `url` into `dest` through a `.partial` file; nothing is left behind on failure."""
-    from tqdm.auto import tqdm
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         with atomic_path(dest) as partial:
             with urllib.request.urlopen(url, timeout=30) as response, open(partial, "wb") as out:
                 total = int(response.headers.get("Content-Length") or 0) or None
-                with tqdm(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
+                with progress_bar(total=total, unit="B", unit_scale=True, desc=dest.name) as bar:
                     while chunk := response.read(1 << 20):
                         out.write(chunk)
                         bar.update(len(chunk))

@@ -1,9 +1,10 @@
 """Options declared once, on the dataclass that uses them: its CLI flags and recipe checks derive from it.
 
-A field made with `option(...)` carries its help text and allowed values; `click_options(cls)`
-turns the fields into click options (bool fields become `--x/--no-x`, or a plain flag when they
-default to False), and `check_value` applies the same rules to a value read from a recipe.
-No torch here: the CLIs build their `--help` from this module.
+A field made with `option(...)` carries its help text, allowed values and bounds. Three readers
+apply the same rules with the same words: `click_options(cls)` turns the fields into click options
+(bool fields become `--x/--no-x`, or a plain flag when they default to False), `check_value` checks
+a value read from a recipe, and `check_fields` checks an instance built in Python (its
+`__post_init__`). No torch here: the CLIs build their `--help` from this module.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ def option(
     *,
     choices: Sequence[str] | None = None,
     min: int | float | None = None,
+    max: int | float | None = None,
+    max_open: bool = False,
     flag: str | None = None,
     aliases: Sequence[str] = (),
     show_default: bool = True,
     cli: bool = True,
 ) -> dataclasses.Field:
-    """A dataclass field with what its flag says: help, choices, lower bound, a flag name other than
-    `--field-name`, old spellings that still work but stay out of --help (`aliases`, e.g. "--model");
-    `cli=False` keeps it off the command line (set by the program, not the user)."""
-    meta = {"help": help, "choices": choices, "min": min, "flag": flag, "show_default": show_default}
+    """A dataclass field with what its flag says: help, choices, bounds (`min` <= value <= `max`, or
+    < `max` with `max_open`), a flag name other than `--field-name`, old spellings that still work
+    but stay out of --help (`aliases`, e.g. "--model"); `cli=False` keeps it off the command line
+    (set by the program, not the user)."""
+    meta = {"help": help, "choices": choices, "min": min, "max": max, "max_open": max_open}
+    meta |= {"flag": flag, "show_default": show_default}
     meta |= {"cli": cli, "aliases": tuple(aliases)}
     return dataclasses.field(default=default, metadata=meta)
 
@@ -53,7 +58,7 @@ def check_value(cls: type, name: str, value) -> str | None:
     f = {f.name: f for f in dataclasses.fields(cls)}[name]
     hint = typing.get_type_hints(cls)[name]
     kind = _base_type(hint)
-    choices, low = f.metadata.get("choices"), f.metadata.get("min")
+    choices = f.metadata.get("choices")
     if value is None:
         return None
     if kind is tuple:
@@ -64,11 +69,56 @@ def check_value(cls: type, name: str, value) -> str | None:
         return None
     if not _is_a(value, kind):
         return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[kind]
-    if choices is not None and value not in choices:
-        return f"one of {', '.join(choices)}"
-    if low is not None and value < low:
-        return f"{'an integer' if kind is int else 'a number'} >= {low}"
-    return None
+    return _rule_problem(f, kind, value)
+
+
+def check_fields(instance) -> None:
+    """Refuse an instance whose fields break their declared choices or bounds (types are the
+    caller's: a library user may pass a Path or a numpy number).
+
+    Raises:
+        ValueError: naming the flag, the value and what it must be.
+    """
+    hints = typing.get_type_hints(type(instance))
+    for f in dataclasses.fields(instance):
+        value, kind = getattr(instance, f.name), _base_type(hints[f.name])
+        values = value if kind is tuple and isinstance(value, tuple) else (value,)
+        for item in values:
+            wanted = None if item is None or kind is bool else _rule_problem(f, kind, item)
+            if wanted:
+                raise ValueError(f"{flag_of(f)} {item!r}: must be {wanted}")
+
+
+def contradicting_weights(weights) -> str:
+    """The one message for `--weights FILE --no-pretrained`: a file of weights is pretrained weights."""
+    return f"--weights {weights} and --no-pretrained contradict each other; give one of them"
+
+
+def flag_of(f: dataclasses.Field) -> str:
+    """The command-line flag of a field: `--backbone` for `model`, `--label-smoothing`, ..."""
+    return "--" + (f.metadata.get("flag") or f.name.replace("_", "-"))
+
+
+def _rule_problem(f: dataclasses.Field, kind: type, value) -> str | None:
+    """What a value of the right type must be to satisfy the field's choices and bounds, or None."""
+    choices = f.metadata.get("choices")
+    if choices is not None:
+        return None if value in choices else f"one of {', '.join(map(str, choices))}"
+    low, high, open_high = (f.metadata.get(k) for k in ("min", "max", "max_open"))
+    if kind not in (int, float) or (low is None and high is None):
+        return None
+    below = high is None or (value < high if open_high else value <= high)
+    inside = (low is None or value >= low) and below
+    return None if inside else _bounds_phrase(kind, low, high, open_high)
+
+
+def _bounds_phrase(kind: type, low, high, open_high: bool) -> str:
+    what = "an integer" if kind is int else "a number"
+    if high is None:
+        return f"{what} >= {low:g}"
+    if low is None:
+        return f"{what} {'<' if open_high else '<='} {high:g}"
+    return f"{what} in [{low:g}, {high:g}{')' if open_high else ']'}"
 
 
 def field_names(cls: type, *, cli_only: bool = True) -> tuple[str, ...]:
@@ -88,7 +138,7 @@ class AliasedOption(click.Option):
 
 def _click_option(f: dataclasses.Field, hint) -> Callable:
     meta, kind = f.metadata, _base_type(hint)
-    flag = "--" + (meta["flag"] or f.name.replace("_", "-"))
+    flag = flag_of(f)
     names = (flag, *meta["aliases"], f.name) if meta["flag"] else (flag, *meta["aliases"])
     kwargs = {"default": f.default, "help": meta["help"] or None, "show_default": meta["show_default"]}
     if meta["aliases"]:
@@ -103,14 +153,25 @@ def _click_option(f: dataclasses.Field, hint) -> Callable:
         return click.option(f"{flag}/--no-{flag[2:]}", *names[1:], **kwargs)
     if meta["choices"] is not None:
         kwargs["type"] = click.Choice(list(meta["choices"]))
-    elif meta["min"] is not None:
-        range_type = click.IntRange if kind is int else click.FloatRange
-        kwargs["type"] = range_type(min=meta["min"])
     else:
         kwargs["type"] = kind
+        if meta["min"] is not None or meta["max"] is not None:
+            kwargs["callback"] = _within_bounds(f, kind)
     if f.default is None:
         kwargs["show_default"] = False
     return click.option(*names, **kwargs)
+
+
+def _within_bounds(f: dataclasses.Field, kind: type) -> Callable:
+    """A click callback refusing values outside the field's bounds, in `check_fields`'s words."""
+
+    def check(ctx, param, value):
+        wanted = None if value is None else _rule_problem(f, kind, value)
+        if wanted:
+            raise click.BadParameter(f"{value!r}: must be {wanted}")
+        return value
+
+    return check
 
 
 def _is_a(value, kind: type) -> bool:

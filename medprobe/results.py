@@ -8,6 +8,7 @@ two configurations never share a record and re-running one rewrites its own.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import math
@@ -15,6 +16,7 @@ import os
 import platform
 import shlex
 import sys
+import zipfile
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from importlib import metadata
@@ -36,9 +38,10 @@ class RunResult:
     """What one run found, with enough context to compare and reproduce it.
 
     `metrics` maps split ("val", "test") to the dict of `medprobe.metrics.evaluate`. `predictions`
-    (test scores and labels) are kept beside the JSON in `{run_name}.npz`, so intervals and paired
-    tests can be computed later; `tag` tells label-efficiency and feature variants apart; `task`
-    and `class_names` let a report score and label a user's own data.
+    (test scores and labels) are kept beside the JSON in `{run_name}.npz`, bound to the record by
+    its sha256, so intervals and paired tests can be computed later; `tag` tells label-efficiency
+    and feature variants apart; `task` and `class_names` let a report score and label a user's
+    own data.
     """
 
     dataset: str
@@ -58,6 +61,7 @@ class RunResult:
     command: str | None = field(default_factory=lambda: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
+    predictions_sha256: str | None = None  # of `{run_name}.npz`: the predictions are this run's
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def brief(self, out: str | os.PathLike) -> dict:
@@ -101,27 +105,44 @@ class RunResult:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunResult:
+        """A record as read back; a field of the wrong type is a ValueError naming it."""
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
             raise ValueError(f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it")
+        check_record(data)
         known = {f.name for f in fields(cls)} - {"predictions"}
         return cls(**{"command": None} | {k: v for k, v in data.items() if k in known})  # none: not recorded
 
     def load_predictions(self, runs_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-        """The arrays saved beside the record (empty when the run kept none)."""
+        """The arrays saved beside the record, checked against the sha256 it names (empty when the run
+        kept none, or when the record predates the binding: those are not trusted).
+
+        Raises:
+            ValueError: the file is missing, damaged, or not the one written with the record.
+        """
         path = Path(runs_dir) / f"{self.run_name}.npz"
-        if not path.exists():
+        if self.predictions_sha256 is None:
+            if path.exists():
+                log.warning("%s: not bound to its record (an earlier version wrote it); left out", path)
             return {}
-        with np.load(path) as npz:
+        if not path.exists():
+            raise ValueError(f"its predictions file {path.name} is missing")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.predictions_sha256:
+            raise ValueError(f"its predictions file {path.name} was replaced or edited since it was saved")
+        with np.load(io.BytesIO(data)) as npz:
             return dict(npz)
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write `{out_dir}/{run_name}.json` atomically (a crash never leaves half a record)."""
+        """Write `{out_dir}/{run_name}.json` (and its predictions' `.npz`, whose sha256 the record
+        names) atomically: a crash never leaves half a record."""
         path = Path(out_dir) / f"{self.run_name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.predictions:
-            with atomic_path(path.with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
-                np.savez_compressed(f, **self.predictions)
+            with atomic_path(path.with_suffix(".npz")) as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez_compressed(f, **self.predictions)
+                self.predictions_sha256 = hashlib.sha256(tmp.read_bytes()).hexdigest()
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_json())
         return path
@@ -147,7 +168,8 @@ def load_results(runs_dir: str | os.PathLike) -> list[RunResult]:
     """Every result record under `runs_dir` with its saved predictions, sorted by run name.
 
     JSON files that are not records (history.json) are passed over; records that cannot be read
-    (torn, foreign, another schema) are skipped with a warning naming each file.
+    (torn, foreign, another schema, a malformed field, predictions missing or not theirs) are
+    skipped with one warning naming each file.
     """
     results = []
     for path in sorted(Path(runs_dir).rglob("*.json")):
@@ -157,11 +179,66 @@ def load_results(runs_dir: str | os.PathLike) -> list[RunResult]:
                 continue
             result = RunResult.from_dict(data)
             result.predictions = result.load_predictions(path.parent)
-        except (OSError, ValueError, TypeError, KeyError) as e:
+        except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile) as e:
             log.warning("skipping %s: not a readable result record (%s)", path, e)
             continue
         results.append(result)
     return sorted(results, key=lambda r: r.run_name)
+
+
+# What a record's fields must be for the report to read them (None is allowed where listed).
+RECORD_FIELDS = {
+    "dataset": (str,),
+    "size": (int,),
+    "model": (str,),
+    "method": (str,),
+    "seed": (int,),
+    "metrics": (dict,),
+    "config": (dict,),
+    "task": (str, type(None)),
+    "class_names": (list,),
+    "hparams": (dict,),
+    "timings": (dict,),
+    "tag": (str,),
+    "predictions_sha256": (str, type(None)),
+}
+
+
+def check_record(data: dict) -> None:
+    """Refuse a record whose fields the report could not read: wrong types, a test split without
+    metrics, metrics that are not numbers."""
+    for name, types in RECORD_FIELDS.items():
+        value = data.get(name)
+        if name in data and (not isinstance(value, types) or isinstance(value, bool)):
+            raise ValueError(f"field {name!r} is {value!r}, not {' or '.join(t.__name__ for t in types)}")
+    if not isinstance(data.get("metrics", {}).get("test"), dict):
+        raise ValueError("field 'metrics' has no 'test' metrics")
+    for split, metrics in data["metrics"].items():
+        if not isinstance(metrics, dict):
+            raise ValueError(f"metrics of {split!r} are {metrics!r}, not a dict")
+        _check_metrics(split, metrics)
+
+
+def _check_metrics(split: str, metrics: dict) -> None:
+    for name in SCALARS:
+        if not _number_or_none(metrics.get(name)):
+            raise ValueError(f"{split} {name} is {metrics[name]!r}, not a number")
+    for name, bounds in (metrics.get("ci95") or {}).items():
+        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_number_or_none, bounds))):
+            raise ValueError(f"{split} ci95 of {name} is {bounds!r}, not [lower, upper]")
+    matrix = metrics.get("confusion_matrix")
+    if matrix is not None and not (
+        isinstance(matrix, list) and all(isinstance(r, list) and all(map(_is_number, r)) for r in matrix)
+    ):
+        raise ValueError(f"{split} confusion_matrix is not a matrix of counts")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number_or_none(value) -> bool:
+    return value is None or _is_number(value)
 
 
 def package_versions() -> dict[str, str]:

@@ -89,7 +89,32 @@ def open_split(
         raise DataError(
             f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per image"
         )
+    if spec.path is None and shape[1:3] != (size, size):
+        raise DataError(
+            f"{path.name} {split}: images are {_pixels(shape)}, but {spec.flag} at --size {size} has "
+            f"{size} x {size}; give the --size of this file, or put the official {spec.filename(size)} there"
+        )
     return SplitFile(path, split, shape, labels)
+
+
+def open_splits(
+    spec: DatasetSpec, splits, *, size: int = 28, root: str | os.PathLike | None = None, download: bool = True
+) -> dict[str, SplitFile]:
+    """`open_split` for each of `splits`, which must share one image shape (H, W, C)."""
+    sources = {split: open_split(spec, split, size=size, root=root, download=download) for split in splits}
+    first, *others = sources.values()
+    for other in others:
+        if other.shape[1:] != first.shape[1:]:
+            raise DataError(
+                f"{first.path.name}: {first.split} images are {_pixels(first.shape)} but {other.split} "
+                f"images are {_pixels(other.shape)}; every split needs the same image shape"
+            )
+    return sources
+
+
+def _pixels(shape: tuple[int, ...]) -> str:
+    """(N, H, W, C) -> "H x W" (with " x C" channels when there are several)."""
+    return f"{shape[1]} x {shape[2]}" + (f" x {shape[3]}" if shape[3] > 1 else "")
 
 
 def load_split(

@@ -7,10 +7,19 @@ the first offending row, so a wrong number can never come out of a bad label.
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from medprobe.errors import DataError
 from medprobe.tasks import MULTI_LABEL
+
+log = logging.getLogger(__name__)
+
+# A user's npz may have any number of classes up to this; a label beyond it is a stray value (a
+# class count of 2**40 would be allocated before anything else could fail).
+MAX_CLASSES = 10_000
+EXAMPLES = 5
 
 
 def check_image_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) -> tuple[int, ...]:
@@ -47,13 +56,47 @@ def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where:
     return rows.astype(np.int64)
 
 
-def infer_n_classes(labels: list[np.ndarray], *, task: str) -> int:
-    """Classes of a user's npz from its (already integral, non-negative) labels of every split."""
+def infer_n_classes(labels: dict[str, np.ndarray], *, task: str, where: str) -> int:
+    """Classes of a user's npz from its (already checked) labels of every split: 0..max, each of
+    which must have an image somewhere (a class no image has cannot be learned or scored).
+
+    Args:
+        labels: split -> (N, L) labels as `check_labels` returns them.
+        where: the file's name, for the message.
+    """
     if task == MULTI_LABEL:
-        return labels[0].shape[1]
+        return next(iter(labels.values())).shape[1]
     if task == "binary-class":
         return 2
-    return int(max(y.max() for y in labels)) + 1
+    present = np.unique(np.concatenate([y.reshape(-1) for y in labels.values()]))
+    n_classes = int(present[-1]) + 1
+    if len(present) < n_classes:
+        empty = np.setdiff1d(np.arange(n_classes), present)
+        shown = ", ".join(map(str, empty[:EXAMPLES])) + (", ..." if len(empty) > EXAMPLES else "")
+        raise DataError(
+            f"{where}: the labels run 0..{n_classes - 1} but {len(empty)} of those classes have no "
+            f"image in any split ({shown}); number the classes 0..K-1 without gaps"
+        )
+    return n_classes
+
+
+def check_trainable(labels: np.ndarray, *, task: str, where: str) -> None:
+    """Refuse train labels a classifier cannot learn from: fewer than two classes. For multi-label
+    data a label whose column holds one value only is learnable by nothing but a constant: warned.
+
+    Args:
+        labels: (N, L) train labels (after any subsampling).
+        where: what they are, for the message ("breastmnist.npz train", "train after --shots 1").
+    """
+    if task == MULTI_LABEL:
+        constant = [j for j in range(labels.shape[1]) if len(np.unique(labels[:, j])) < 2]
+        if constant:
+            log.warning("%s: label(s) %s have one value only; their scores will be constant", where, constant)
+        return
+    classes, counts = np.unique(labels.reshape(-1), return_counts=True)
+    if len(classes) < 2:
+        found = f"class {classes[0]} only ({counts[0]} image{'s' if counts[0] != 1 else ''})"
+        raise DataError(f"{where}: {found}; a classifier needs at least two classes to learn from")
 
 
 def _check_integral(rows: np.ndarray, where: str) -> None:
@@ -77,11 +120,12 @@ def _check_single_label(rows: np.ndarray, task: str, n_classes: int | None, wher
             f"{where}: labels have {rows.shape[1]} columns, but a {task} task has one class per row "
             f"(for one 0/1 column per label use --task '{MULTI_LABEL}')"
         )
-    top = n_classes - 1 if n_classes else None
-    bad = (rows[:, 0] < 0) | (rows[:, 0] > top if top is not None else False)
+    top = n_classes - 1 if n_classes else MAX_CLASSES - 1
+    bad = (rows[:, 0] < 0) | (rows[:, 0] > top)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        valid = "0 or 1" if task == "binary-class" else f"0..{top}" if top is not None else ">= 0"
+        valid = "0 or 1" if task == "binary-class" else f"0..{top}"
+        valid += "" if n_classes else f" (a dataset of your own has at most {MAX_CLASSES} classes)"
         hint = " (more than two classes? use --task multi-class)" if task == "binary-class" else ""
         raise DataError(
             f"{where}: label {rows[row, 0]:g} at row {row} is outside {valid} for a {task} task{hint}"

@@ -40,6 +40,7 @@ def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name:
     """
     path = Path(path)
     state = _read(path)
+    _check_finite(path, state)
     filter_fn = getattr(sys.modules[type(model).__module__], "checkpoint_filter_fn", None)
     if filter_fn is not None:  # timm's own adaptation (e.g. DINOv2's 518 px pos_embed to 224)
         try:
@@ -68,6 +69,16 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
             f"cannot read weights file {path} ({type(e).__name__}: {e}); "
             "is it a complete .safetensors or .pth state dict?"
         ) from e
+
+
+def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
+    """Weights holding NaN or inf give NaN features and losses; refuse them by name, up front."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise WeightsError(
+            f"{path} holds non-finite values (NaN or inf) in {len(bad)} of its {len(state)} tensors "
+            f"(e.g. {', '.join(bad[:EXAMPLES])}); it is damaged, or the training that made it diverged"
+        )
 
 
 def _classifier_keys(model: torch.nn.Module) -> set[str]:

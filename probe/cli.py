@@ -24,6 +24,7 @@ from medprobe.cli_utils import (
     setup_logging,
 )
 from medprobe.errors import UserError
+from medprobe.metrics import MAX_RESAMPLES
 from medprobe.options import click_options, field_names
 from probe.options import ProbeOptions
 
@@ -116,7 +117,7 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_ex
 @click.option("-o", "--out", type=click.Path(file_okay=False), default="report", show_default=True)
 @click.option(
     "--bootstrap",
-    type=click.IntRange(min=100),
+    type=click.IntRange(min=100, max=MAX_RESAMPLES),
     default=1000,
     show_default=True,
     help="Resamples of the paired tests against the best row.",
@@ -150,9 +151,11 @@ def cache_ls(cache_root, as_json):
 
 
 def _entry_row(info) -> dict:
+    from cache.store import name_digest
+
     key = info.key
     return {
-        "key": key.digest[:16] if key else None,
+        "key": name_digest(info.path),
         "backbone": key.backbone if key else None,
         "data": f"{key.dataset}_{key.size}" if key else None,
         "features": list(key.features) if key else None,

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from cache.options import EntryFilter
-from cache.store import CacheError, CacheKey, find_entries
+from cache.store import CacheError, CacheKey, damaged_entries, find_entries, rebuild_hint
 
 
 def matching_entries(
@@ -35,6 +35,13 @@ def matching_entries(
     chosen = [(p, k) for p, k in same_bytes if where.accepts(k)]
     if chosen:
         return sorted(chosen, key=lambda entry: (entry[1].backbone, entry[1].digest))
+    damaged = damaged_entries(cache_root, dataset=dataset, size=size)
+    if damaged:
+        info = damaged[0]
+        raise CacheError(
+            f"no usable entry of {dataset}_{size}; {info.path} is damaged ({info.problem}): "
+            f"{rebuild_hint(info.path)}"
+        )
     which = f"--backbone {backbone}" if backbone else "--backbone B"
     create = f"`probe extract {which} --dataset {dataset} --size {size}` (or pass --extract)"
     if candidates and not same_bytes:

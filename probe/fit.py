@@ -28,11 +28,13 @@ from medprobe.data import (
     dataset_path,
     file_md5,
     get_dataset,
+    load_labels,
 )
 from medprobe.metrics import evaluate, selection_metric
 from medprobe.results import RunResult
 from medprobe.tasks import MULTI_LABEL
 from medprobe.tracking import open_tracker, split_scalars
+from medprobe.validate import check_trainable
 from probe.entries import matching_entries
 from probe.heads import HEADS
 from probe.options import ProbeOptions
@@ -68,6 +70,7 @@ def fit_probe(
     select: str = "acc",
     bootstrap: int = 0,
     seed: int = 0,
+    where: str = "train",
 ) -> ProbeFit:
     """Sweep a head's grid on train, choose on val, score test once.
 
@@ -78,9 +81,11 @@ def fit_probe(
             undefined on this val split falls back to acc (`selection_metric`), and says so.
         bootstrap: resamples for 95% intervals on the test metrics.
         seed: seeds torch (the linear head's shuffling) and the bootstrap.
+        where: what the train split is, for the message when it has a single class.
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
     start = time.perf_counter()
@@ -176,10 +181,11 @@ def run_probe(
         entries = [(path, read_key(path))]
     else:
         entries = _matching(spec, size, data_root, cache_root, backbone, where or EntryFilter())
+    npz = dataset_path(spec, size=size, root=data_root, download=False)
     results = []
     for path, key in entries:
         todo = _todo(options, key, spec, out, skip_existing)
-        splits = {split: read_split(path, split) for split in SPLITS} if todo else None
+        splits = _read_entry(path, npz, spec) if todo else None
         for settings in todo:
             result = _one_run(splits, key, path, spec, settings)
             result.save(out)
@@ -209,6 +215,12 @@ def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_exi
     return todo
 
 
+def _read_entry(path: Path, npz: Path, spec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
+    """Every split of an entry, whose labels must be those of the data file it is used for."""
+    expected = {s: load_labels(npz, s, task=spec.task, n_classes=spec.n_classes) for s in SPLITS}
+    return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
+
+
 def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
     """(path, key) of the complete entries built from the file the user names, as `where` asks."""
     npz = dataset_path(spec, size=size, root=data_root, download=False)
@@ -228,6 +240,7 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
     rows = subsample(
         y_train, task=spec.task, seed=settings.seed, fraction=settings.fraction, shots=settings.shots
     )
+    subset = f" after {settings.subset_flag} ({len(rows)} of {len(y_train)} images)"
     fit = fit_probe(
         (select_features(train_feats, settings.kinds)[rows], y_train[rows]),
         (select_features(val[0], settings.kinds), val[1]),
@@ -238,6 +251,7 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         select=settings.select,
         bootstrap=settings.bootstrap,
         seed=settings.seed,
+        where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
     )
     return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
 

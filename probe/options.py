@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medprobe.choices import HEAD_NAMES
-from medprobe.metrics import SELECT_METRICS
-from medprobe.options import option
+from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
+from medprobe.options import check_fields, option
 from medprobe.tracking import TRACKERS
 
 
@@ -25,7 +25,7 @@ class ProbeOptions:
     seeds: tuple[int, ...] = option((0,), "Comma-separated seeds.")
     train_fraction: float | None = option(None, "Label efficiency: fit on this fraction of train.")
     shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
-    bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0)
+    bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0, max=MAX_RESAMPLES)
     tracker: str | None = option(
         None,
         "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install 'medprobe[tensorboard]').",
@@ -37,15 +37,11 @@ class ProbeOptions:
         for name in ("heads", "seeds"):
             value = getattr(self, name)
             object.__setattr__(self, name, (value,) if isinstance(value, str | int) else tuple(value))
-        unknown = [h for h in self.heads if h not in HEAD_NAMES]
-        if unknown or not self.heads:
-            raise ValueError(f"unknown head(s) {unknown or self.heads}; choose from {', '.join(HEAD_NAMES)}")
+        if not self.heads:
+            raise ValueError(f"--head is empty; choose from {', '.join(HEAD_NAMES)}")
         if not self.seeds:
             raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0")
-        if self.select not in SELECT_METRICS:
-            raise ValueError(
-                f"unknown selection metric {self.select!r}; choose one of {', '.join(SELECT_METRICS)}"
-            )
+        check_fields(self)
         if self.train_fraction is not None and self.shots is not None:
             raise ValueError("give --train-fraction or --shots, not both")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:

@@ -41,6 +41,13 @@ class FitSettings:
             "seed": self.seed,
         }
 
+    @property
+    def subset_flag(self) -> str | None:
+        """The label-efficiency flag this run was given (`--shots 5`), or None for all of train."""
+        if self.fraction is not None:
+            return f"--train-fraction {self.fraction:g}"
+        return f"--shots {self.shots}" if self.shots is not None else None
+
     def tag(self, all_kinds: tuple[str, ...]) -> str:
         return run_tag(self.kinds, all_kinds, self.fraction, self.shots)
 

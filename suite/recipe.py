@@ -91,6 +91,8 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
     finetunes = [_renamed(t, SPELLINGS["model"], "model") for t in data.get("finetune", [])]
     recipe = Recipe(path=path, **settings, probes=data.get("probe", []), finetunes=finetunes)
     _check_datasets(recipe, at)
+    if not recipe.probes and not recipe.finetunes:
+        raise RecipeError(f"{path}: nothing to run; add a [[probe]] or [[finetune]] table")
     for probe in recipe.probes:
         _check_probe(probe, at)
     for options in recipe.finetunes:
@@ -132,6 +134,11 @@ def _check_probe(probe: dict, at: _Where) -> None:
         raise RecipeError(f"{at.path}: a [[probe]] table needs `backbone = ...`")
     at.check_table(probe, values.PROBE, "[[probe]]")
     at.call(get_backbone, probe["backbone"], key="backbone", value=probe["backbone"])
+    where = dict(key="backbone", value=probe["backbone"])
+    at.call(values.probe_options, probe, (0,), **where)
+    extract = at.call(values.extract_options, probe, **where)
+    if extract.weights is not None and not Path(extract.weights).is_file():
+        raise RecipeError(f"{at.line('weights')}: weights file {extract.weights} does not exist")
 
 
 def _check_finetune(recipe: Recipe, options: dict, at: _Where) -> None:

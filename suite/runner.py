@@ -9,11 +9,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from cache.options import ExtractOptions
 from finetune.train import train
 from medprobe.report import write_report
 from probe.fit import run_probe
-from probe.options import ProbeOptions
 from suite import values
 from suite.lpft import probe_head
 from suite.recipe import Recipe, finetune_config
@@ -37,16 +35,15 @@ def run_suite(recipe: Recipe) -> Path:
 
 def _run_probe(recipe: Recipe, probe: dict, dataset: str, size: int) -> None:
     """Extract (instant when cached), then fit every configuration whose record is missing."""
-    fit = {k: probe[k] for k in values.PROBE_FIT_KEYS if k in probe}
     run_probe(
         dataset,
         size=size,
         backbone=probe["backbone"],
-        options=ProbeOptions(**fit, seeds=tuple(recipe.seeds)),
+        options=values.probe_options(probe, tuple(recipe.seeds)),
         task=recipe.task,
         out=recipe.out,
         cache_root=recipe.cache_root,
         data_root=recipe.data_root,
-        extract=ExtractOptions(**{k: probe[k] for k in values.PROBE_EXTRACT_KEYS if k in probe}),
+        extract=values.extract_options(probe),
         skip_existing=True,
     )

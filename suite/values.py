@@ -50,6 +50,18 @@ PROBE: dict[str, Rule] = (
     | {k: (lambda v, k=k: check_value(ProbeOptions, k, v)) for k in PROBE_FIT_KEYS}
     | {k: (lambda v, k=k: check_value(ExtractOptions, k, v)) for k in PROBE_EXTRACT_KEYS}
 )
+
+
+def extract_options(probe: dict) -> ExtractOptions:
+    """How a [[probe]] table's entry is extracted."""
+    return ExtractOptions(**{k: probe[k] for k in PROBE_EXTRACT_KEYS if k in probe})
+
+
+def probe_options(probe: dict, seeds: tuple[int, ...]) -> ProbeOptions:
+    """How a [[probe]] table's heads are fitted, over the suite's seeds."""
+    return ProbeOptions(**{k: probe[k] for k in PROBE_FIT_KEYS if k in probe}, seeds=seeds)
+
+
 # A [[finetune]] table sets `finetune run`'s options, except those the suite sets for every run.
 FINETUNE: dict[str, Rule] = {
     k: (lambda v, k=k: check_value(TrainConfig, k, v))

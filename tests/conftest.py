@@ -64,6 +64,13 @@ def make_npz(
     return path
 
 
+@pytest.fixture(autouse=True)
+def no_quiet_switch(monkeypatch):
+    """`-q` sets tqdm's process-wide TQDM_DISABLE (for the CLI's process): each test starts and ends
+    without it, so one test's `-q` does not silence another's bars."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+
+
 @pytest.fixture
 def data_root(tmp_path) -> Path:
     """A data root holding a tiny grayscale `breastmnist.npz` (binary) and `bloodmnist.npz` (RGB)."""

@@ -24,7 +24,10 @@ TINY = dict(backbone="timm:test_vit", pretrained=False, img_size=32, batch_size=
 
 
 def extract_tiny(data_root, cache_root, **overrides):
-    return extract(dataset="bloodmnist", data_root=data_root, cache_root=cache_root, **(TINY | overrides))
+    options = TINY | overrides
+    if options.get("weights") is not None:
+        options["pretrained"] = True  # a weights file is pretrained (`--no-pretrained` contradicts it)
+    return extract(dataset="bloodmnist", data_root=data_root, cache_root=cache_root, **options)
 
 
 def all_features(path):
