@@ -111,7 +111,9 @@ def test_disk_copy_resumes_after_a_crash(data_root, tmp_path, monkeypatch, caplo
 
 @pytest.mark.slow
 def test_disk_copy_resumes_after_kill_9(tmp_path):
-    npz = make_npz(tmp_path / "data" / "bloodmnist.npz", channels=3, n_classes=8, n=(3000, 16, 16), size=64)
+    npz = make_npz(
+        tmp_path / "data" / "bloodmnist_64.npz", channels=3, n_classes=8, n=(3000, 16, 16), size=64
+    )
     child = textwrap.dedent(
         f"""
         import time
@@ -136,7 +138,8 @@ def test_disk_copy_resumes_after_kill_9(tmp_path):
     done = json.loads(sidecar.read_text())["rows"]
     assert 0 < done < 3000
     mapped = disk_images(npz, "train", md5="m", root=tmp_path, chunk=100)
-    assert np.array_equal(mapped.read(0, len(mapped)), load_split("bloodmnist", "train", root=npz.parent)[0])
+    images = load_split("bloodmnist", "train", size=64, root=npz.parent)[0]
+    assert np.array_equal(mapped.read(0, len(mapped)), images)
 
 
 def test_finetune_from_the_disk_copy_equals_finetune_from_memory(data_root, tmp_path):
@@ -215,8 +218,9 @@ def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
     peaks = {}
     for name, n in (("small", 160), ("large", 1600)):  # 150,528 bytes an image: ~30 MB, ~300 MB in all
         root = tmp_path / name
-        _big_npz(root / "bloodmnist.npz", n)
-        common = ["--dataset", "bloodmnist", "--data-root", str(root), "--cache-root", str(root / "cache")]
+        _big_npz(root / "bloodmnist_224.npz", n)
+        common = ["--dataset", "bloodmnist", "--size", "224", "--data-root", str(root)]
+        common += ["--cache-root", str(root / "cache")]
         extract_args = [
             "-m",
             "probe",
