@@ -31,10 +31,10 @@ from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.errors import UserError
 from medprobe.figures import save_png, training_curves
-from medprobe.metrics import evaluate, selection_metric
+from medprobe.metrics import collapse_of, evaluate, selection_metric
 from medprobe.outputs import probabilities
 from medprobe.registry import BackboneSpec, get_backbone
-from medprobe.results import RunResult, run_name
+from medprobe.results import RunResult, named_class, run_name
 from medprobe.tracking import NoTracker, open_tracker, split_scalars
 from medprobe.validate import check_trainable
 from medprobe.weights import weights_identity
@@ -284,22 +284,26 @@ def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
         s: probabilities(run.steps.predict(run.data[s][0], rank=run.rank, world=run.world), task)
         for s in ("val", "test")
     }
+    metrics = {
+        "val": evaluate(run.truth["val"], scores["val"], task=task),
+        "test": evaluate(run.truth["test"], scores["test"], task=task, bootstrap=1000, seed=run.cfg.seed),
+    }
+    collapse = collapse_of({s: (run.truth[s], scores[s], metrics[s]) for s in metrics}, task=task)
     result = RunResult(
         dataset=run.dspec.flag,
         size=run.cfg.size,
         model=run.spec.name,
         method=run.cfg.method,
         seed=run.cfg.seed,
-        metrics={
-            "val": evaluate(run.truth["val"], scores["val"], task=task),
-            "test": evaluate(run.truth["test"], scores["test"], task=task, bootstrap=1000, seed=run.cfg.seed),
-        },
+        metrics=metrics,
         config=run.config,
         task=task,
         class_names=list(run.dspec.labels),
         hparams=_hparams(run, state),
         timings=_timings(state.history, seconds),
         predictions={"test_score": scores["test"].astype(np.float32), "test_true": run.truth["test"]},
+        collapsed=collapse is not None,
+        collapse=collapse and named_class(collapse, run.dspec.labels),
     )
     assert result.run_name == run.name, "the record's name is the one resume and skip_existing look for"
     if run.rank == 0:

@@ -12,9 +12,13 @@ import numpy as np
 
 from medprobe.tasks import MULTI_LABEL, TASKS
 
-SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk")
+SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk", "log_loss")
 # --select name -> evaluate() key
 SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1", "bacc": "balanced_acc"}
+LOWER_IS_BETTER = ("log_loss",)
+PROBABILITY_FLOOR = 1e-15  # log-loss clips probabilities here (scikit-learn's eps), so 0 is finite
+# A split's predictions have collapsed when this share of them is one class (one label set).
+COLLAPSED_SHARE = 0.95
 # Bootstrap resamples at most: 10,000 puts a 95% percentile bound within ~0.1% of its limit, and
 # the resamples are held as (resamples, n) counts, so this bounds the memory an option can ask for.
 MAX_RESAMPLES = 10_000
@@ -42,8 +46,9 @@ def evaluate(
 
     Returns:
         acc, auc (identical to medmnist.evaluator.getACC / getAUC), macro_f1, balanced_acc,
-        per_class_recall, confusion_matrix, n, qwk for ordinal tasks, and `ci95`
-        ({metric: [lo, hi]}) when `bootstrap` > 0.
+        log_loss (mean cross-entropy of the probabilities; mean binary cross-entropy per label for
+        multi-label tasks), per_class_recall, confusion_matrix, n, qwk for ordinal tasks, and
+        `ci95` ({metric: [lo, hi]}) when `bootstrap` > 0.
     """
     y_true, y_score = _validate(y_true, y_score, task)
     check_resamples(bootstrap)
@@ -60,6 +65,19 @@ def evaluate(
     return result
 
 
+def collapse_of(splits: dict[str, tuple[np.ndarray, np.ndarray, dict]], *, task: str) -> dict | None:
+    """The first split whose predictions collapsed (`collapse`), with how, or None.
+
+    Args:
+        splits: split -> (y_true, y_score, its `evaluate` metrics).
+    """
+    for split, (y_true, y_score, metrics) in splits.items():
+        found = collapse(y_true, y_score, task=task, metrics=metrics)
+        if found:
+            return {"split": split} | found
+    return None
+
+
 def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: str) -> tuple[str, str | None]:
     """The val metric that picks hyper-parameters or the best epoch, and why it had to change.
 
@@ -68,13 +86,17 @@ def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: st
 
     Args:
         y_val: (n,) / (n, 1) classes, or (n, L) 0/1 for multi-label tasks.
-        select: a key of `SELECT_METRICS`.
+        select: "loss" (the log-loss, lower wins) or a key of `SELECT_METRICS`.
 
     Returns:
         (the `evaluate` key to select on, a note on the fallback or None).
     """
+    if select == "loss":
+        return "log_loss", None
     if select not in SELECT_METRICS:
-        raise ValueError(f"unknown selection metric {select!r}; choose one of {', '.join(SELECT_METRICS)}")
+        raise ValueError(
+            f"unknown selection metric {select!r}; choose loss or one of {', '.join(SELECT_METRICS)}"
+        )
     metric = SELECT_METRICS[select]
     if metric != "auc":
         return metric, None
@@ -134,8 +156,60 @@ def weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -
 
 def _scores(y_true, y_score, task, weights, threshold) -> dict[str, np.ndarray]:
     if task == MULTI_LABEL:
-        return _multi_label_scores(y_true, y_score, weights, threshold)
-    return _single_label_scores(y_true, y_score, task, weights, threshold)
+        scores = _multi_label_scores(y_true, y_score, weights, threshold)
+    else:
+        scores = _single_label_scores(y_true, y_score, task, weights, threshold)
+    losses = sample_log_loss(y_true, y_score, task=task)
+    return scores | {"log_loss": (weights @ losses) / weights.sum(axis=1)}
+
+
+def sample_log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> np.ndarray:
+    """(n,) each sample's cross-entropy: -log p(true class), or the mean binary cross-entropy over
+    its labels for multi-label tasks; probabilities clipped to [1e-15, 1 - 1e-15].
+
+    Args:
+        y_true: (n,) classes, or (n, L) 0/1 for multi-label tasks (as `_validate` returns them).
+        y_score: (n, n_classes) probabilities.
+    """
+    p = np.clip(y_score, PROBABILITY_FLOOR, 1 - PROBABILITY_FLOOR)
+    if task == MULTI_LABEL:
+        return -(y_true * np.log(p) + (1 - y_true) * np.log1p(-p)).mean(axis=1)
+    return -np.log(p[np.arange(len(y_true)), y_true])
+
+
+def log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> float:
+    """Mean cross-entropy of probabilities (a proper score: lower is better); see `sample_log_loss`."""
+    y_true, y_score = _validate(y_true, y_score, task)
+    return float(sample_log_loss(y_true, y_score, task=task).mean())
+
+
+def collapse(y_true: np.ndarray, y_score: np.ndarray, *, task: str, metrics: dict) -> dict | None:
+    """How a split's predictions collapsed, or None: (nearly) all in one class, or a balanced accuracy
+    whose bootstrap interval holds chance (1/K; 0.5 per label for multi-label tasks).
+
+    Args:
+        y_true, y_score: as for `evaluate`.
+        metrics: `evaluate`'s result for them (its `ci95`, when present, is used).
+
+    Returns:
+        {"share": top share, "class": its index (single-label tasks), "chance": bool} or None.
+    """
+    y_true, y_score = _validate(y_true, y_score, task)
+    if task == MULTI_LABEL:
+        predicted = (y_score > 0.5).astype(np.int64)
+    elif task == "binary-class":
+        predicted = (y_score[:, -1] > 0.5).astype(np.int64)[:, None]
+    else:
+        predicted = y_score.argmax(axis=1)[:, None]
+    rows, counts = np.unique(predicted, axis=0, return_counts=True)
+    share = float(counts.max() / len(predicted))
+    chance = 0.5 if task == MULTI_LABEL else 1 / y_score.shape[1]
+    low, high = (metrics.get("ci95") or {}).get("balanced_acc") or (None, None)
+    at_chance = low is not None and high is not None and low <= chance <= high
+    if share < COLLAPSED_SHARE and not at_chance:
+        return None
+    found = {"share": round(share, 4), "chance": bool(at_chance)}
+    return found | ({} if task == MULTI_LABEL else {"class": int(rows[counts.argmax(), 0])})
 
 
 def _single_label_scores(y, score, task, weights, threshold) -> dict[str, np.ndarray]:

@@ -64,6 +64,12 @@ class Row:
         return self.runs[0].tag
 
     @property
+    def collapsed(self) -> bool:
+        """Whether a run of the row collapsed (`RunResult.collapsed`): its decisions are not to be
+        read as a classifier's."""
+        return any(r.collapsed for r in self.runs)
+
+    @property
     def wall_s(self) -> float | None:
         """The row's own work: fitting (probes) or training (fine-tunes), mean over its runs."""
         times = [r.timings.get("train_s", r.timings.get("fit_s")) for r in self.runs]
@@ -221,9 +227,15 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
     lookup = {(r.model, r.method_label, r.size): r for r in mine}
     body = []
     for model, method in sorted({(r.model, r.method_label) for r in mine}):
+        collapsed = [str(s) for s in sizes if (r := lookup.get((model, method, s))) and r.collapsed]
         line = [
             (model, ""),
-            (method, ""),
+            (
+                f"{method} {report_html.COLLAPSED_MARK} collapsed @{','.join(collapsed)}"
+                if collapsed
+                else method,
+                "",
+            ),
             (str(max(len(r.runs) for r in mine if (r.model, r.method_label) == (model, method))), ""),
         ]
         for size in sizes:
@@ -249,6 +261,7 @@ def _markdown(tables, figs) -> str:
         "Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed.",
         "**bold**: best in its column; ≈: statistically indistinguishable from the best",
         "(paired bootstrap on the same test set: the 95% interval of the difference contains 0).",
+        report_html.COLLAPSED_LEGEND,
         "",
     ]
     for dataset, (header, body) in tables.items():
@@ -265,7 +278,7 @@ def _write_csv(rows: list[Row], path: Path) -> None:
     fields = ["dataset", "size", "model", "method", "seeds"]
     for _, m in METRICS:
         fields += [f"{m}_mean", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi", f"{m}_best", f"{m}_indistinguishable"]
-    fields += ["fit_or_train_s", "extract_s", "images_per_s"]
+    fields += ["collapsed", "fit_or_train_s", "extract_s", "images_per_s"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(fields)
@@ -273,4 +286,4 @@ def _write_csv(rows: list[Row], path: Path) -> None:
             line = [r.dataset, r.size, r.model, r.method_label, len(r.runs)]
             for _, m in METRICS:
                 line += [*r.stats[m], m in r.best, m in r.tied]
-            writer.writerow(line + [r.wall_s, r.extract_s, r.images_per_s])
+            writer.writerow(line + [r.collapsed, r.wall_s, r.extract_s, r.images_per_s])

@@ -16,9 +16,17 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medprobe.results import describe_collapse
+
 if TYPE_CHECKING:
     from medprobe.report import Row
     from medprobe.results import RunResult
+
+COLLAPSED_MARK = "⚠"
+COLLAPSED_LEGEND = (
+    f"{COLLAPSED_MARK} collapsed: at that size a run's val or test predictions fall (>= 95%) into one "
+    "class, or its test balanced accuracy's 95% interval holds chance; the runs table says how."
+)
 
 # A click on a header sorts its table by that column (numbers as numbers, then text); again: reversed.
 SORT_SCRIPT = """
@@ -66,6 +74,7 @@ def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir
         "<p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed. "
         "<b>Bold</b>: best in its column; ≈: statistically indistinguishable from it (paired bootstrap on "
         "the same test set: the 95% interval of the difference contains 0). Click a header to sort.</p>",
+        f"<p>{html.escape(COLLAPSED_LEGEND)}</p>",
     ]
     for dataset, (header, body) in tables.items():
         parts += [f"<h2>{html.escape(dataset)}</h2>", _table(header, body)]
@@ -142,7 +151,7 @@ def _runs(rows: list[Row], *, link_to: str, runs_dir: Path) -> str:
                     (_links(run, link_to, runs_dir), "html"),
                     (f"{run.dataset}_{run.size}", "text"),
                     (str(run.seed), ""),
-                    (_chosen(run), "text"),
+                    (" ".join(filter(None, [_chosen(run), describe_collapse(run.collapse)])), "text"),
                     (str(run.hparams.get("selected_on", "")), "text"),
                     (_metric(val.get("acc")), ""),
                     (_metric(val.get("auc")), ""),

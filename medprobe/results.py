@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from medprobe.atomic import atomic_path
-from medprobe.metrics import SCALARS
+from medprobe.metrics import COLLAPSED_SHARE, SCALARS
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,8 @@ class RunResult:
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
     predictions_sha256: str | None = None  # of `{run_name}.npz`: the predictions are this run's
+    collapsed: bool = False  # val or test predictions (nearly) one class, or no better than chance
+    collapse: dict | None = None  # how: split, share, class (and its name), chance
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def brief(self, out: str | os.PathLike) -> dict:
@@ -138,6 +140,8 @@ class RunResult:
         names) atomically: a crash never leaves half a record."""
         path = Path(out_dir) / f"{self.run_name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
+        if self.collapsed:
+            log.warning("%s: %s", self.run_name, describe_collapse(self.collapse))
         if self.predictions:
             with atomic_path(path.with_suffix(".npz")) as tmp:
                 with open(tmp, "wb") as f:
@@ -146,6 +150,26 @@ class RunResult:
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_json())
         return path
+
+
+def named_class(collapse: dict, class_names) -> dict:
+    """A collapse (`medprobe.metrics.collapse_of`) with the name of the class it fell into."""
+    if "class" not in collapse:
+        return collapse
+    return collapse | {"class_name": list(class_names)[collapse["class"]]}
+
+
+def describe_collapse(collapse: dict | None) -> str:
+    """One line on how a run's predictions collapsed, for a warning or a report's note."""
+    if not collapse:
+        return ""
+    split, parts = collapse.get("split", "?"), []
+    if collapse.get("share", 0) >= COLLAPSED_SHARE:
+        what = f"class {collapse.get('class_name', collapse.get('class'))}" if "class" in collapse else None
+        parts.append(f"predicts {what or 'one label set'} for {collapse['share']:.0%} of {split}")
+    if collapse.get("chance"):
+        parts.append(f"its {split} balanced accuracy is within its 95% interval of chance")
+    return f"collapsed: {' and '.join(parts)}; its decisions tell the classes apart no better than chance"
 
 
 def variant_of(method: str, tag: str) -> str:
@@ -201,6 +225,8 @@ RECORD_FIELDS = {
     "timings": (dict,),
     "tag": (str,),
     "predictions_sha256": (str, type(None)),
+    "collapsed": (bool,),
+    "collapse": (dict, type(None)),
 }
 
 
@@ -209,7 +235,7 @@ def check_record(data: dict) -> None:
     metrics, metrics that are not numbers."""
     for name, types in RECORD_FIELDS.items():
         value = data.get(name)
-        if name in data and (not isinstance(value, types) or isinstance(value, bool)):
+        if name in data and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             raise ValueError(f"field {name!r} is {value!r}, not {' or '.join(t.__name__ for t in types)}")
     if not isinstance(data.get("metrics", {}).get("test"), dict):
         raise ValueError("field 'metrics' has no 'test' metrics")

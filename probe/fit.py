@@ -7,6 +7,7 @@ record per configuration.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import time
@@ -30,14 +31,14 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
-from medprobe.metrics import evaluate, selection_metric
-from medprobe.results import RunResult
+from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
+from medprobe.results import RunResult, named_class
 from medprobe.tasks import MULTI_LABEL
 from medprobe.tracking import open_tracker, split_scalars
 from medprobe.validate import check_trainable
 from probe.entries import matching_entries
 from probe.heads import HEADS
-from probe.options import ProbeOptions
+from probe.options import REFITS, ProbeOptions
 from probe.settings import FitSettings, seeds_for
 
 log = logging.getLogger(__name__)
@@ -45,17 +46,20 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ProbeFit:
-    """One fitted head: what was chosen, on which val metric, how it scored, how long it took."""
+    """One fitted head: what was chosen, on which val score, how it scored, how long it took."""
 
     head: object
     params: dict
-    val: dict
+    val: dict  # the selected head's metrics on val (before any refit)
     test: dict
-    val_scores: list[tuple[dict, float]]
-    seconds: float  # the sweep: every grid point fitted on train and scored on val
+    val_scores: list[tuple[dict, float]]  # every grid point and its val score, as selected on
     test_scores: np.ndarray
     selected_on: str
     selection_note: str | None = None
+    refit: str | None = None  # "train+val": the chosen hyper-parameters refitted on both
+    collapse: dict | None = None  # how the predictions collapsed (`collapse_of`), or None
+    sweep_seconds: float = 0.0  # every grid point fitted on train and scored on val
+    refit_seconds: float = 0.0
     bootstrap_seconds: float = 0.0  # test metrics with their bootstrap intervals
 
 
@@ -67,7 +71,8 @@ def fit_probe(
     head: str = "logreg",
     task: str,
     n_classes: int,
-    select: str = "acc",
+    select: str = "loss",
+    refit: str = "none",
     bootstrap: int = 0,
     seed: int = 0,
     where: str = "train",
@@ -77,42 +82,69 @@ def fit_probe(
     Args:
         train, val, test: (features (n, D), labels (n, L)) per split.
         head: a key of `probe.heads.HEADS`.
-        select: val metric that picks the hyper-parameters: acc, auc or f1 (macro); one that is
-            undefined on this val split falls back to acc (`selection_metric`), and says so.
+        select: what picks the hyper-parameters: "loss", the val log-loss (lower wins), or a val
+            metric, acc, auc, f1 (macro) or bacc; one undefined on this val split falls back to
+            acc (`selection_metric`), and says so.
+        refit: "train+val" refits the chosen hyper-parameters on train and val together before
+            test is scored (val then no longer measures the refitted head: its val metrics are the
+            selected head's).
         bootstrap: resamples for 95% intervals on the test metrics.
         seed: seeds torch (the linear head's shuffling) and the bootstrap.
         where: what the train split is, for the message when it has a single class.
     """
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
+    if refit not in REFITS:
+        raise ValueError(f"unknown --refit {refit!r}; choose one of {', '.join(REFITS)}")
     check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
-    start = time.perf_counter()
+    clock = time.perf_counter()
     score = make_scorer(val[1], task=task, metric=metric)
     sweep = HEADS[head].sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
-    seconds = time.perf_counter() - start
-    val_metrics = evaluate(val[1], sweep.best.predict_proba(val[0]), task=task)
-    test_scores = sweep.best.predict_proba(test[0])
-    start = time.perf_counter()
+    sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+    val_scores = sweep.best.predict_proba(val[0])
+    chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
+    refit_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+    test_scores = chosen.predict_proba(test[0])
     test_metrics = evaluate(test[1], test_scores, task=task, bootstrap=bootstrap, seed=seed)
+    bootstrap_seconds = time.perf_counter() - clock
+    val_metrics = evaluate(val[1], val_scores, task=task)
     return ProbeFit(
-        sweep.best,
-        sweep.params,
-        val_metrics,
-        test_metrics,
-        sweep.val_scores,
-        seconds,
-        test_scores,
-        metric,
-        note,
-        bootstrap_seconds=time.perf_counter() - start,
+        head=chosen,
+        params=sweep.params,
+        val=val_metrics,
+        test=test_metrics,
+        val_scores=[(params, _natural(value, metric)) for params, value in sweep.val_scores],
+        test_scores=test_scores,
+        selected_on=metric,
+        selection_note=note,
+        refit=None if refit == "none" else refit,
+        collapse=collapse_of(
+            {"val": (val[1], val_scores, val_metrics), "test": (test[1], test_scores, test_metrics)},
+            task=task,
+        ),
+        sweep_seconds=sweep_seconds,
+        refit_seconds=refit_seconds,
+        bootstrap_seconds=bootstrap_seconds,
     )
 
 
+def _refitted(head, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]):
+    """The selected head's hyper-parameters fitted again, on train and val together."""
+    return copy.deepcopy(head).fit(np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]))
+
+
 def make_scorer(y_val: np.ndarray, *, task: str, metric: str) -> Callable[[np.ndarray], float]:
-    """proba (n_val, n_classes) -> the chosen val metric (higher is better)."""
+    """proba (n_val, n_classes) -> the chosen val score, higher is better (a loss enters negated)."""
+    if metric == "log_loss":
+        return lambda proba: -log_loss(y_val, proba, task=task)
     return lambda proba: evaluate(y_val, proba, task=task)[metric]
+
+
+def _natural(value: float, metric: str) -> float:
+    """A scorer's value as the metric reads (a loss back to positive)."""
+    return -value if metric in LOWER_IS_BETTER else value
 
 
 def subsample(
@@ -205,7 +237,14 @@ def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_exi
     for head in options.heads:
         for seed in seeds_for(head, options.seeds, subsampled=subsampled):
             settings = FitSettings(
-                head, kinds, options.select, options.train_fraction, options.shots, options.bootstrap, seed
+                head=head,
+                kinds=kinds,
+                select=options.select,
+                refit=options.refit,
+                fraction=options.train_fraction,
+                shots=options.shots,
+                bootstrap=options.bootstrap,
+                seed=seed,
             )
             record = Path(out) / f"{settings.run_name(spec, key)}.json"
             if skip_existing and record.exists():
@@ -249,6 +288,7 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         task=spec.task,
         n_classes=spec.n_classes,
         select=settings.select,
+        refit=settings.refit,
         bootstrap=settings.bootstrap,
         seed=settings.seed,
         where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
@@ -274,6 +314,7 @@ def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y
     """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
     n_used, n_all = n_train
     extraction = read_attrs(path).get("extraction", {})
+    collapse = fit.collapse and named_class(fit.collapse, spec.labels)
     return RunResult(
         dataset=spec.flag,
         size=key.size,
@@ -290,6 +331,7 @@ def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y
             "select": settings.select,
             "selected_on": fit.selected_on,
             "selection_note": fit.selection_note,
+            "refit": fit.refit,
             "deterministic": HEADS[settings.head].deterministic and n_used == n_all,
             "n_train": n_used,
             "train_fraction": settings.fraction,
@@ -298,12 +340,16 @@ def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y
             "val_sweep": [[params, score] for params, score in fit.val_scores],
         },
         timings={
-            "fit_s": round(fit.seconds, 3),
+            "fit_s": round(fit.sweep_seconds + fit.refit_seconds, 3),
+            "sweep_s": round(fit.sweep_seconds, 3),
+            "refit_s": round(fit.refit_seconds, 3),
             "bootstrap_s": round(fit.bootstrap_seconds, 3),
             "extract_s": extraction.get("seconds"),
             "extract_images_per_s": extraction.get("images_per_second"),
         },
         cache_key=key.digest,
         tag=settings.tag(key.features),
+        collapsed=collapse is not None,
+        collapse=collapse,
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": y_test},
     )

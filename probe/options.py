@@ -12,6 +12,9 @@ from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
 from medprobe.options import check_fields, option
 from medprobe.tracking import TRACKERS
 
+SELECT_CHOICES = ("auto", "loss", *SELECT_METRICS)
+REFITS = ("none", "train+val")  # enforced by `probe.fit.fit_probe`, which takes them from here
+
 
 @dataclass(frozen=True)
 class ProbeOptions:
@@ -21,7 +24,15 @@ class ProbeOptions:
     features: str | None = option(
         None, "cls, mean, cls+mean or pool [default: cls+mean for ViTs, pool for CNNs]."
     )
-    select: str = option("acc", "Val metric that picks the hyper-parameters.", choices=tuple(SELECT_METRICS))
+    select: str = option(
+        "auto",
+        "What picks the hyper-parameters on val: loss (the log-loss of the probabilities, lower wins; "
+        "what auto means) or a metric.",
+        choices=SELECT_CHOICES,
+    )
+    refit: str = option(
+        "none", "train+val: refit the chosen hyper-parameters on train and val before test.", choices=REFITS
+    )
     seeds: tuple[int, ...] = option((0,), "Comma-separated seeds.")
     train_fraction: float | None = option(None, "Label efficiency: fit on this fraction of train.")
     shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
@@ -42,6 +53,8 @@ class ProbeOptions:
         if not self.seeds:
             raise ValueError("--seeds is empty; give at least one seed, e.g. --seeds 0")
         check_fields(self)
+        if self.select == "auto":  # resolved here, so a record and its identity name the rule used
+            object.__setattr__(self, "select", "loss")
         if self.train_fraction is not None and self.shots is not None:
             raise ValueError("give --train-fraction or --shots, not both")
         if self.train_fraction is not None and not 0 < self.train_fraction <= 1:

@@ -27,9 +27,12 @@ class FitSettings:
     shots: int | None
     bootstrap: int
     seed: int
+    refit: str = "none"
 
     def config(self, key: CacheKey) -> dict:
-        """The run's full configuration: the record's name ends in its digest."""
+        """The run's full configuration: the record's name ends in its digest. A refit is named
+        only when asked for, so the runs of earlier versions keep their identity."""
+        refit = {} if self.refit == "none" else {"refit": self.refit}
         return {
             "entry": json.loads(key.to_json()),
             "head": self.head,
@@ -39,7 +42,7 @@ class FitSettings:
             "shots": self.shots,
             "bootstrap": self.bootstrap,
             "seed": self.seed,
-        }
+        } | refit
 
     @property
     def subset_flag(self) -> str | None:
@@ -49,7 +52,7 @@ class FitSettings:
         return f"--shots {self.shots}" if self.shots is not None else None
 
     def tag(self, all_kinds: tuple[str, ...]) -> str:
-        return run_tag(self.kinds, all_kinds, self.fraction, self.shots)
+        return run_tag(self.kinds, all_kinds, self.fraction, self.shots, self.refit)
 
     def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
         variant = variant_of(self.head, self.tag(key.features))
@@ -57,10 +60,16 @@ class FitSettings:
 
 
 def run_tag(
-    kinds: tuple[str, ...], all_kinds: tuple[str, ...], fraction: float | None, shots: int | None
+    kinds: tuple[str, ...],
+    all_kinds: tuple[str, ...],
+    fraction: float | None,
+    shots: int | None,
+    refit: str = "none",
 ) -> str:
-    """What tells a run's variant apart in its name: non-default features, label efficiency."""
+    """What tells a run's variant apart in its name: non-default features, label efficiency, a
+    refit on train+val."""
     parts = [] if tuple(kinds) == tuple(all_kinds) else ["+".join(kinds)]
     parts += [f"frac{fraction:g}"] if fraction is not None else []
     parts += [f"shots{shots}"] if shots is not None else []
+    parts += ["refit"] if refit != "none" else []
     return "-".join(parts)

@@ -60,10 +60,15 @@ def test_selection_never_looks_at_test_labels(name):
 
 def test_selection_follows_val():
     train, val, test = splits(sep=0.6)
-    fit = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3)
-    best_params, best_score = max(fit.val_scores, key=lambda item: item[1])
-    assert fit.params == best_params and fit.val["acc"] == pytest.approx(best_score)
-    assert [p["C"] for p, _ in fit.val_scores] == [10.0**e for e in range(-4, 5)]
+    by_loss = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3)
+    best_params, best_loss = min(by_loss.val_scores, key=lambda item: item[1])  # the default: lower wins
+    assert by_loss.selected_on == "log_loss" and by_loss.params == best_params
+    assert by_loss.val["log_loss"] == pytest.approx(best_loss)
+    by_acc = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3, select="acc")
+    best_params, best_acc = max(by_acc.val_scores, key=lambda item: item[1])
+    assert by_acc.params == best_params and by_acc.val["acc"] == pytest.approx(best_acc)
+    grid = [p["C"] for p, _ in by_loss.val_scores]
+    assert len(grid) >= 25 and grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
 
 
 def test_logreg_matches_sklearn_objective():
@@ -90,9 +95,10 @@ def test_knn_votes_for_every_k_equal_single_k_fits():
 def test_linear_sweep_keeps_a_copy_of_the_best_epoch():
     train, val, test = splits(sep=0.6)
     fit = fit_probe(train, val, test, head="linear", task="multi-class", n_classes=3)
-    best_params, best_score = max(fit.val_scores, key=lambda item: item[1])
+    best_params, best_loss = min(fit.val_scores, key=lambda item: item[1])
     # If the head held a view of the live weights it would score the last epoch, not the best.
-    assert evaluate(val[1], fit.head.predict_proba(val[0]), task="multi-class")["acc"] == best_score
+    val_loss = evaluate(val[1], fit.head.predict_proba(val[0]), task="multi-class")["log_loss"]
+    assert val_loss == pytest.approx(best_loss, rel=1e-6)  # the last epoch differs far more
     assert fit.head.best_epoch_ == best_params["epochs"]
 
 
@@ -246,3 +252,99 @@ def test_linear_head_direct_fit_runs_fixed_epochs():
 def test_fraction_and_shots_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not both"):
         run_probe("bloodmnist", train_fraction=0.5, shots=3, cache_root=tmp_path)
+
+
+def imbalanced(n, *, seed, prior=(0.7, 0.2, 0.1), dim=32, signal=0.2):
+    """Weakly separable classes under an imbalanced prior (RetinaMNIST-like: a majority of 0.7)."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(len(prior), size=n, p=prior)
+    centers = np.random.default_rng(7).normal(size=(len(prior), dim))
+    return (signal * centers[y] + rng.normal(size=(n, dim))).astype(np.float32), y[:, None]
+
+
+def test_the_default_selection_does_not_pick_the_majority_class_head():
+    """ACC on a small imbalanced val split is highest for the head that predicts the majority class
+    (val ACC = its share); the val log-loss, the default, picks a head that tells classes apart."""
+    train, val, test = imbalanced(400, seed=3), imbalanced(50, seed=103), imbalanced(400, seed=203)
+    common = dict(task="multi-class", n_classes=3, bootstrap=500)
+    by_acc = fit_probe(train, val, test, select="acc", **common)
+    assert by_acc.collapse["class"] == 0 and by_acc.collapse["share"] >= 0.95
+    assert np.bincount(by_acc.test_scores.argmax(1), minlength=3)[0] == len(test[1])  # class 0 only
+    default = fit_probe(train, val, test, **common)
+    assert default.selected_on == "log_loss" and default.collapse is None
+    low, _ = default.test["ci95"]["balanced_acc"]
+    assert low > 1 / 3 > by_acc.test["balanced_acc"] - 1e-9
+
+
+def test_collapse_is_one_class_or_chance():
+    from medprobe.metrics import collapse
+
+    y = np.array([0, 1, 2, 0, 1, 2] * 10)
+    constant = np.tile([0.5, 0.3, 0.2], (60, 1))
+    assert collapse(y, constant, task="multi-class", metrics={}) == {
+        "share": 1.0,
+        "chance": False,
+        "class": 0,
+    }
+    right = np.eye(3)[y] * 0.8 + 0.2 / 3
+    assert collapse(y, right, task="multi-class", metrics={}) is None
+    at_chance = {"ci95": {"balanced_acc": [0.25, 0.45]}}
+    assert collapse(y, right, task="multi-class", metrics=at_chance)["chance"] is True
+    labels = np.array([[0, 1], [1, 0], [1, 1], [0, 0]] * 10)
+    assert (
+        collapse(labels, np.full((40, 2), 0.1), task="multi-label, binary-class", metrics={})["share"] == 1.0
+    )
+
+
+def test_a_collapsed_run_is_flagged_warned_and_marked_in_the_report(tmp_path, caplog):
+    from medprobe.report import write_report
+    from medprobe.results import RunResult, named_class
+
+    y = np.array([[0], [1]] * 20)
+    scores = np.tile([0.9, 0.1], (40, 1))
+    metrics = evaluate(y, scores, task="binary-class", bootstrap=200)
+    detail = named_class({"split": "test", "share": 1.0, "chance": True, "class": 0}, ["benign", "malignant"])
+    record = RunResult(
+        dataset="breastmnist",
+        size=28,
+        model="m",
+        method="logreg",
+        seed=0,
+        metrics={"val": metrics, "test": metrics},
+        task="binary-class",
+        class_names=["benign", "malignant"],
+        collapsed=True,
+        collapse=detail,
+        predictions={"test_score": scores.astype(np.float32), "test_true": y},
+    )
+    with caplog.at_level("WARNING", logger="medprobe.results"):
+        record.save(tmp_path / "runs")
+    assert "collapsed: predicts class benign for 100% of test" in caplog.text
+    write_report(tmp_path / "runs", tmp_path / "report", n_resamples=100)
+    table = (tmp_path / "report" / "report.md").read_text()
+    assert "logreg ⚠ collapsed @28" in table and "⚠ collapsed:" in table
+    assert "True" in (tmp_path / "report" / "report.csv").read_text().splitlines()[1].split(",")
+
+
+def test_refit_on_train_and_val_is_the_chosen_head_fitted_on_both():
+    train, val, test = splits(sep=0.6)
+    fit = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3, refit="train+val")
+    alone = LogRegHead(C=fit.params["C"], task="multi-class", n_classes=3).fit(
+        np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
+    )
+    assert fit.refit == "train+val" and np.allclose(fit.head.coef_, alone.coef_)
+    plain = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3)
+    assert plain.params == fit.params and plain.val == fit.val  # selection and val metrics before the refit
+    assert not np.allclose(plain.head.coef_, fit.head.coef_)
+
+
+def test_the_warm_started_path_equals_cold_fits():
+    from probe.heads import LOGREG_CS
+
+    X, y = blobs(300, sep=0.6)
+    warm = LogRegHead(task="multi-class", n_classes=3, warm_start=True)
+    for C in LOGREG_CS:
+        warm.C = C
+        warm.fit(X, y)
+        cold = LogRegHead(C=C, task="multi-class", n_classes=3).fit(X, y)
+        assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3), C

@@ -42,7 +42,7 @@ def test_probe_logs_its_selection_sweep_and_test_metrics(data_root, tmp_path):
     [result] = run_probe("bloodmnist", backbone="timm:test_vit", **where, extract=ExtractOptions(**extract),
                          tracker="tensorboard")  # fmt: skip
     log = events(tmp_path / "runs" / "tensorboard" / result.run_name)
-    sweep = log.Scalars("sweep/val_acc")
+    sweep = log.Scalars("sweep/val_log_loss")  # the default selection
     assert len(sweep) == len(LOGREG_CS) and [e.value for e in log.Scalars("sweep/C")] == pytest.approx(
         LOGREG_CS
     )
