@@ -14,7 +14,7 @@ from timm.data import resolve_model_data_config
 
 from medprobe.errors import UserError
 from medprobe.preprocess import PreprocessConfig
-from medprobe.registry import BackboneSpec, get_backbone
+from medprobe.registry import LAST_BLOCKS, BackboneSpec, get_backbone
 from medprobe.weights import load_local_weights
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,8 @@ def feature_dims(name: str | BackboneSpec, *, img_size: int | None = None) -> di
     _, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
         model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
-    return {kind: model.num_features for kind in spec.features}
+    blocks = min(LAST_BLOCKS, len(getattr(model, "blocks", ())))
+    return {kind: model.num_features * (blocks + 1 if kind == "last4" else 1) for kind in spec.features}
 
 
 def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, dict]:
@@ -126,17 +127,25 @@ def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> di
 
     Args:
         x: (B, 3, S, S) preprocessed input.
-        family: "vit" gives `cls` (class token) and `mean` (mean of patch tokens, without class
-            and register tokens); "cnn" gives `pool` (the model's global pooling).
+        family: "vit" gives `cls` (class token), `mean` (mean of patch tokens, without class and
+            register tokens), both after the final norm, and `last4` (the normed class tokens of
+            the last 4 blocks, then `mean`: DINOv2's linear-evaluation input); "cnn" gives `pool`
+            (the model's global pooling).
 
     Returns:
-        kind -> (B, D) features.
+        kind -> (B, D) features (`last4`: (B, 5 D)).
     """
-    tokens = model.forward_features(x)
-    if family == "vit":
-        n_prefix = getattr(model, "num_prefix_tokens", 1)
-        return {"cls": tokens[:, 0], "mean": tokens[:, n_prefix:].mean(dim=1)}
-    return {"pool": model.forward_head(tokens, pre_logits=True)}
+    if family != "vit":
+        return {"pool": model.forward_head(model.forward_features(x), pre_logits=True)}
+    blocks = min(LAST_BLOCKS, len(model.blocks))
+    # One pass: the final tokens equal forward_features', the intermediates come normed like them.
+    tokens, intermediates = model.forward_intermediates(
+        x, indices=blocks, norm=True, return_prefix_tokens=True, output_fmt="NLC"
+    )
+    n_prefix = getattr(model, "num_prefix_tokens", 1)
+    mean = tokens[:, n_prefix:].mean(dim=1)
+    last = torch.cat([prefix[:, 0] for _, prefix in intermediates] + [mean], dim=1)
+    return {"cls": tokens[:, 0], "mean": mean, "last4": last}
 
 
 def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Module:

@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VIT_FEATURES = ("cls", "mean")
+# What extraction writes per family. `last4` is DINOv2's linear-evaluation input: the class tokens of
+# the last 4 blocks, then the mean patch token, concatenated (facebookresearch/dinov2,
+# dinov2/eval/linear.py, `create_linear_input`); written in the same pass, fitted only when asked.
+VIT_FEATURES = ("cls", "mean", "last4")
 CNN_FEATURES = ("pool",)
+EXTRA_KINDS = ("last4",)
+LAST_BLOCKS = 4
+
+
+def default_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The kinds a probe fits unless `--features` says otherwise: all an entry holds but the extras."""
+    return tuple(k for k in kinds if k not in EXTRA_KINDS)
 
 
 @dataclass(frozen=True)

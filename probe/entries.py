@@ -7,11 +7,29 @@ match (say bicubic and zero-padded inputs), each is fitted into its own record.
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from cache.options import EntryFilter
 from cache.store import CacheError, CacheKey, damaged_entries, find_entries, rebuild_hint
+
+
+def superseding(entries: list[tuple[Path, CacheKey]]) -> list[tuple[Path, CacheKey]]:
+    """Entries less those another entry supersedes: built alike (the same key but for the feature
+    kinds) and holding every kind they hold and more (e.g. cls+mean beside cls+mean+last4, written
+    by a later version). Their shared kinds hold the same numbers, so fitting both would repeat runs."""
+
+    def alike(key: CacheKey) -> str:
+        return json.dumps(asdict(key) | {"features": None}, sort_keys=True)
+
+    def superseded(key: CacheKey) -> bool:
+        return any(
+            alike(other) == alike(key) and set(other.features) > set(key.features) for _, other in entries
+        )
+
+    return [(path, key) for path, key in entries if not superseded(key)]
 
 
 def matching_entries(
@@ -32,7 +50,7 @@ def matching_entries(
     """
     candidates = find_entries(cache_root, dataset=dataset, size=size, backbone=backbone)
     same_bytes = [(p, k) for p, k in candidates if k.data_md5 == data_md5]
-    chosen = [(p, k) for p, k in same_bytes if where.accepts(k)]
+    chosen = superseding([(p, k) for p, k in same_bytes if where.accepts(k)])
     if chosen:
         return sorted(chosen, key=lambda entry: (entry[1].backbone, entry[1].digest))
     damaged = damaged_entries(cache_root, dataset=dataset, size=size)

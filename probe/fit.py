@@ -32,6 +32,7 @@ from medprobe.data import (
     load_labels,
 )
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
+from medprobe.registry import default_kinds
 from medprobe.results import RunResult, named_class
 from medprobe.tasks import MULTI_LABEL
 from medprobe.tracking import open_tracker, split_scalars
@@ -228,7 +229,7 @@ def run_probe(
 
 def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing) -> list[FitSettings]:
     """The (head, seed) configurations to fit on one entry, less those whose record exists."""
-    kinds = options.kinds or key.features
+    kinds = options.kinds or default_kinds(key.features)
     missing = [k for k in kinds if k not in key.features]
     if missing:
         raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")

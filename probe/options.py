@@ -22,7 +22,9 @@ class ProbeOptions:
 
     heads: tuple[str, ...] = option(("logreg",), "Comma-separated heads.", choices=HEAD_NAMES, flag="head")
     features: str | None = option(
-        None, "cls, mean, cls+mean or pool [default: cls+mean for ViTs, pool for CNNs]."
+        None,
+        "cls, mean, cls+mean, last4 (DINOv2's linear-eval input: 4 blocks' class tokens + mean) or pool "
+        "[default: cls+mean for ViTs, pool for CNNs].",
     )
     select: str = option(
         "auto",

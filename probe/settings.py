@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from cache.store import CacheKey
 from medprobe.data import DatasetSpec
+from medprobe.registry import default_kinds
 from medprobe.results import run_name, variant_of
 from probe.heads import HEADS
 
@@ -51,8 +52,8 @@ class FitSettings:
             return f"--train-fraction {self.fraction:g}"
         return f"--shots {self.shots}" if self.shots is not None else None
 
-    def tag(self, all_kinds: tuple[str, ...]) -> str:
-        return run_tag(self.kinds, all_kinds, self.fraction, self.shots, self.refit)
+    def tag(self, entry_kinds: tuple[str, ...]) -> str:
+        return run_tag(self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit)
 
     def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
         variant = variant_of(self.head, self.tag(key.features))
@@ -61,14 +62,14 @@ class FitSettings:
 
 def run_tag(
     kinds: tuple[str, ...],
-    all_kinds: tuple[str, ...],
+    default: tuple[str, ...],
     fraction: float | None,
     shots: int | None,
     refit: str = "none",
 ) -> str:
     """What tells a run's variant apart in its name: non-default features, label efficiency, a
     refit on train+val."""
-    parts = [] if tuple(kinds) == tuple(all_kinds) else ["+".join(kinds)]
+    parts = [] if tuple(kinds) == tuple(default) else ["+".join(kinds)]
     parts += [f"frac{fraction:g}"] if fraction is not None else []
     parts += [f"shots{shots}"] if shots is not None else []
     parts += ["refit"] if refit != "none" else []

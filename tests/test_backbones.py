@@ -16,11 +16,11 @@ EXPECTED_DIMS = {
     "resnet18": {"pool": 512},
     "resnet50": {"pool": 2048},
     "efficientnet_lite0": {"pool": 1280},
-    "vit_tiny": {"cls": 192, "mean": 192},
-    "vit_small": {"cls": 384, "mean": 384},
-    "vit_base": {"cls": 768, "mean": 768},
-    "dinov2_small": {"cls": 384, "mean": 384},
-    "dinov2_base": {"cls": 768, "mean": 768},
+    "vit_tiny": {"cls": 192, "mean": 192, "last4": 5 * 192},
+    "vit_small": {"cls": 384, "mean": 384, "last4": 5 * 384},
+    "vit_base": {"cls": 768, "mean": 768, "last4": 5 * 768},
+    "dinov2_small": {"cls": 384, "mean": 384, "last4": 5 * 384},
+    "dinov2_base": {"cls": 768, "mean": 768, "last4": 5 * 768},
 }
 
 
@@ -53,7 +53,9 @@ def test_input_size_comes_from_the_spec_else_timm():
     assert create_backbone("timm:test_vit", pretrained=False)[1].input_size == 160  # timm's
 
 
-@pytest.mark.parametrize("name,kinds", [("timm:test_vit", {"cls", "mean"}), ("timm:test_resnet", {"pool"})])
+@pytest.mark.parametrize(
+    "name,kinds", [("timm:test_vit", {"cls", "mean", "last4"}), ("timm:test_resnet", {"pool"})]
+)
 def test_any_timm_model_works_with_the_prefix(name, kinds):
     feats, cfg = features_of(name, pretrained=False, img_size=32)
     assert set(feats) == set(get_backbone(name).features) == kinds
@@ -68,6 +70,31 @@ def test_mean_excludes_prefix_tokens():
         feats = extract_features(model, x, "vit")
     torch.testing.assert_close(feats["mean"], tokens[:, model.num_prefix_tokens :].mean(1))
     torch.testing.assert_close(feats["cls"], tokens[:, 0])
+
+
+def test_last4_is_dinov2s_linear_eval_input_from_the_same_pass():
+    """The class tokens of the last 4 blocks, each through the final norm, then the mean patch token
+    (dinov2/eval/linear.py, create_linear_input), computed here block by block; cls and mean are
+    forward_features' own, bit for bit."""
+    from medprobe.backbones import feature_dims
+
+    spec = get_backbone("timm:test_vit")
+    model, cfg = create_backbone(spec, pretrained=False, img_size=32)
+    x = preprocess(torch.randint(0, 256, (3, 28, 28, 3), dtype=torch.uint8), cfg)
+    with torch.inference_mode():
+        feats = extract_features(model, x, "vit")
+        tokens = model.norm_pre(model._pos_embed(model.patch_embed(x)))
+        class_tokens = []
+        for block in model.blocks:
+            tokens = block(tokens)
+            class_tokens.append(model.norm(tokens)[:, 0])
+        final = model.forward_features(x)
+    mean = final[:, model.num_prefix_tokens :].mean(1)
+    assert torch.equal(feats["cls"], final[:, 0]) and torch.equal(feats["mean"], mean)
+    torch.testing.assert_close(
+        feats["last4"], torch.cat([*class_tokens[-4:], mean], dim=1), rtol=0, atol=1e-6
+    )
+    assert {k: v.shape[1] for k, v in feats.items()} == feature_dims(spec, img_size=32)
 
 
 def test_unknown_backbone_names_the_valid_ones():

@@ -53,7 +53,11 @@ def test_extract_writes_a_complete_self_describing_entry(data_root, tmp_path):
     assert features["cls"].shape == features["mean"].shape == (40, 64)
     np.testing.assert_array_equal(labels, np.load(data_root / "bloodmnist.npz")["train_labels"])
     key = read_key(result.path)
-    assert key.dtype == "float16" and key.features == ("cls", "mean") and key.weights == "random-init:seed0"
+    assert (
+        key.dtype == "float16"
+        and key.features == ("cls", "mean", "last4")
+        and key.weights == "random-init:seed0"
+    )
     assert not list(result.path.parent.glob("*.partial*"))
 
 
@@ -142,8 +146,9 @@ def test_truncated_entry_is_detected_with_a_rebuild_hint(data_root, tmp_path):
 def test_reading_an_unfinished_entry_is_refused(data_root, tmp_path):
     path = extract_tiny(data_root, tmp_path).path
     labels = {split: read_split(path, split)[1] for split in ("train", "val", "test")}
-    entry = open_partial(tmp_path / "other.h5", read_key(path), labels=labels, dims={"cls": 64, "mean": 64})
-    entry.write("train", 0, {"cls": np.ones((16, 64)), "mean": np.ones((16, 64))})
+    dims = {"cls": 64, "mean": 64, "last4": 5 * 64}
+    entry = open_partial(tmp_path / "other.h5", read_key(path), labels=labels, dims=dims)
+    entry.write("train", 0, {kind: np.ones((16, d)) for kind, d in dims.items()})
     entry.mark_done("train", 0, 16)
     assert entry.todo("train", 16) == [(16, 32), (32, 40)]
     with pytest.raises(CacheError, match="not a complete cache entry"):

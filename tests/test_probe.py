@@ -348,3 +348,29 @@ def test_the_warm_started_path_equals_cold_fits():
         warm.fit(X, y)
         cold = LogRegHead(C=C, task="multi-class", n_classes=3).fit(X, y)
         assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3), C
+
+
+def test_last4_is_fitted_only_when_asked_and_named_in_the_record(cached, tmp_path):
+    root, cache = cached
+    where = dict(size=28, cache_root=cache, data_root=root, out=tmp_path / "runs", bootstrap=0)
+    [default] = run_probe("bloodmnist", backbone="timm:test_vit", **where)
+    [last4] = run_probe("bloodmnist", backbone="timm:test_vit", features="last4", **where)
+    assert default.hparams["features"] == "cls+mean" and default.tag == ""
+    assert last4.hparams["features"] == "last4" and last4.tag == "last4"
+    assert last4.run_name != default.run_name and last4.config["features"] == "last4"
+
+
+def test_an_entry_holding_more_kinds_supersedes_one_built_alike():
+    """cls+mean (an earlier version's entry) beside cls+mean+last4 of the same key: fitted once."""
+    from pathlib import Path
+
+    from cache.store import CacheKey
+    from probe.entries import superseding
+
+    common = dict(backbone="b", model_id="m", weights="w", dataset="d", size=28, data_md5="x")
+    common |= dict(preprocess={"resize": "bicubic"}, splits=("train", "val", "test"), precision="fp32")
+    old = CacheKey(features=("cls", "mean"), **common)
+    new = CacheKey(features=("cls", "mean", "last4"), **common)
+    other = CacheKey(features=("cls", "mean"), **(common | {"preprocess": {"resize": "pad"}}))
+    entries = [(Path("old.h5"), old), (Path("new.h5"), new), (Path("pad.h5"), other)]
+    assert [p.name for p, _ in superseding(entries)] == ["new.h5", "pad.h5"]

@@ -127,8 +127,8 @@ def test_plan_lists_runs_data_and_cache_space_and_runs_nothing(tiny_data, tmp_pa
     given = "pretrained=False img_size=32 epochs=1 batch_size=16"
     assert f"finetune timm:test_resnet on bloodmnist_28 seed 0 [{given}]" in lines and "2 run(s)" in lines
     assert "data: 1 file(s), 1 present" in result.output
-    # 80 images x (64 cls + 64 mean) float16 values: what the entry will hold
-    assert f"feature cache: {80 * 128 * 2 / 1e6:.1f} MB" in result.output
+    # 80 images x (64 cls + 64 mean + 5 x 64 last4) float16 values: what the entry will hold
+    assert f"feature cache: {80 * 448 * 2 / 1e6:.1f} MB" in result.output
     assert not (tmp_path / "runs").exists() and not list(tiny_data.glob("cache*"))
 
 
