@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from medprobe.outputs import loss, probabilities
 from medprobe.tasks import MULTI_LABEL
@@ -42,19 +43,41 @@ class BaseHead:
         return torch.as_tensor(y, dtype=torch.long)
 
     def _proba(self, logits: torch.Tensor) -> np.ndarray:
+        if _one_logit(logits, self.task):  # P(class 1) = sigmoid(z): the columns [1 - p, p]
+            positive = torch.sigmoid(logits.detach().double()[:, 0])
+            return torch.stack([1 - positive, positive], dim=1).numpy()
         return probabilities(logits.detach(), self.task)
 
     def _loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if _one_logit(logits, self.task):
+            return F.binary_cross_entropy_with_logits(logits[:, 0], targets.reshape(-1).float())
         return loss(logits, targets, self.task)
 
 
 class LinearModel(BaseHead):
-    """A head that ends as standardized features times `coef_` plus `intercept_` (logreg, linear)."""
+    """A head that ends as standardized features times `coef_` plus `intercept_` (logreg, linear).
+
+    A binary head may keep one row (the logit of class 1, as scikit-learn's logistic regression
+    does) where the task has two classes.
+    """
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """X (n, D) features -> (n, n_out) probabilities."""
+        """X (n, D) features -> (n, n_classes) probabilities."""
         x = standardize(X, self.mean_, self.scale_)
         return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
+
+    def output_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(coef (n_classes, D), intercept (n_classes,)) whose softmax (sigmoid, multi-label) equals
+        `predict_proba` on the standardized features: a one-row binary head as the rows -z/2, z/2
+        (softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)])."""
+        coef, intercept = np.asarray(self.coef_), np.asarray(self.intercept_)
+        if self.task == "binary-class" and len(coef) == 1:
+            return np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+        return coef, intercept
+
+
+def _one_logit(logits: torch.Tensor, task: str) -> bool:
+    return task == "binary-class" and logits.shape[-1] == 1
 
 
 def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:

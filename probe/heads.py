@@ -30,8 +30,10 @@ KNN_TEMPERATURE = 0.07  # DINO's weighted kNN: votes weighted by exp(cosine / T)
 class LogRegHead(LinearModel):
     """L2-regularized logistic regression on standardized features, fitted with L-BFGS.
 
-    The objective is sklearn's, per sample: mean loss + ||W||^2 / (2 C n), so C means what it
-    means there. With `warm_start`, a refit starts from the previous solution (fast along a C grid).
+    The objective is scikit-learn's, per sample: mean loss + ||W||^2 / (2 C n), so C means what it
+    means there, and so is the model: one logit (a sigmoid) for binary tasks, a softmax over the
+    classes (multinomial) otherwise, one sigmoid per label for multi-label tasks. With
+    `warm_start`, a refit starts from the previous solution (fast along a C grid).
     """
 
     def __init__(
@@ -51,7 +53,7 @@ class LogRegHead(LinearModel):
         targets = self._targets(y)
         if not (self.warm_start and hasattr(self, "coef_")):
             self.mean_, self.scale_ = fit_scaler(X)
-            n_out = len(self.classes_)
+            n_out = 1 if self.task == "binary-class" else len(self.classes_)
             self.coef_, self.intercept_ = (
                 np.zeros((n_out, X.shape[1]), np.float32),
                 np.zeros(n_out, np.float32),
@@ -69,9 +71,13 @@ class LogRegHead(LinearModel):
             history_size=20,
         )
 
+        # Multi-label: the loss summed over labels (per sample), so each label's fit is scikit-learn's
+        # binary one at this C (one-vs-rest); the shared loss averages over labels too.
+        per_label = targets.shape[1] if self.task == MULTI_LABEL else 1
+
         def closure():
             optimizer.zero_grad()
-            loss = self._loss(x @ weight.T + bias, targets) + penalty * weight.pow(2).sum()
+            loss = per_label * self._loss(x @ weight.T + bias, targets) + penalty * weight.pow(2).sum()
             loss.backward()
             return loss
 

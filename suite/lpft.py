@@ -163,7 +163,7 @@ def load_linear_head(model: torch.nn.Module, head) -> None:
     classifier = model.get_classifier()
     coef, intercept, mean, scale = (
         torch.as_tensor(np.asarray(a), dtype=torch.float64)
-        for a in (head.coef_, head.intercept_, head.mean_, head.scale_)
+        for a in (*head.output_rows(), head.mean_, head.scale_)
     )
     coef = coef / scale
     bias = intercept - coef @ mean

@@ -71,14 +71,37 @@ def test_selection_follows_val():
     assert len(grid) >= 25 and grid[0] == pytest.approx(1e-6) and grid[-1] == pytest.approx(1e5)
 
 
-def test_logreg_matches_sklearn_objective():
+@pytest.mark.parametrize("C", [0.01, 1.0])
+@pytest.mark.parametrize("task", ["binary-class", "multi-class", "multi-label, binary-class"])
+def test_logreg_equals_sklearn_coefficients_and_probabilities(task, C):
+    """scikit-learn's LogisticRegression on the same standardized features: one sigmoid for binary
+    tasks, multinomial otherwise, one-vs-rest per label for multi-label tasks; the same C."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     X, y = blobs(200, sep=0.8)
-    ours = LogRegHead(C=0.1, max_iter=500).fit(X, y).predict_proba(X)
-    ref = LogisticRegression(C=0.1, max_iter=2000, tol=1e-8).fit(StandardScaler().fit_transform(X), y[:, 0])
-    np.testing.assert_allclose(ours, ref.predict_proba(StandardScaler().fit_transform(X)), atol=2e-3)
+    x = StandardScaler().fit_transform(X)
+    labels = {
+        "binary-class": (y > 0).astype(int),
+        "multi-class": y,
+        "multi-label, binary-class": np.concatenate(
+            [y == 0, y == 2, np.random.default_rng(0).integers(0, 2, y.shape)], 1
+        ),
+    }[task].astype(int)
+    columns = (
+        [labels[:, j] for j in range(labels.shape[1])] if task.startswith("multi-label") else [labels[:, 0]]
+    )
+    refs = [LogisticRegression(C=C, max_iter=5000, tol=1e-10).fit(x, column) for column in columns]
+    ours = LogRegHead(C=C, task=task, n_classes=int(labels.max()) + 1, max_iter=500).fit(X, labels)
+    if task.startswith("multi-label"):
+        coef, proba = (
+            np.concatenate([r.coef_ for r in refs]),
+            np.stack([r.predict_proba(x)[:, 1] for r in refs], 1),
+        )
+    else:
+        coef, proba = refs[0].coef_, refs[0].predict_proba(x)
+    np.testing.assert_allclose(ours.coef_, coef, atol=2e-3)
+    np.testing.assert_allclose(ours.predict_proba(X), proba, atol=1e-3)
 
 
 def test_knn_votes_for_every_k_equal_single_k_fits():
