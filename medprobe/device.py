@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -50,6 +51,17 @@ def autocast(device: torch.device, precision: str):
 
 
 DEVICE_SHARE = 0.25  # data may take this share of a GPU's free memory; the rest is the model's
+
+
+@contextlib.contextmanager
+def torch_threads(count: int):
+    """Run a block on `count` torch threads (process-wide), then restore the previous count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:

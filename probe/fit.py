@@ -31,6 +31,7 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
+from medprobe.device import torch_threads
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
 from medprobe.registry import default_kinds
 from medprobe.results import RunResult, named_class
@@ -38,7 +39,7 @@ from medprobe.tasks import MULTI_LABEL
 from medprobe.tracking import open_tracker, split_scalars
 from medprobe.validate import check_trainable
 from probe.entries import matching_entries
-from probe.heads import HEADS
+from probe.heads import HEADS, head_threads
 from probe.options import REFITS, ProbeOptions
 from probe.settings import FitSettings, seeds_for
 
@@ -100,14 +101,15 @@ def fit_probe(
     check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
-    clock = time.perf_counter()
-    score = make_scorer(val[1], task=task, metric=metric)
-    sweep = HEADS[head].sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
-    sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-    val_scores = sweep.best.predict_proba(val[0])
-    chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
-    refit_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-    test_scores = chosen.predict_proba(test[0])
+    with torch_threads(head_threads(*train[0].shape)):
+        clock = time.perf_counter()
+        score = make_scorer(val[1], task=task, metric=metric)
+        sweep = HEADS[head].sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
+        sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+        val_scores = sweep.best.predict_proba(val[0])
+        chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
+        refit_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+        test_scores = chosen.predict_proba(test[0])
     test_metrics = evaluate(test[1], test_scores, task=task, bootstrap=bootstrap, seed=seed)
     bootstrap_seconds = time.perf_counter() - clock
     val_metrics = evaluate(val[1], val_scores, task=task)

@@ -27,13 +27,26 @@ KNN_MAX_K = 100
 KNN_TEMPERATURE = 0.07  # DINO's weighted kNN: votes weighted by exp(cosine / T)
 
 
+# Heads on fewer feature values (train rows x dimension) than this fit on one thread: a second saves
+# little on an idle machine and costs up to 10x on a busy one, where torch's threads wait on each
+# other; larger problems use every core (BENCHMARKS.md, "Heads against scikit-learn").
+ONE_THREAD_BELOW = 10_000_000
+
+
+def head_threads(n: int, dim: int) -> int:
+    """Torch threads for fitting a head on (n, dim) train features."""
+    return 1 if n * dim < ONE_THREAD_BELOW else torch.get_num_threads()
+
+
 class LogRegHead(LinearModel):
     """L2-regularized logistic regression on standardized features, fitted with L-BFGS.
 
     The objective is scikit-learn's, per sample: mean loss + ||W||^2 / (2 C n), so C means what it
     means there, and so is the model: one logit (a sigmoid) for binary tasks, a softmax over the
-    classes (multinomial) otherwise, one sigmoid per label for multi-label tasks. With
-    `warm_start`, a refit starts from the previous solution (fast along a C grid).
+    classes (multinomial) otherwise, one sigmoid per label for multi-label tasks. So is when it
+    stops: at `max_iter` iterations or when no gradient entry exceeds `tol` (scipy's pgtol, which
+    scikit-learn's lbfgs is given). With `warm_start`, a refit starts from the previous solution
+    (fast along a C grid).
     """
 
     def __init__(
@@ -43,22 +56,27 @@ class LogRegHead(LinearModel):
         task: str = "multi-class",
         n_classes: int | None = None,
         max_iter: int = 100,
+        tol: float = 1e-4,
         warm_start: bool = False,
     ):
         self.C, self.task, self.n_classes = C, task, n_classes
-        self.max_iter, self.warm_start = max_iter, warm_start
+        self.max_iter, self.tol, self.warm_start = max_iter, tol, warm_start
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> LogRegHead:
         """X: (n, D) features; y: (n,) / (n, 1) classes or (n, L) multi-label 0/1."""
         targets = self._targets(y)
         if not (self.warm_start and hasattr(self, "coef_")):
-            self.mean_, self.scale_ = fit_scaler(X)
-            n_out = 1 if self.task == "binary-class" else len(self.classes_)
-            self.coef_, self.intercept_ = (
-                np.zeros((n_out, X.shape[1]), np.float32),
-                np.zeros(n_out, np.float32),
-            )
-        x = standardize(X, self.mean_, self.scale_)
+            self._start(X)
+        return self._fit_standardized(standardize(X, self.mean_, self.scale_), targets)
+
+    def _start(self, X: np.ndarray) -> None:
+        """The scaler of the train features and a zero model (one row per output)."""
+        self.mean_, self.scale_ = fit_scaler(X)
+        n_out = 1 if self.task == "binary-class" else len(self.classes_)
+        self.coef_, self.intercept_ = np.zeros((n_out, X.shape[1]), np.float32), np.zeros(n_out, np.float32)
+
+    def _fit_standardized(self, x: torch.Tensor, targets: torch.Tensor) -> LogRegHead:
+        """L-BFGS from the current coefficients on standardized features x (n, D)."""
         weight = torch.tensor(self.coef_, requires_grad=True)
         bias = torch.tensor(self.intercept_, requires_grad=True)
         penalty = 1.0 / (2.0 * self.C * len(x))
@@ -66,11 +84,10 @@ class LogRegHead(LinearModel):
             [weight, bias],
             max_iter=self.max_iter,
             line_search_fn="strong_wolfe",
-            tolerance_grad=1e-5,
+            tolerance_grad=self.tol,  # scikit-learn's stopping rule: max |gradient| <= tol
             tolerance_change=1e-9,
             history_size=20,
         )
-
         # Multi-label: the loss summed over labels (per sample), so each label's fit is scikit-learn's
         # binary one at this C (one-vs-rest); the shared loss averages over labels too.
         per_label = targets.shape[1] if self.task == MULTI_LABEL else 1
@@ -87,12 +104,18 @@ class LogRegHead(LinearModel):
 
     @classmethod
     def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS) -> Sweep:
-        """Fit along the C grid from strong to weak regularization, warm-starting each fit."""
+        """Fit along the C grid from strong to weak regularization, warm-starting each fit; the
+        features are standardized once for the whole path."""
         head = cls(task=task, n_classes=n_classes, warm_start=True)
+        targets = head._targets(y)
+        head._start(X)
+        x, x_val = (standardize(a, head.mean_, head.scale_) for a in (X, X_val))
         best, best_score, scores = None, -math.inf, []
         for C in sorted(Cs):
             head.C = C
-            val_score = score_or_worst(score(head.fit(X, y).predict_proba(X_val)))
+            head._fit_standardized(x, targets)
+            logits = x_val @ torch.as_tensor(head.coef_).T + torch.as_tensor(head.intercept_)
+            val_score = score_or_worst(score(head._proba(logits)))
             scores.append(({"C": C}, val_score))
             if best is None or val_score > best_score:
                 best, best_score = copy.deepcopy(head), val_score

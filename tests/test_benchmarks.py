@@ -80,3 +80,41 @@ def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     figures = json.loads((tmp_path / "figures.json").read_text())
     heads = next(v["heads"] for k, v in figures.items() if k.startswith("`probe fit --head"))
     assert set(heads) == {"logreg", "linear", "knn"} and all("bootstrap_s" in t for t in heads.values())
+
+
+def test_heads_against_sklearn_prints_a_row_per_head_and_thread_setting():
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.heads",
+        "--vs-sklearn",
+        "--sizes",
+        "500x768 binary",
+        "--threads",
+        "auto,1",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert [(r[4], r[5]) for r in rows] == [
+        ("logreg", "auto (1)"),
+        ("logreg", "1 (1)"),
+        ("knn", "auto (1)"),
+        ("knn", "1 (1)"),
+    ]
+    assert all(float(r[6]) > 0 and float(r[7]) > 0 for r in rows)
+
+
+def test_probe_quality_prints_a_row_per_feature_rule_and_head(tmp_path):
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from conftest import make_npz
+
+    make_npz(tmp_path / "data" / "breastmnist.npz", n_classes=2)
+    cmd = [sys.executable, "-m", "benchmarks.probe_quality", "--backbone", "timm:test_vit", "--no-pretrained"]
+    cmd += ["--img-size", "32", "--heads", "logreg,knn", "--precision", "fp32"]
+    cmd += ["--data-root", str(tmp_path / "data"), "--cache-root", str(tmp_path / "cache")]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| 20")]
+    assert len(rows) == 2 * 3 * 2 and {r[3] for r in rows} == {"cls+mean", "last4"}
+    assert {(r[5], r[6]) for r in rows} == {("acc", "none"), ("loss", "none"), ("loss", "train+val")}
