@@ -58,12 +58,11 @@ def splits(n: int, dim: int, n_classes: int, separation: float) -> tuple:
     )
 
 
-def medprobe_logreg(train, val, task: str, n_classes: int, threads: int) -> float:
+def medprobe_sweep(head: type, train, val, task: str, n_classes: int, threads: int) -> float:
+    """Seconds of a medprobe head's whole sweep (`LogRegHead`, `KNNHead`), C or k on the val log-loss."""
     score = make_scorer(val[1], task=task, metric="log_loss")
     with torch_threads(threads):
-        return _seconds(
-            lambda: LogRegHead.sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
-        )
+        return _seconds(lambda: head.sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes))
 
 
 def sklearn_logreg(train, val, n_classes: int) -> float:
@@ -86,14 +85,6 @@ def sklearn_logreg(train, val, n_classes: int) -> float:
         return _seconds(sweep)
 
 
-def medprobe_knn(train, val, task: str, n_classes: int, threads: int) -> float:
-    score = make_scorer(val[1], task=task, metric="log_loss")
-    with torch_threads(threads):
-        return _seconds(
-            lambda: KNNHead.sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
-        )
-
-
 def sklearn_knn(train, val, n_classes: int) -> float:
     from sklearn.neighbors import NearestNeighbors
 
@@ -113,14 +104,11 @@ def compare(sizes: list[str], threads: list[str], separation: float, busy: bool)
         n, dim, n_classes = SIZES[name]
         train, val, _ = splits(n, dim, n_classes, separation)
         task = "binary-class" if n_classes == 2 else "multi-class"
-        for head, ours, theirs in (
-            ("logreg", medprobe_logreg, sklearn_logreg),
-            ("knn", medprobe_knn, sklearn_knn),
-        ):
+        for head, ours, theirs in (("logreg", LogRegHead, sklearn_logreg), ("knn", KNNHead, sklearn_knn)):
             reference = theirs(train, val, n_classes)
             for setting in threads:
                 count = head_threads(n, dim) if setting == "auto" else int(setting)
-                seconds = ours(train, val, task, n_classes, count)
+                seconds = medprobe_sweep(ours, train, val, task, n_classes, count)
                 rows.append(
                     f"| {date.today()} | {machine()} | {'busy' if busy else 'idle'} | {name} | {head} "
                     f"| {setting} ({count}) | {seconds:.3g} | {reference:.3g} | {reference / seconds:.2f}x |"

@@ -25,7 +25,7 @@ from medprobe.metrics import evaluate
 from medprobe.preprocess import PreprocessConfig, preprocess
 from medprobe.registry import get_backbone
 from medprobe.splits import open_split
-from medprobe.tasks import MULTI_LABEL
+from probe.fit import make_scorer
 from probe.heads import LogRegHead
 
 log = logging.getLogger(__name__)
@@ -34,11 +34,11 @@ log = logging.getLogger(__name__)
 # not the cache's default float16, so the folded head reproduces the probe's predictions.
 PROBE_STORAGE = "float32"
 CHECK_IMAGES = 4  # val images that show the cached features are the head's input
-# The head's C is chosen on val log-likelihood, the fine-tune's own objective: a head chosen for AUC
-# or ACC may be confident far beyond its accuracy (large weights), and then the first augmented
-# batches give huge losses whose gradients wreck the pretrained features (seen on BreastMNIST with
-# DINOv2-S: C=1 by val AUC, first-epoch train loss 15.9).
-SELECTED_ON = "log_likelihood"
+# The head's C is chosen on the val log-loss (`probe fit`'s default), the fine-tune's own objective:
+# a head chosen for AUC or ACC may be confident far beyond its accuracy (large weights), and then
+# the first augmented batches give huge losses whose gradients wreck the pretrained features
+# (BENCHMARKS.md, issue #16).
+SELECTED_ON = "log_loss"
 HEAD_INPUT_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-3}  # relative, between batch sizes
 # When the fine-tune augments, the probe also fits this many augmented passes over train, drawn as
 # the fine-tune draws them; fitted on the clean features alone it fits images the fine-tune never
@@ -87,8 +87,8 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
     _check_head_input(model, pcfg, val, data["val"][0][: len(val)], precision=precision)
     x_val, y_val = data["val"]
     x, y, passes = _fit_rows(cfg, dspec, model, pcfg, data["train"], precision=precision)
-    sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
-                             n_classes=dspec.n_classes)  # fmt: skip
+    score = make_scorer(y_val, task=dspec.task, metric=SELECTED_ON)
+    sweep = LogRegHead.sweep(x, y, x_val, score, task=dspec.task, n_classes=dspec.n_classes)
     val_metrics = evaluate(y_val, sweep.best.predict_proba(x_val), task=dspec.task)
     load_linear_head(model, sweep.best)
     log.info("head from the logreg probe on %s features (C=%g, val AUC %.4f)", kind, sweep.params["C"],
@@ -187,17 +187,3 @@ def _check_head_input(model, pcfg: PreprocessConfig, images, cached: np.ndarray,
             f"--init-head probe: the cached features differ from this network's head input "
             f"(relative error {error:.1e}); the cache entry was built from another network"
         )
-
-
-def val_log_likelihood(y_val: np.ndarray, task: str):
-    """proba -> mean log-likelihood of the val labels (higher is better): the sweep's score."""
-    y = np.asarray(y_val)
-
-    def score(proba: np.ndarray) -> float:
-        p = np.clip(proba, 1e-12, 1.0)
-        if task == MULTI_LABEL:
-            q = np.clip(1.0 - proba, 1e-12, 1.0)
-            return float(np.mean(y * np.log(p) + (1 - y) * np.log(q)))
-        return float(np.mean(np.log(p[np.arange(len(y)), y.reshape(-1).astype(int)])))
-
-    return score

@@ -117,3 +117,25 @@ def test_bad_inputs_say_what_shape_is_expected(y, score, match):
 def test_multi_label_shape_mismatch_is_rejected():
     with pytest.raises(ValueError, match=r"shape \(4, 3\)"):
         evaluate(np.zeros((4, 2)), np.full((4, 3), 0.5), task="multi-label, binary-class")
+
+
+@pytest.mark.parametrize("task", ["binary-class", "multi-class", "multi-label, binary-class"])
+def test_log_loss_equals_sklearn_and_prefers_calibrated_probabilities(task):
+    from sklearn.metrics import log_loss as sklearn_log_loss
+
+    from medprobe.metrics import log_loss
+
+    rng = np.random.default_rng(0)
+    if task.startswith("multi-label"):
+        y, score = rng.integers(0, 2, (50, 3)), rng.uniform(0.01, 0.99, (50, 3))
+        expected = np.mean([sklearn_log_loss(y[:, j], score[:, j]) for j in range(3)])
+    else:
+        k = 2 if task == "binary-class" else 4
+        y, score = rng.integers(0, k, 50), rng.dirichlet(np.ones(k), 50)
+        expected = sklearn_log_loss(y, score, labels=range(k))
+    assert log_loss(y, score, task=task) == pytest.approx(expected)
+    assert evaluate(y, score, task=task)["log_loss"] == pytest.approx(expected)
+    right = np.array([[0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])
+    overconfident = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # one sure mistake
+    y = np.array([0, 1, 1, 0])
+    assert log_loss(y, right, task="binary-class") < log_loss(y, overconfident, task="binary-class")

@@ -24,9 +24,10 @@ from medprobe.preprocess import preprocess
 from medprobe.registry import RECIPES, get_backbone
 from medprobe.results import load_results
 from medprobe.splits import open_split
+from probe.fit import make_scorer
 from probe.heads import LogRegHead
 from suite.cli import _probe_head
-from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head, val_log_likelihood
+from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head
 
 
 def test_each_family_gets_its_recipe_and_explicit_options_win():
@@ -129,9 +130,9 @@ def test_lpft_head_reproduces_the_probes_val_predictions(model, augment, data_ro
         )
         assert not any(np.allclose(a, x, atol=1e-3) for a in augmented)  # other images than the clean ones
         x, y = np.concatenate([x, *augmented]), np.concatenate([y] * (1 + passes))
-    sweep = LogRegHead.sweep(x, y, x_val, val_log_likelihood(y_val, dspec.task), task=dspec.task,
-                             n_classes=dspec.n_classes)  # fmt: skip
-    assert sweep.params == info["params"] and info["selected_on"] == "log_likelihood"
+    score = make_scorer(y_val, task=dspec.task, metric="log_loss")
+    sweep = LogRegHead.sweep(x, y, x_val, score, task=dspec.task, n_classes=dspec.n_classes)
+    assert sweep.params == info["params"] and info["selected_on"] == "log_loss"
     images = open_split(dspec, "val", root=str(data_root)).load()
     with torch.no_grad():
         logits = net(preprocess(torch.from_numpy(images), pcfg))
@@ -158,15 +159,6 @@ def test_lpft_refuses_features_of_another_network(data_root, tmp_path):
                       cache_root=str(tmp_path / "cache"), init_head="probe")  # fmt: skip
     with pytest.raises(UserError, match="built from another network"):
         build_model(cfg, get_backbone(cfg.model), get_dataset("bloodmnist"), probe_head)
-
-
-def test_the_val_log_likelihood_prefers_calibrated_probabilities():
-    y = np.array([0, 1, 1, 0])
-    score = val_log_likelihood(y, "binary-class")
-    right = np.array([[0.8, 0.2], [0.3, 0.7], [0.2, 0.8], [0.9, 0.1]])
-    overconfident = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])  # one sure mistake
-    assert score(right) == pytest.approx(np.mean(np.log([0.8, 0.7, 0.8, 0.9])))
-    assert score(right) > score(overconfident)
 
 
 def test_lpft_fine_tunes_at_a_tenth_of_the_lr_without_drop_path_unless_asked():
