@@ -64,8 +64,8 @@ def disk_errors(what: str | os.PathLike) -> Iterator[None]:
             raise
         raise error from e
     except Exception as e:
-        if not disk_full(Path(what).parent):
-            raise
+        if isinstance(e, UserError) or not disk_full(Path(what).parent):
+            raise  # a user error already says what to do; anything else on a disk with room is a bug
         reason = f"no space left on device ({type(e).__name__} from the writer)"
         raise DiskError(f"could not write {what}: {reason}; free some space and run again") from e
 

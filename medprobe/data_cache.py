@@ -23,7 +23,7 @@ from pathlib import Path
 import filelock
 import numpy as np
 
-from medprobe.atomic import fsync, write_atomic
+from medprobe.atomic import disk_errors, fsync, write_atomic
 from medprobe.errors import DataError
 from medprobe.npz import member_info, read_header, read_rows
 
@@ -51,7 +51,7 @@ def disk_images(
     path = cache_home(root) / "npy" / md5 / f"{split}_images.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(f"{path}.lock"):
+        with filelock.FileLock(f"{path}.lock"), disk_errors(path.with_name(path.name + ".partial")):
             if not path.exists():
                 _convert(npz, f"{split}_images", path, chunk=chunk)
     return NpyRows(path)
@@ -136,7 +136,7 @@ def _check_space(folder: Path, size: int) -> None:
         raise DataError(
             f"the uncompressed copy for training needs {size / 1e9:.1f} GB in {folder}, which has "
             f"{free / 1e9:.1f} GB free; free space there, point $MEDPROBE_CACHE elsewhere, or train "
-            "with the data in memory (--data memory)"
+            "with the data in memory (--data-mode memory)"
         )
 
 

@@ -650,3 +650,21 @@ def test_a_writer_failing_on_a_full_disk_is_the_disk_error(tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match="enforce fail"):  # a bug on a disk with room stays a bug
         save_checkpoint({"epoch": 1}, tmp_path / "checkpoint.pt")
     assert not list(tmp_path.iterdir())
+
+
+def test_disk_full_during_the_training_copy_is_one_line(tmp_path, small_disk):
+    """The uncompressed copy `--data-mode disk` trains from, on a disk too small for it: refused up front
+    with the space needed and the other mode (a disk filled by another writer meanwhile is the one-line
+    disk error: `disk_errors` around the copy)."""
+    data = tmp_path / "data"
+    make_npz(data / "breastmnist.npz", n_classes=2, n=(600, 8, 8))
+    result = subprocess.run(
+        [sys.executable, "-m", "finetune", "run", *TINY_RESNET, "--dataset", "breastmnist", "--epochs", "1"]
+        + ["--data-mode", "disk", "--data-root", str(data), "--cache-root", str(small_disk)]
+        + ["--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "the uncompressed copy for training needs" in result.stderr
+    assert "--data-mode memory" in result.stderr
