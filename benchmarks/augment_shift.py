@@ -25,8 +25,8 @@ from finetune.augment import N_DRAWS, augment, draw_params
 from finetune.build import build_model
 from finetune.config import TrainConfig
 from medprobe.data import get_dataset
+from medprobe.data.splits import open_split
 from medprobe.registry import get_backbone
-from medprobe.splits import open_split
 from suite.lpft import head_input, probe_head
 
 IDENTITY = 0.5  # the draw of no rotation, scale or shift (flips: a draw below 0.5 flips)

@@ -96,7 +96,7 @@ def run_size(gb: float, work: Path) -> list[str]:
 
 
 def _available() -> int:
-    from medprobe.data_cache import available_memory
+    from medprobe.data.disk_copy import available_memory
 
     return available_memory() or 0
 

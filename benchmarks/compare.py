@@ -37,8 +37,8 @@ from benchmarks.synthetic import write_npz
 from cache.extract import extract
 from medprobe.backbones import create_backbone
 from medprobe.data import get_dataset
+from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
-from medprobe.splits import load_split
 from probe.fit import run_probe
 
 EPOCHS = 20

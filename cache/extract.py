@@ -32,6 +32,7 @@ from medprobe.data import (
     file_md5,
     get_dataset,
 )
+from medprobe.data.splits import SplitFile, open_splits
 from medprobe.device import (
     autocast,
     barrier,
@@ -46,7 +47,6 @@ from medprobe.preprocess import preprocess
 from medprobe.progress import progress_bar
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import package_versions
-from medprobe.splits import SplitFile, open_splits
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)

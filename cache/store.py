@@ -20,7 +20,7 @@ import numpy as np
 
 from cache import integrity
 from medprobe.choices import STORAGE_DTYPES
-from medprobe.data_cache import cache_home as cache_root  # one cache folder for features and data
+from medprobe.data.files import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array

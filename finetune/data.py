@@ -13,10 +13,10 @@ import logging
 import torch
 
 from medprobe.data import SPLITS, DatasetSpec, file_md5
-from medprobe.data_cache import NpyRows, available_memory, disk_images
+from medprobe.data.disk_copy import NpyRows, available_memory, disk_images
+from medprobe.data.splits import CHUNK_BYTES, open_splits
 from medprobe.device import fits_on
 from medprobe.errors import DataError
-from medprobe.splits import CHUNK_BYTES, open_splits
 
 log = logging.getLogger(__name__)
 

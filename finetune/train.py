@@ -28,6 +28,7 @@ from finetune.model import apply_freeze, micro_batch_size, trains_batch_norm
 from finetune.steps import TrainSteps
 from medprobe.atomic import write_atomic
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
+from medprobe.data.validate import check_trainable
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.errors import UserError
 from medprobe.figures import save_png, training_curves
@@ -36,7 +37,6 @@ from medprobe.outputs import probabilities
 from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import RunResult, named_class, run_name
 from medprobe.tracking import NoTracker, open_tracker, split_scalars
-from medprobe.validate import check_trainable
 from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from medprobe.tasks import MULTI_LABEL, TASKS
+from medprobe.data.validate import MULTI_LABEL, TASKS
 
 SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk", "log_loss")
 # --select name -> evaluate() key

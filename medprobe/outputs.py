@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medprobe.tasks import MULTI_LABEL
+from medprobe.data.validate import MULTI_LABEL
 
 
 def probabilities(logits: torch.Tensor | np.ndarray, task: str) -> np.ndarray:

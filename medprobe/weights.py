@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from timm.models import load_state_dict
 
+from medprobe.data.files import file_digest
 from medprobe.errors import WeightsError
-from medprobe.hashing import file_digest
 
 EXAMPLES = 3
 COUNTERS = "num_batches_tracked"  # BatchNorm step counters: not weights; ported checkpoints lack them

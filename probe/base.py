@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from medprobe.data.validate import MULTI_LABEL
 from medprobe.outputs import loss, probabilities
-from medprobe.tasks import MULTI_LABEL
 
 
 @dataclass

@@ -31,13 +31,12 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
+from medprobe.data.validate import MULTI_LABEL, check_trainable
 from medprobe.device import torch_threads
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
 from medprobe.registry import default_kinds
 from medprobe.results import RunResult, named_class
-from medprobe.tasks import MULTI_LABEL
 from medprobe.tracking import open_tracker, split_scalars
-from medprobe.validate import check_trainable
 from probe.entries import matching_entries
 from probe.heads import HEADS, head_threads
 from probe.options import REFITS, ProbeOptions

@@ -19,12 +19,12 @@ from cache.extract import default_batch_size, extract
 from cache.store import read_key, read_split
 from finetune.augment import augment, draw_params
 from medprobe.data import get_dataset
+from medprobe.data.splits import open_split
 from medprobe.device import autocast, resolve_device
 from medprobe.errors import UserError
 from medprobe.metrics import evaluate
 from medprobe.preprocess import PreprocessConfig, preprocess
 from medprobe.registry import get_backbone
-from medprobe.splits import open_split
 from probe.fit import make_scorer
 from probe.heads import LogRegHead
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 
 from medprobe.data import SPLITS, DatasetSpec, data_root, get_dataset
-from medprobe.npz import member_info
+from medprobe.data.npz import member_info
 from suite.recipe import Recipe
 
 FLOAT_BYTES = {"float16": 2, "float32": 4}

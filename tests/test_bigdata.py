@@ -22,12 +22,11 @@ from cache.store import read_split
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig
 from finetune.train import train
-from medprobe import data_cache
 from medprobe.backbones import create_backbone, preprocess_config
-from medprobe.data import file_md5, get_dataset
-from medprobe.data_cache import disk_images
+from medprobe.data import disk_copy, file_md5, get_dataset
+from medprobe.data.disk_copy import disk_images
+from medprobe.data.splits import load_split, open_split
 from medprobe.registry import get_backbone
-from medprobe.splits import load_split, open_split
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +86,7 @@ def test_disk_copy_equals_the_npz_and_is_keyed_by_content(data_root, tmp_path):
 
 def test_disk_copy_resumes_after_a_crash(data_root, tmp_path, monkeypatch, caplog):
     npz = data_root / "bloodmnist.npz"
-    real_read = data_cache.read_rows
+    real_read = disk_copy.read_rows
 
     def crashing(*args, **kwargs):
         for number, chunk in enumerate(real_read(*args, **kwargs)):
@@ -95,15 +94,15 @@ def test_disk_copy_resumes_after_a_crash(data_root, tmp_path, monkeypatch, caplo
                 raise KeyboardInterrupt  # stands in for a kill: nothing is cleaned up
             yield chunk
 
-    monkeypatch.setattr(data_cache, "FLUSH_BYTES", 1)  # every chunk reaches the disk and the sidecar
-    monkeypatch.setattr(data_cache, "read_rows", crashing)
+    monkeypatch.setattr(disk_copy, "FLUSH_BYTES", 1)  # every chunk reaches the disk and the sidecar
+    monkeypatch.setattr(disk_copy, "read_rows", crashing)
     with pytest.raises(KeyboardInterrupt):
         disk_images(npz, "train", md5=file_md5(npz), root=tmp_path, chunk=8)
     [sidecar] = tmp_path.rglob("*.progress.json")
     assert json.loads(sidecar.read_text()) == {"rows": 16}
 
-    monkeypatch.setattr(data_cache, "read_rows", real_read)
-    with caplog.at_level("INFO", logger="medprobe.data_cache"):
+    monkeypatch.setattr(disk_copy, "read_rows", real_read)
+    with caplog.at_level("INFO", logger="medprobe.data.disk_copy"):
         mapped = disk_images(npz, "train", md5=file_md5(npz), root=tmp_path, chunk=8)
     assert "after 16 of 40 rows" in caplog.text
     assert np.array_equal(mapped.read(0, len(mapped)), load_split("bloodmnist", "train", root=data_root)[0])
@@ -117,14 +116,14 @@ def test_disk_copy_resumes_after_kill_9(tmp_path):
     child = textwrap.dedent(
         f"""
         import time
-        from medprobe import data_cache
-        real = data_cache.read_rows
+        from medprobe.data import disk_copy
+        real = disk_copy.read_rows
         def slow(*args, **kwargs):
             for chunk in real(*args, **kwargs):
                 time.sleep(0.05)
                 yield chunk
-        data_cache.read_rows, data_cache.FLUSH_BYTES = slow, 1
-        data_cache.disk_images({str(npz)!r}, "train", md5="m", root={str(tmp_path)!r}, chunk=100)
+        disk_copy.read_rows, disk_copy.FLUSH_BYTES = slow, 1
+        disk_copy.disk_images({str(npz)!r}, "train", md5="m", root={str(tmp_path)!r}, chunk=100)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", child], cwd=ROOT)

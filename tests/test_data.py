@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from conftest import BREASTMNIST, make_npz, needs_shared
 
-from medprobe import data
 from medprobe.data import DATASETS, dataset_path, get_dataset
-from medprobe.splits import load_split
+from medprobe.data import files as data_files
+from medprobe.data.splits import load_split
 
 
 def test_specs_cover_the_twelve_2d_datasets():
@@ -34,10 +34,10 @@ def test_load_split_gives_uint8_nhwc_and_2d_labels(data_root):
 
 def test_data_root_falls_back_to_env_then_home(monkeypatch, tmp_path):
     monkeypatch.setenv("MEDMNIST_ROOT", str(tmp_path))
-    assert data.data_root() == tmp_path
-    assert data.data_root(tmp_path / "x") == tmp_path / "x"
+    assert data_files.data_root() == tmp_path
+    assert data_files.data_root(tmp_path / "x") == tmp_path / "x"
     monkeypatch.delenv("MEDMNIST_ROOT")
-    assert data.data_root().name == ".medmnist"
+    assert data_files.data_root().name == ".medmnist"
 
 
 def test_size_picks_the_suffixed_file(tmp_path):
@@ -81,7 +81,7 @@ def test_offline_download_names_url_file_and_folder(tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(data.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(data_files.urllib.request, "urlopen", refuse)
     with pytest.raises(FileNotFoundError) as info:
         load_split("breastmnist", "train", root=tmp_path)
     message = str(info.value)
@@ -92,20 +92,20 @@ def test_offline_download_names_url_file_and_folder(tmp_path, monkeypatch):
 def test_download_checks_md5_and_leaves_nothing_on_mismatch(tmp_path, monkeypatch):
     source = make_npz(tmp_path / "remote" / "breastmnist.npz", n_classes=2)
     root = tmp_path / "root"
-    monkeypatch.setattr(data, "_url", lambda spec, size: source.as_uri())
-    monkeypatch.setattr(data, "_official_md5", lambda spec, size: "0" * 32)
+    monkeypatch.setattr(data_files, "_url", lambda spec, size: source.as_uri())
+    monkeypatch.setattr(data_files, "_official_md5", lambda spec, size: "0" * 32)
     with pytest.raises(FileNotFoundError, match="MD5"):
         dataset_path(DATASETS["breastmnist"], root=root)
     assert list(root.iterdir()) == []
 
-    monkeypatch.setattr(data, "_official_md5", lambda spec, size: data.file_md5(source))
+    monkeypatch.setattr(data_files, "_official_md5", lambda spec, size: data_files.file_md5(source))
     path = dataset_path(DATASETS["breastmnist"], root=root)
     assert path.read_bytes() == source.read_bytes()
     assert sorted(p.name for p in root.iterdir()) == ["breastmnist.npz"]
 
 
 def test_modified_file_is_used_with_one_warning(data_root, caplog):
-    data._warned.clear()
+    data_files._warned.clear()
     with caplog.at_level(logging.WARNING):
         load_split("breastmnist", "train", root=data_root)
         load_split("breastmnist", "val", root=data_root)

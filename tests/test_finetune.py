@@ -21,10 +21,10 @@ from finetune.config import TrainConfig
 from finetune.model import apply_freeze
 from finetune.steps import warmup_cosine
 from finetune.train import train
+from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
 from medprobe.registry import BACKBONES
 from medprobe.results import load_results
-from medprobe.splits import load_split
 
 TINY = TINY_RESNET
 

@@ -12,7 +12,7 @@ from cache.store import read_split
 from finetune.config import TrainConfig
 from finetune.data import place_data
 from finetune.train import train
-from medprobe.splits import load_split
+from medprobe.data.splits import load_split
 
 pytestmark = [
     pytest.mark.gpu,

@@ -8,7 +8,7 @@ from conftest import BREASTMNIST, DINOV2_WEIGHTS
 
 from cache.extract import extract
 from cache.store import read_split
-from medprobe.splits import load_split
+from medprobe.data.splits import load_split
 from probe.fit import fit_probe, select_features
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]

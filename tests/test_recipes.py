@@ -18,12 +18,12 @@ from finetune.config import TrainConfig
 from finetune.train import train
 from medprobe.backbones import create_backbone
 from medprobe.data import get_dataset
+from medprobe.data.splits import open_split
 from medprobe.errors import UserError
 from medprobe.outputs import class_weights, loss, probabilities
 from medprobe.preprocess import preprocess
 from medprobe.registry import RECIPES, get_backbone
 from medprobe.results import load_results
-from medprobe.splits import open_split
 from probe.fit import make_scorer
 from probe.heads import LogRegHead
 from suite.cli import _probe_head

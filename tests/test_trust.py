@@ -255,7 +255,7 @@ def test_out_of_range_label_of_an_official_dataset_is_refused(tmp_path):
 
 def test_empty_split_and_wrong_image_dtype_are_refused(tmp_path):
     from medprobe.data import get_dataset
-    from medprobe.splits import load_split
+    from medprobe.data.splits import load_split
 
     path = make_npz(tmp_path / "own.npz", n_classes=3)
     with np.load(path) as npz:

@@ -24,19 +24,13 @@ import filelock
 import numpy as np
 
 from medprobe.atomic import disk_errors, fsync, write_atomic
+from medprobe.data.files import cache_home
+from medprobe.data.npz import member_info, read_header, read_rows
 from medprobe.errors import DataError
-from medprobe.npz import member_info, read_header, read_rows
 
 log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 64 << 20  # rows reach the disk (and the sidecar) at least this often
-
-
-def cache_home(root: str | os.PathLike | None = None) -> Path:
-    """The cache folder: `root`, else `$MEDPROBE_CACHE`, else `$XDG_CACHE_HOME/medprobe`."""
-    if root or os.environ.get("MEDPROBE_CACHE"):
-        return Path(root or os.environ["MEDPROBE_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "medprobe"
 
 
 def disk_images(

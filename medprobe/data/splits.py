@@ -1,7 +1,7 @@
 """One split of a dataset file, validated without reading its images: they are read in chunks.
 
 Extraction streams a split through the backbone chunk by chunk, and training on data larger
-than memory maps an uncompressed copy (`medprobe.data_cache`), so memory stays O(batch) whatever
+than memory maps an uncompressed copy (`medprobe.data.disk_copy`), so memory stays O(batch) whatever
 the dataset size. Small splits can still be read whole (`SplitFile.load`, `load_split`).
 """
 
@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe.data import SPLITS, DatasetSpec, dataset_path, get_dataset, load_labels, unreadable
+from medprobe.data.files import SPLITS, dataset_path, load_labels, unreadable
+from medprobe.data.npz import member_info, read_rows
+from medprobe.data.specs import DatasetSpec, get_dataset
+from medprobe.data.validate import check_image_shape
 from medprobe.errors import DataError
-from medprobe.npz import member_info, read_rows
-from medprobe.validate import check_image_shape
 
 CHUNK_BYTES = 32 << 20
 DAMAGED = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)

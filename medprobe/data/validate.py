@@ -1,4 +1,5 @@
-"""One validation step for every dataset split, official or a user's own npz.
+"""One validation step for every dataset split, official or a user's own npz, and the task types
+the rules are written for (light: no torch, no medmnist; every layer can import it).
 
 Images must be uint8 (N, H, W) or (N, H, W, 1|3) with one label row each; labels must be
 integral, finite and within the task's range and shape. Each error names the file, the split and
@@ -12,7 +13,9 @@ import logging
 import numpy as np
 
 from medprobe.errors import DataError
-from medprobe.tasks import MULTI_LABEL
+
+MULTI_LABEL = "multi-label, binary-class"
+TASKS = ("multi-class", "binary-class", MULTI_LABEL, "ordinal-regression")  # MedMNIST's task types
 
 log = logging.getLogger(__name__)
 
