@@ -240,7 +240,7 @@ def test_report_renders_in_a_real_browser(tmp_path):
 def test_recall_and_f1_per_class_from_the_confusion_matrix():
     from sklearn.metrics import f1_score, recall_score
 
-    from medprobe.report_html import _recall_f1
+    from medprobe.report.page import _recall_f1
 
     y_true, y_pred = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2]), np.array([0, 1, 0, 1, 2, 2, 2, 0, 2])
     confusion = np.zeros((3, 3), int)

@@ -1,19 +1,17 @@
 """The figures of a report: ACC vs resolution, the best row's confusion matrix, label efficiency,
-training curves; each drawn by `medprobe.figures` from the report's rows."""
+training curves; each drawn by `medprobe.report.draw` from the report's rows."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medprobe import figures
+from medprobe.report import draw
+from medprobe.report.rows import Row
 
-if TYPE_CHECKING:
-    from medprobe.report import Row
 
 
 def report_figures(rows: list[Row], runs_dir: Path):
@@ -27,25 +25,25 @@ def report_figures(rows: list[Row], runs_dir: Path):
         if len({r.size for r in plain}) >= 2:  # a line needs two sizes
             yield (
                 f"{dataset}: test ACC vs resolution",
-                figures.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
+                draw.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
                 f"{dataset}_resolution.png",
             )
         for size in sorted({r.size for r in mine}):
             forest = _forest([r for r in mine if r.size == size])
             if forest:
                 title = f"{dataset}_{size}: test ACC and AUC with 95% intervals"
-                yield title, figures.forest(forest, title=title), f"{dataset}_{size}_forest.png"
+                yield title, draw.forest(forest, title=title), f"{dataset}_{size}_forest.png"
         best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
         labels = best.runs[0].class_names
         matrix = best.runs[0].metrics["test"].get("confusion_matrix")
         if matrix and labels and np.ndim(matrix) == 2:
             title = f"{dataset}_{best.size}: confusion matrix of {best.label}"
-            yield title, figures.confusion(matrix, labels, title=title), f"{dataset}_confusion.png"
+            yield title, draw.confusion(matrix, labels, title=title), f"{dataset}_confusion.png"
         efficiency = _label_efficiency(mine)
         if efficiency:
             yield (
                 f"{dataset}: label efficiency",
-                figures.lines(
+                draw.lines(
                     efficiency,
                     xlabel="train fraction or shots per class",
                     ylabel="test ACC",
@@ -58,7 +56,7 @@ def report_figures(rows: list[Row], runs_dir: Path):
         for run in row.runs[:1]:
             history = runs_dir / run.run_name / "history.json"
             if history.exists():
-                fig = figures.training_curves(
+                fig = draw.training_curves(
                     json.loads(history.read_text()), run.hparams.get("best_epoch", 0), title=run.run_name
                 )
                 yield f"training curves: {run.run_name}", fig, f"curves_{run.run_name}.png"

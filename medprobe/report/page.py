@@ -12,15 +12,12 @@ import html
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from medprobe.results import describe_collapse
+from medprobe.report.rows import Row
+from medprobe.results import RunResult, describe_collapse
 
-if TYPE_CHECKING:
-    from medprobe.report import Row
-    from medprobe.results import RunResult
 
 COLLAPSED_MARK = "⚠"
 COLLAPSED_LEGEND = (
@@ -67,7 +64,7 @@ VERSIONS = ("medprobe", "torch", "timm")
 
 
 def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir: Path) -> str:
-    """The page. `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report`."""
+    """The page. `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report.write`."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title>",
         f"<style>{STYLE}</style></head><body><h1>medprobe report</h1>",
