@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medprobe.choices import PRECISIONS, RESIZE_MODES, STORAGE_DTYPES
+from medprobe.cli.options import check_fields, contradicting_weights, option
 from medprobe.data import SPLITS
-from medprobe.options import check_fields, contradicting_weights, option
+from medprobe.registry import PRECISIONS, RESIZE_MODES
 
+STORAGE_DTYPES = ("float16", "float32")  # of the cached features; `cache.store.CacheKey` enforces them
 # The fields that make an entry what it is (its key); the others say how extraction runs.
 ENTRY_FIELDS = ("weights", "pretrained", "precision", "resize", "img_size", "dtype")
 

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 
 from cache import integrity
-from medprobe.choices import STORAGE_DTYPES
+from cache.options import STORAGE_DTYPES
 from medprobe.data.files import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 

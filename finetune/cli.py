@@ -9,7 +9,7 @@ import click
 
 from finetune.config import TrainConfig
 from medprobe import __version__
-from medprobe.cli_utils import (
+from medprobe.cli.common import (
     add_verbosity,
     clean_errors_of,
     dataset_options,
@@ -18,8 +18,8 @@ from medprobe.cli_utils import (
     list_datasets,
     setup_logging,
 )
+from medprobe.cli.options import click_options
 from medprobe.errors import UserError
-from medprobe.options import click_options
 from medprobe.registry import RECIPES
 from medprobe.results import json_safe
 

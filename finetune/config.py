@@ -1,6 +1,6 @@
 """What a fine-tune run is: its options as one dataclass, importable without torch.
 
-Each field declares its flag (`medprobe.options.option`): `finetune run` builds its options from
+Each field declares its flag (`medprobe.cli.options.option`): `finetune run` builds its options from
 this class, a recipe's `[[finetune]]` tables are checked against it, and `finetune.train` runs it.
 """
 
@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medprobe.choices import PRECISIONS
+from medprobe.cli.options import check_fields, contradicting_weights, option
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
-from medprobe.options import check_fields, contradicting_weights, option
-from medprobe.registry import RECIPES, get_backbone
+from medprobe.registry import PRECISIONS, RECIPES, get_backbone
 from medprobe.tracking import TRACKERS
 
 AUGMENTS = ("none", "basic")
@@ -58,7 +57,7 @@ class TrainConfig:
         flag="backbone",
         aliases=("--model",),
     )
-    # The data: declared on the command line by `medprobe.cli_utils.dataset_options`, as in `probe`.
+    # The data: declared on the command line by `medprobe.cli.common.dataset_options`, as in `probe`.
     dataset: str = option(DEFAULT_DATASET, cli=False)
     size: int = option(DEFAULT_SIZE, cli=False)
     task: str | None = option(None, cli=False)

@@ -46,7 +46,7 @@ def create_backbone(
         weights: a local .safetensors / .pth file in the timm layout of the model; it must cover
             every parameter but the classifier (`medprobe.weights.load_local_weights`).
         img_size: input size override; defaults to the spec's, else timm's.
-        resize: how stored images reach the input size (see `medprobe.choices.RESIZE_MODES`).
+        resize: how stored images reach the input size (see `medprobe.registry.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
         init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
             head), so the same seed builds the same model.

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from medprobe.choices import RESIZE_MODES
+from medprobe.registry import RESIZE_MODES
 
 
 @dataclass(frozen=True)

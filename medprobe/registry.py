@@ -1,4 +1,5 @@
-"""The backbone registry: named timm models and the features they yield, importable without torch.
+"""The backbone registry: named timm models, the features they yield and how they are run and fed,
+importable without torch.
 
 `medprobe.backbones` builds the models; this module only names them, so listing backbones and
 checking a recipe cost no import of torch or timm (only `timm:<model>` names load timm, to check them).
@@ -11,6 +12,11 @@ from dataclasses import dataclass
 # What extraction writes per family. `last4` is DINOv2's linear-evaluation input: the class tokens of
 # the last 4 blocks, then the mean patch token, concatenated (facebookresearch/dinov2,
 # dinov2/eval/linear.py, `create_linear_input`); written in the same pass, fitted only when asked.
+# How a backbone is run and fed: the words --precision and --resize take (`medprobe.device` and
+# `medprobe.preprocess` act on them; listed here, without torch, for the CLIs' help).
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESIZE_MODES = ("bicubic", "bilinear", "nearest", "pad")
+
 VIT_FEATURES = ("cls", "mean", "last4")
 CNN_FEATURES = ("pool",)
 EXTRA_KINDS = ("last4",)

@@ -12,7 +12,7 @@ import click
 
 from cache.options import EntryFilter, ExtractOptions
 from medprobe import __version__
-from medprobe.cli_utils import (
+from medprobe.cli.common import (
     add_verbosity,
     cache_root_option,
     clean_errors_of,
@@ -23,9 +23,9 @@ from medprobe.cli_utils import (
     print_rows,
     setup_logging,
 )
+from medprobe.cli.options import click_options, field_names
 from medprobe.errors import UserError
 from medprobe.metrics import MAX_RESAMPLES
-from medprobe.options import click_options, field_names
 from probe.options import ProbeOptions
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, TimeoutError, OSError)  # CacheError is a UserError

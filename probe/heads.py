@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from probe.base import MULTI_LABEL, BaseHead, LinearModel, Sweep, fit_scaler, score_or_worst, standardize
 from probe.linear import LinearHead
+from probe.options import HEAD_NAMES
 
 # 1e-6 .. 1e5, three points a decade (34): from a head that predicts the class prior to one barely
 # regularized, fine enough that the val loss's minimum falls between neighbours a factor 2.2 apart.
@@ -171,7 +172,7 @@ class KNNHead(BaseHead):
         return Sweep(head, params, scores)
 
 
-HEADS: dict[str, type] = {"logreg": LogRegHead, "linear": LinearHead, "knn": KNNHead}
+HEADS: dict[str, type] = dict(zip(HEAD_NAMES, (LogRegHead, LinearHead, KNNHead), strict=True))
 
 
 def make_head(name: str, **params):

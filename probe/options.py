@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medprobe.choices import HEAD_NAMES
+from medprobe.cli.options import check_fields, option
 from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
-from medprobe.options import check_fields, option
 from medprobe.tracking import TRACKERS
 
+HEAD_NAMES = ("logreg", "linear", "knn")  # `probe.heads.HEADS` is built from this one list
 SELECT_CHOICES = ("auto", "loss", *SELECT_METRICS)
 REFITS = ("none", "train+val")  # enforced by `probe.fit.fit_probe`, which takes them from here
 

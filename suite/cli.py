@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from finetune.cli import main as finetune_cli
-from medprobe.cli_utils import add_verbosity, cache_root_option
+from medprobe.cli.common import add_verbosity, cache_root_option
 from probe.cli import clean_errors
 from probe.cli import main as probe_main
 

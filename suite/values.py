@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from cache.options import ENTRY_FIELDS, ExtractOptions
 from finetune.config import TrainConfig
+from medprobe.cli.options import check_value, field_names
 from medprobe.data.validate import TASKS
-from medprobe.options import check_value, field_names
 from probe.options import ProbeOptions
 
 Rule = Callable[[object], str | None]  # value -> what a valid value is, or None when it is one

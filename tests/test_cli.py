@@ -36,7 +36,7 @@ def test_one_vocabulary_with_the_old_spellings_hidden():
     old = CliRunner().invoke(finetune_main, ["models", "--json"])
     assert old.exit_code == 0 and json.loads(old.output)[0]["name"] == "resnet18"
     from finetune.config import TrainConfig
-    from medprobe.options import click_options
+    from medprobe.cli.options import click_options
 
     @click.command()
     @click_options(TrainConfig)
@@ -123,8 +123,8 @@ def test_listings_and_help_load_no_heavy_library(argv, tmp_path, monkeypatch):
 
 
 def test_head_names_are_the_heads():
-    from medprobe.choices import HEAD_NAMES
     from probe.heads import HEADS
+    from probe.options import HEAD_NAMES
 
     assert tuple(HEADS) == HEAD_NAMES
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medprobe.choices import RESIZE_MODES
 from medprobe.preprocess import PreprocessConfig, preprocess
+from medprobe.registry import RESIZE_MODES
 
 CFG = dict(input_size=56, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 
