@@ -24,9 +24,9 @@ from benchmarks.common import machine
 from finetune.augment import N_DRAWS, augment, draw_params
 from finetune.build import build_model
 from finetune.config import TrainConfig
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import open_split
-from medprobe.registry import get_backbone
 from suite.lpft import head_input, probe_head
 
 IDENTITY = 0.5  # the draw of no rotation, scale or shift (flips: a draw below 0.5 flips)

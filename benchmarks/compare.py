@@ -35,7 +35,7 @@ from benchmarks import notebook
 from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate

@@ -25,9 +25,9 @@ from benchmarks import notebook
 from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import FeatureRunner, default_batch_size, extract
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
+from medprobe.backbones.registry import get_backbone
 from medprobe.device import resolve_device, resolve_precision
-from medprobe.registry import get_backbone
 
 
 def bare_forward(args) -> dict:

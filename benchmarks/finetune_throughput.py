@@ -29,8 +29,8 @@ from benchmarks.common import machine
 from benchmarks.synthetic import write_npz
 from finetune.config import TrainConfig
 from finetune.train import train
-from medprobe.backbones import create_backbone
-from medprobe.registry import get_backbone
+from medprobe.backbones.factory import create_backbone
+from medprobe.backbones.registry import get_backbone
 
 
 def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None, **options) -> float:

@@ -22,10 +22,10 @@ import torch
 
 from benchmarks.common import machine
 from finetune.steps import TrainSteps
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
+from medprobe.backbones.registry import get_backbone
 from medprobe.device import resolve_device, resolve_precision
 from medprobe.outputs import TaskLoss
-from medprobe.registry import get_backbone
 
 
 def step_rate(backbone: str, img_size: int | None, batch_size: int, micro_batch: int, steps: int) -> dict:

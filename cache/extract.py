@@ -23,7 +23,10 @@ from cache.options import ExtractOptions
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
-from medprobe.backbones import RANDOM_INIT_SEED, create_backbone, extract_features, preprocess_config
+from medprobe.backbones.factory import RANDOM_INIT_SEED, create_backbone, extract_features, preprocess_config
+from medprobe.backbones.preprocess import preprocess
+from medprobe.backbones.registry import BackboneSpec, get_backbone
+from medprobe.backbones.weights import weights_identity
 from medprobe.data import (
     DEFAULT_DATASET,
     DEFAULT_SIZE,
@@ -43,11 +46,8 @@ from medprobe.device import (
     resolve_precision,
     slowest_and_total,
 )
-from medprobe.preprocess import preprocess
 from medprobe.progress import progress_bar
-from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.results import package_versions
-from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medprobe.backbones.registry import PRECISIONS, RESIZE_MODES
 from medprobe.cli.options import check_fields, contradicting_weights, option
 from medprobe.data import SPLITS
-from medprobe.registry import PRECISIONS, RESIZE_MODES
 
 STORAGE_DTYPES = ("float16", "float32")  # of the cached features; `cache.store.CacheKey` enforces them
 # The fields that make an entry what it is (its key); the others say how extraction runs.
@@ -68,7 +68,7 @@ class EntryFilter:
 
     def accepts(self, key) -> bool:
         """Whether the entry of `key` (a `cache.store.CacheKey`) was built as asked."""
-        from medprobe.weights import weights_identity  # torch: only when entries are matched
+        from medprobe.backbones.weights import weights_identity  # torch: only when entries are matched
 
         if self.weights is not None and key.weights != weights_identity(
             key.model_id, pretrained=True, weights=self.weights, seed=0

@@ -11,10 +11,10 @@ import torch
 
 from finetune.config import TrainConfig
 from finetune.steps import warmup_cosine
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
+from medprobe.backbones.registry import BackboneSpec
 from medprobe.data import DatasetSpec
 from medprobe.outputs import TaskLoss, class_weights
-from medprobe.registry import BackboneSpec
 
 # Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
 # how, for the record: (config, model, its preprocessing, the input size asked for) -> info.

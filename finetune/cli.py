@@ -9,6 +9,7 @@ import click
 
 from finetune.config import TrainConfig
 from medprobe import __version__
+from medprobe.backbones.registry import RECIPES
 from medprobe.cli.common import (
     add_verbosity,
     clean_errors_of,
@@ -20,7 +21,6 @@ from medprobe.cli.common import (
 )
 from medprobe.cli.options import click_options
 from medprobe.errors import UserError
-from medprobe.registry import RECIPES
 from medprobe.results import json_safe
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from medprobe.backbones.registry import PRECISIONS, RECIPES, get_backbone
 from medprobe.cli.options import check_fields, contradicting_weights, option
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
-from medprobe.registry import PRECISIONS, RECIPES, get_backbone
 from medprobe.tracking import TRACKERS
 
 AUGMENTS = ("none", "basic")
@@ -144,7 +144,7 @@ class TrainConfig:
 
     @property
     def recipe(self) -> str:
-        """The name of the model family's recipe (`medprobe.registry.RECIPES`) the defaults came from."""
+        """The name of the recipe the defaults came from (`medprobe.backbones.registry.RECIPES`)."""
         return get_backbone(self.model).recipe(pretrained=bool(self.pretrained)).name
 
     def _fill_from_recipe(self) -> None:

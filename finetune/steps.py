@@ -17,9 +17,9 @@ import torch.distributed as dist
 
 from finetune.augment import augment
 from finetune.model import train_mode
+from medprobe.backbones.preprocess import preprocess
 from medprobe.device import autocast
 from medprobe.outputs import TaskLoss
-from medprobe.preprocess import preprocess
 from medprobe.progress import progress_bar
 
 

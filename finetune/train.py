@@ -27,17 +27,17 @@ from finetune.data import place_data, training_data
 from finetune.model import apply_freeze, micro_batch_size, trains_batch_norm
 from finetune.steps import TrainSteps
 from medprobe.atomic import write_atomic
+from medprobe.backbones.registry import BackboneSpec, get_backbone
+from medprobe.backbones.weights import weights_identity
 from medprobe.data import DatasetSpec, dataset_path, file_md5, get_dataset
 from medprobe.data.validate import check_trainable
 from medprobe.device import barrier, init_distributed, resolve_device, resolve_precision
 from medprobe.errors import UserError
 from medprobe.metrics import collapse_of, evaluate, selection_metric
 from medprobe.outputs import probabilities
-from medprobe.registry import BackboneSpec, get_backbone
 from medprobe.report.draw import save_png, training_curves
 from medprobe.results import RunResult, named_class, run_name
 from medprobe.tracking import NoTracker, open_tracker, split_scalars
-from medprobe.weights import weights_identity
 
 log = logging.getLogger(__name__)
 

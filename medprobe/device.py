@@ -8,7 +8,7 @@ import os
 import torch
 import torch.distributed as dist
 
-from medprobe.registry import PRECISIONS
+from medprobe.backbones.registry import PRECISIONS
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 

@@ -21,6 +21,7 @@ import torch
 from cache.extract import extract as extract_features
 from cache.options import EntryFilter, ExtractOptions
 from cache.store import CacheKey, read_attrs, read_key, read_split
+from medprobe.backbones.registry import default_kinds
 from medprobe.data import (
     DEFAULT_DATASET,
     DEFAULT_SIZE,
@@ -34,7 +35,6 @@ from medprobe.data import (
 from medprobe.data.validate import MULTI_LABEL, check_trainable
 from medprobe.device import torch_threads
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
-from medprobe.registry import default_kinds
 from medprobe.results import RunResult, named_class
 from medprobe.tracking import open_tracker, split_scalars
 from probe.entries import matching_entries

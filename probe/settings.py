@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 
 from cache.store import CacheKey
+from medprobe.backbones.registry import default_kinds
 from medprobe.data import DatasetSpec
-from medprobe.registry import default_kinds
 from medprobe.results import run_name, variant_of
 from probe.heads import HEADS
 

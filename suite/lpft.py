@@ -18,13 +18,13 @@ import torch
 from cache.extract import default_batch_size, extract
 from cache.store import read_key, read_split
 from finetune.augment import augment, draw_params
+from medprobe.backbones.preprocess import PreprocessConfig, preprocess
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import open_split
 from medprobe.device import autocast, resolve_device
 from medprobe.errors import UserError
 from medprobe.metrics import evaluate
-from medprobe.preprocess import PreprocessConfig, preprocess
-from medprobe.registry import get_backbone
 from probe.fit import make_scorer
 from probe.heads import LogRegHead
 
@@ -146,7 +146,7 @@ def head_input(model: torch.nn.Module, images: torch.Tensor, pcfg: PreprocessCon
 
 
 def head_input_kind(model: torch.nn.Module, family: str) -> str:
-    """Which cached feature kind (`medprobe.backbones.extract_features`) the classifier reads."""
+    """Which cached feature kind (`medprobe.backbones.factory.extract_features`) the classifier reads."""
     if family == "cnn":
         return "pool"
     pool = getattr(model, "global_pool", None)

@@ -42,7 +42,7 @@ class Plan:
 
 def plan_suite(recipe: Recipe) -> Plan:
     """Every run of the recipe, its data files and the cache space its probes take."""
-    from medprobe.backbones import feature_dims  # torch (meta device only)
+    from medprobe.backbones.factory import feature_dims  # torch (meta device only)
 
     plan = Plan()
     widths = [sum(feature_dims(p["backbone"], img_size=p.get("img_size")).values()) for p in recipe.probes]

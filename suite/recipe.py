@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune.config import TrainConfig
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, get_dataset
-from medprobe.registry import get_backbone
 from suite import values
 
 try:

@@ -8,8 +8,8 @@ from conftest import TINY_RESNET, make_npz
 from finetune.augment import N_DRAWS, augment
 from finetune.config import TrainConfig
 from finetune.train import run_config, train
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import DATASETS, get_dataset
-from medprobe.registry import get_backbone
 
 
 def test_flips_draw_only_the_mirror_images_allowed():

@@ -6,11 +6,11 @@ import pytest
 import torch
 from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared, per_family
 
-from medprobe.backbones import WeightsUnavailableError, create_backbone, extract_features
+from medprobe.backbones.factory import WeightsUnavailableError, create_backbone, extract_features
+from medprobe.backbones.preprocess import preprocess
+from medprobe.backbones.registry import BACKBONES, get_backbone
+from medprobe.backbones.weights import weights_identity
 from medprobe.errors import WeightsError
-from medprobe.preprocess import preprocess
-from medprobe.registry import BACKBONES, get_backbone
-from medprobe.weights import weights_identity
 
 EXPECTED_DIMS = {
     "resnet18": {"pool": 512},
@@ -76,7 +76,7 @@ def test_last4_is_dinov2s_linear_eval_input_from_the_same_pass():
     """The class tokens of the last 4 blocks, each through the final norm, then the mean patch token
     (dinov2/eval/linear.py, create_linear_input), computed here block by block; cls and mean are
     forward_features' own, bit for bit."""
-    from medprobe.backbones import feature_dims
+    from medprobe.backbones.factory import feature_dims
 
     spec = get_backbone("timm:test_vit")
     model, cfg = create_backbone(spec, pretrained=False, img_size=32)
@@ -144,13 +144,13 @@ def test_real_efficientnet_weights_load_offline(offline_hub):
 
 @pytest.mark.parametrize("name", [*per_family(EXPECTED_DIMS), "timm:test_vit", "timm:test_resnet"])
 def test_preprocess_config_without_weights_matches_the_built_model(name):
-    from medprobe.backbones import preprocess_config
+    from medprobe.backbones.factory import preprocess_config
 
     # The cache key is computed from this before any weights load; it must not drift.
     assert preprocess_config(name, resize="pad") == create_backbone(name, pretrained=False, resize="pad")[1]
 
 
 def test_feature_dims_without_weights_are_what_extraction_yields():
-    from medprobe.backbones import feature_dims
+    from medprobe.backbones.factory import feature_dims
 
     assert {name: feature_dims(name) for name in EXPECTED_DIMS} == EXPECTED_DIMS

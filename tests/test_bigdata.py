@@ -22,11 +22,11 @@ from cache.store import read_split
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig
 from finetune.train import train
-from medprobe.backbones import create_backbone, preprocess_config
+from medprobe.backbones.factory import create_backbone, preprocess_config
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import disk_copy, file_md5, get_dataset
 from medprobe.data.disk_copy import disk_images
 from medprobe.data.splits import load_split, open_split
-from medprobe.registry import get_backbone
 
 ROOT = Path(__file__).resolve().parents[1]
 

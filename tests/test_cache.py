@@ -79,8 +79,8 @@ def test_complete_entry_is_reused_without_loading_the_model(data_root, tmp_path,
 def test_features_match_a_plain_forward(data_root, tmp_path):
     import torch
 
-    from medprobe.backbones import create_backbone, extract_features
-    from medprobe.preprocess import preprocess
+    from medprobe.backbones.factory import create_backbone, extract_features
+    from medprobe.backbones.preprocess import preprocess
 
     result = extract_tiny(data_root, tmp_path, precision="fp32", dtype="float32")
     model, cfg = create_backbone("timm:test_vit", pretrained=False, img_size=32)
@@ -113,7 +113,7 @@ def test_other_weights_file_or_other_data_make_a_new_entry(data_root, tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from medprobe.backbones import create_backbone
+    from medprobe.backbones.factory import create_backbone
 
     weights = tmp_path / "w.safetensors"
     model, _ = create_backbone("timm:test_vit", pretrained=False, img_size=32)

@@ -132,7 +132,7 @@ def images_of(split, shape, name="own.npz"):
 def nan_weights(world):
     from safetensors.torch import save_file
 
-    from medprobe.backbones import create_backbone
+    from medprobe.backbones.factory import create_backbone
 
     model, _ = create_backbone("timm:test_vit", pretrained=False, img_size=32)
     path = world / "nan.safetensors"

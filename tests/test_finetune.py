@@ -21,9 +21,9 @@ from finetune.config import TrainConfig
 from finetune.model import apply_freeze
 from finetune.steps import warmup_cosine
 from finetune.train import train
+from medprobe.backbones.registry import BACKBONES
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
-from medprobe.registry import BACKBONES
 from medprobe.results import load_results
 
 TINY = TINY_RESNET
@@ -217,7 +217,7 @@ def test_multi_label_and_ordinal_datasets_train(flag, npz, tmp_path):
 
 
 def test_freeze_backbone_trains_only_the_head():
-    from medprobe.backbones import create_backbone
+    from medprobe.backbones.factory import create_backbone
 
     model, _ = create_backbone("timm:test_vit", pretrained=False, num_classes=3)
     head = sum(p.numel() for p in model.get_classifier().parameters())
@@ -305,7 +305,7 @@ def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
     import torch
 
     from finetune.steps import TrainSteps, to_input
-    from medprobe.backbones import create_backbone
+    from medprobe.backbones.factory import create_backbone
     from medprobe.outputs import TaskLoss
 
     model, pcfg = create_backbone("timm:test_resnet", pretrained=False, num_classes=2, img_size=32)

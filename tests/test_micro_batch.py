@@ -13,7 +13,7 @@ from finetune.config import TrainConfig
 from finetune.model import CPU_MICRO_BATCH, apply_freeze, micro_batch_size
 from finetune.steps import TrainSteps
 from finetune.train import train
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
 from medprobe.data.validate import MULTI_LABEL
 from medprobe.errors import UserError
 from medprobe.outputs import TaskLoss

@@ -1,12 +1,12 @@
-"""medprobe.preprocess: uint8 batches to normalized model input for every resize mode."""
+"""medprobe.backbones.preprocess: uint8 batches to normalized model input for every resize mode."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from medprobe.preprocess import PreprocessConfig, preprocess
-from medprobe.registry import RESIZE_MODES
+from medprobe.backbones.preprocess import PreprocessConfig, preprocess
+from medprobe.backbones.registry import RESIZE_MODES
 
 CFG = dict(input_size=56, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
 

@@ -16,13 +16,13 @@ from finetune.build import build_model, build_optimizer
 from finetune.cli import main as finetune_cli
 from finetune.config import TrainConfig
 from finetune.train import train
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
+from medprobe.backbones.preprocess import preprocess
+from medprobe.backbones.registry import RECIPES, get_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import open_split
 from medprobe.errors import UserError
 from medprobe.outputs import class_weights, loss, probabilities
-from medprobe.preprocess import preprocess
-from medprobe.registry import RECIPES, get_backbone
 from medprobe.results import load_results
 from probe.fit import make_scorer
 from probe.heads import LogRegHead

@@ -16,7 +16,7 @@ from cache.extract import extract
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig
 from finetune.train import train
-from medprobe.backbones import create_backbone
+from medprobe.backbones.factory import create_backbone
 from medprobe.errors import DataError, WeightsError
 from medprobe.report import build_rows, write_report
 from medprobe.results import load_results

@@ -10,8 +10,8 @@ import sys
 
 import click
 
+from medprobe.backbones.registry import BACKBONES
 from medprobe.data import DATASETS, DEFAULT_DATASET, DEFAULT_SIZE, SIZES
-from medprobe.registry import BACKBONES
 from medprobe.results import json_safe
 
 

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from medprobe.registry import RESIZE_MODES
+from medprobe.backbones.registry import RESIZE_MODES
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The backbone factory: registry models built by timm, their preprocessing and the features they yield.
 
-The names live in `medprobe.registry`, which lists them without importing torch.
+The names live in `medprobe.backbones.registry`, which lists them without importing torch.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from medprobe.backbones.preprocess import PreprocessConfig
+from medprobe.backbones.registry import LAST_BLOCKS, BackboneSpec, get_backbone
+from medprobe.backbones.weights import load_local_weights
 from medprobe.errors import UserError
-from medprobe.preprocess import PreprocessConfig
-from medprobe.registry import LAST_BLOCKS, BackboneSpec, get_backbone
-from medprobe.weights import load_local_weights
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,9 @@ def create_backbone(
         pretrained: load hub weights (ignored when `weights` is given); False gives a random
             init from a fixed seed, the same model every time.
         weights: a local .safetensors / .pth file in the timm layout of the model; it must cover
-            every parameter but the classifier (`medprobe.weights.load_local_weights`).
+            every parameter but the classifier (`medprobe.backbones.weights.load_local_weights`).
         img_size: input size override; defaults to the spec's, else timm's.
-        resize: how stored images reach the input size (see `medprobe.registry.RESIZE_MODES`).
+        resize: how stored images reach the input size (see `medprobe.backbones.registry.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
         init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
             head), so the same seed builds the same model.

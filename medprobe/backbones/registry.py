@@ -13,7 +13,7 @@ from dataclasses import dataclass
 # the last 4 blocks, then the mean patch token, concatenated (facebookresearch/dinov2,
 # dinov2/eval/linear.py, `create_linear_input`); written in the same pass, fitted only when asked.
 # How a backbone is run and fed: the words --precision and --resize take (`medprobe.device` and
-# `medprobe.preprocess` act on them; listed here, without torch, for the CLIs' help).
+# `medprobe.backbones.preprocess` act on them; listed here, without torch, for the CLIs' help).
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RESIZE_MODES = ("bicubic", "bilinear", "nearest", "pad")
 
