@@ -1,4 +1,5 @@
-"""One metrics layer for every method: MedMNIST ACC/AUC plus macro-F1, balanced accuracy and more.
+"""The scores of one split's predictions: MedMNIST ACC/AUC plus macro-F1, balanced accuracy, kappa,
+log-loss, with bootstrap intervals.
 
 Every metric is computed from sample weights, so the point estimate (all weights 1) and the
 bootstrap (weights = resample counts, one row per resample) share one vectorized code path.
@@ -13,12 +14,7 @@ import numpy as np
 from medprobe.data.validate import MULTI_LABEL, TASKS
 
 SCALARS = ("acc", "auc", "macro_f1", "balanced_acc", "qwk", "log_loss")
-# --select name -> evaluate() key
-SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1", "bacc": "balanced_acc"}
-LOWER_IS_BETTER = ("log_loss",)
 PROBABILITY_FLOOR = 1e-15  # log-loss clips probabilities here (scikit-learn's eps), so 0 is finite
-# A split's predictions have collapsed when this share of them is one class (one label set).
-COLLAPSED_SHARE = 0.95
 # Bootstrap resamples at most: 10,000 puts a 95% percentile bound within ~0.1% of its limit, and
 # the resamples are held as (resamples, n) counts, so this bounds the memory an option can ask for.
 MAX_RESAMPLES = 10_000
@@ -50,66 +46,19 @@ def evaluate(
         multi-label tasks), per_class_recall, confusion_matrix, n, qwk for ordinal tasks, and
         `ci95` ({metric: [lo, hi]}) when `bootstrap` > 0.
     """
-    y_true, y_score = _validate(y_true, y_score, task)
+    y_true, y_score = validate(y_true, y_score, task)
     check_resamples(bootstrap)
     weights = np.ones((1, len(y_true)))
-    scores = _scores(y_true, y_score, task, weights, threshold)
+    scores = weighted_scores(y_true, y_score, task, weights, threshold)
     result = {name: float(values[0]) for name, values in scores.items() if name in SCALARS}
     result["per_class_recall"] = scores["recall"][0].tolist()
     result["confusion_matrix"] = scores["confusion"][0].astype(int).tolist()
     result["n"] = len(y_true)
     if bootstrap:
         counts = resample_counts(len(y_true), bootstrap, seed).astype(np.float32)
-        boot = _scores(y_true, y_score, task, counts, threshold)
-        result["ci95"] = {name: _interval(values) for name, values in boot.items() if name in SCALARS}
+        boot = weighted_scores(y_true, y_score, task, counts, threshold)
+        result["ci95"] = {name: interval(values) for name, values in boot.items() if name in SCALARS}
     return result
-
-
-def collapse_of(splits: dict[str, tuple[np.ndarray, np.ndarray, dict]], *, task: str) -> dict | None:
-    """The first split whose predictions collapsed (`collapse`), with how, or None.
-
-    Args:
-        splits: split -> (y_true, y_score, its `evaluate` metrics).
-    """
-    for split, (y_true, y_score, metrics) in splits.items():
-        found = collapse(y_true, y_score, task=task, metrics=metrics)
-        if found:
-            return {"split": split} | found
-    return None
-
-
-def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: str) -> tuple[str, str | None]:
-    """The val metric that picks hyper-parameters or the best epoch, and why it had to change.
-
-    AUC is undefined when a class (or, for multi-label tasks, a label's positives or negatives) is
-    absent from val; selecting on NaN would pick arbitrarily, so such a split falls back to ACC.
-
-    Args:
-        y_val: (n,) / (n, 1) classes, or (n, L) 0/1 for multi-label tasks.
-        select: "loss" (the log-loss, lower wins) or a key of `SELECT_METRICS`.
-
-    Returns:
-        (the `evaluate` key to select on, a note on the fallback or None).
-    """
-    if select == "loss":
-        return "log_loss", None
-    if select not in SELECT_METRICS:
-        raise ValueError(
-            f"unknown selection metric {select!r}; choose loss or one of {', '.join(SELECT_METRICS)}"
-        )
-    metric = SELECT_METRICS[select]
-    if metric != "auc":
-        return metric, None
-    y_val = np.asarray(y_val).reshape(len(y_val), -1)
-    if task == MULTI_LABEL:
-        absent = [c for c in range(y_val.shape[1]) if len(np.unique(y_val[:, c])) < 2]
-        what = "label(s) " + ", ".join(map(str, absent)) + " with one value only"
-    else:
-        absent = sorted(set(range(n_classes)) - set(np.unique(y_val).tolist()))
-        what = "class " + ", ".join(map(str, absent)) + " absent"
-    if not absent:
-        return metric, None
-    return "acc", f"AUC is undefined on val ({what}); selected on ACC instead"
 
 
 def check_resamples(n_resamples: int) -> None:
@@ -117,7 +66,7 @@ def check_resamples(n_resamples: int) -> None:
         raise ValueError(f"bootstrap resamples {n_resamples}: must be an integer in [0, {MAX_RESAMPLES}]")
 
 
-def _interval(values: np.ndarray) -> list[float]:
+def interval(values: np.ndarray) -> list[float]:
     """95% percentile interval over the resamples where the metric is defined."""
     values = values[np.isfinite(values)]
     return np.percentile(values, [2.5, 97.5]).tolist() if len(values) else [math.nan, math.nan]
@@ -154,7 +103,7 @@ def weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -
         return wins / (pos_weights.sum(axis=1) * neg_cumulative[:, -1])
 
 
-def _scores(y_true, y_score, task, weights, threshold) -> dict[str, np.ndarray]:
+def weighted_scores(y_true, y_score, task, weights, threshold) -> dict[str, np.ndarray]:
     if task == MULTI_LABEL:
         scores = _multi_label_scores(y_true, y_score, weights, threshold)
     else:
@@ -179,37 +128,8 @@ def sample_log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> np
 
 def log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> float:
     """Mean cross-entropy of probabilities (a proper score: lower is better); see `sample_log_loss`."""
-    y_true, y_score = _validate(y_true, y_score, task)
+    y_true, y_score = validate(y_true, y_score, task)
     return float(sample_log_loss(y_true, y_score, task=task).mean())
-
-
-def collapse(y_true: np.ndarray, y_score: np.ndarray, *, task: str, metrics: dict) -> dict | None:
-    """How a split's predictions collapsed, or None: (nearly) all in one class, or a balanced accuracy
-    whose bootstrap interval holds chance (1/K; 0.5 per label for multi-label tasks).
-
-    Args:
-        y_true, y_score: as for `evaluate`.
-        metrics: `evaluate`'s result for them (its `ci95`, when present, is used).
-
-    Returns:
-        {"share": top share, "class": its index (single-label tasks), "chance": bool} or None.
-    """
-    y_true, y_score = _validate(y_true, y_score, task)
-    if task == MULTI_LABEL:
-        predicted = (y_score > 0.5).astype(np.int64)
-    elif task == "binary-class":
-        predicted = (y_score[:, -1] > 0.5).astype(np.int64)[:, None]
-    else:
-        predicted = y_score.argmax(axis=1)[:, None]
-    rows, counts = np.unique(predicted, axis=0, return_counts=True)
-    share = float(counts.max() / len(predicted))
-    chance = 0.5 if task == MULTI_LABEL else 1 / y_score.shape[1]
-    low, high = (metrics.get("ci95") or {}).get("balanced_acc") or (None, None)
-    at_chance = low is not None and high is not None and low <= chance <= high
-    if share < COLLAPSED_SHARE and not at_chance:
-        return None
-    found = {"share": round(share, 4), "chance": bool(at_chance)}
-    return found | ({} if task == MULTI_LABEL else {"class": int(rows[counts.argmax(), 0])})
 
 
 def _single_label_scores(y, score, task, weights, threshold) -> dict[str, np.ndarray]:
@@ -278,7 +198,7 @@ def _quadratic_kappa(confusion: np.ndarray) -> np.ndarray:
         return 1 - (penalty * confusion).sum(axis=(1, 2)) / (penalty * expected).sum(axis=(1, 2))
 
 
-def _validate(y_true, y_score, task) -> tuple[np.ndarray, np.ndarray]:
+def validate(y_true, y_score, task) -> tuple[np.ndarray, np.ndarray]:
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
     y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
@@ -306,36 +226,3 @@ def _validate(y_true, y_score, task) -> tuple[np.ndarray, np.ndarray]:
     if not np.allclose(y_score.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError(f"y_score rows must be softmax probabilities summing to 1 for {task!r}")
     return y_true.astype(np.int64), y_score
-
-
-def paired_bootstrap(
-    y_true: np.ndarray,
-    score_a: np.ndarray,
-    score_b: np.ndarray,
-    *,
-    task: str,
-    metric: str = "acc",
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> tuple[float, float, float]:
-    """Difference `metric(a) - metric(b)` on one test set, with a paired 95% bootstrap interval.
-
-    Both score matrices are resampled with the same rows, so the interval reflects the difference
-    between the two models, not the test set's own variance. An interval that contains 0 means
-    the two are statistically indistinguishable at this level.
-
-    Returns:
-        (difference, lower, upper).
-    """
-    y_true, score_a = _validate(y_true, score_a, task)
-    _, score_b = _validate(y_true, score_b, task)
-    check_resamples(n_resamples)
-    point = _scores(y_true, score_a, task, np.ones((1, len(y_true))), 0.5)[metric][0]
-    point -= _scores(y_true, score_b, task, np.ones((1, len(y_true))), 0.5)[metric][0]
-    counts = resample_counts(len(y_true), n_resamples, seed).astype(np.float32)
-    diff = (
-        _scores(y_true, score_a, task, counts, 0.5)[metric]
-        - _scores(y_true, score_b, task, counts, 0.5)[metric]
-    )
-    lower, upper = _interval(diff)
-    return float(point), lower, upper
