@@ -1,5 +1,5 @@
 """`python -m finetune` (what `torchrun ... -m finetune run` runs): the `finetune` program, LP-FT included."""
 
-from suite.cli import finetune_main
+from suite.programs import finetune
 
-finetune_main()
+finetune()

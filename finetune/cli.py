@@ -1,9 +1,14 @@
-"""The `finetune` command: train from scratch or fine-tune end to end."""
+"""The `finetune` program: train from scratch or fine-tune end to end.
+
+`program()` builds it; `suite.programs` builds the installed one, handing down LP-FT's head
+initializer by name.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 
 import click
 
@@ -26,14 +31,6 @@ from medprobe.results import json_safe
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="finetune")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def main(verbose: bool) -> None:
-    """Train ResNet-18 from scratch or fine-tune ViT / DINOv2 end to end on MedMNIST+."""
-    setup_logging(verbose)
-
-
 def _recipes_epilog() -> str:
     """The per-family defaults, as `finetune run --help` ends them ("\b": click keeps the lines)."""
     lines = [f"  {recipe.describe()}" for recipe in RECIPES.values()]
@@ -47,22 +44,45 @@ def _recipes_epilog() -> str:
     )
 
 
-@main.command("run", epilog=_recipes_epilog())
-@click_options(TrainConfig)
-@dataset_options
-@json_option
-@clean_errors_of(USER_ERRORS)
-def run(as_json: bool, **options) -> None:
-    """Train one model on one dataset; best epoch on val, test scored once."""
+def program(*, head_initializer: Callable | None = None) -> click.Group:
+    """The `finetune` program. `head_initializer` fits the head `--init-head probe` starts from
+    (LP-FT: `suite.lpft.probe_head`, handed down by the layer that composes probe and finetune);
+    without it that option fails with a message saying so."""
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="finetune")
+    @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+    def main(verbose: bool) -> None:
+        """Train ResNet-18 from scratch or fine-tune ViT / DINOv2 end to end on MedMNIST+."""
+        setup_logging(verbose)
+
+    main.add_command(_run_command(head_initializer))
+    for command in (backbones, models, datasets):
+        main.add_command(command)
+    return add_verbosity(main)
+
+
+def _run_command(head_initializer: Callable | None) -> click.Command:
+    @click.command("run", epilog=_recipes_epilog())
+    @click_options(TrainConfig)
+    @dataset_options
+    @json_option
+    @clean_errors_of(USER_ERRORS)
+    def run(as_json: bool, **options) -> None:
+        """Train one model on one dataset; best epoch on val, test scored once."""
+        _run(TrainConfig(**options), as_json=as_json, head_initializer=head_initializer)
+
+    return run
+
+
+def _run(cfg: TrainConfig, *, as_json: bool, head_initializer: Callable | None) -> None:
     from finetune.train import train
 
-    # `--init-head probe` needs the probe, which the `finetune` program (`suite.cli`) hands down.
-    init_head = (click.get_current_context().find_root().obj or {}).get("init_head")
-    result = train(TrainConfig(**options), init_head=init_head)
+    result = train(cfg, init_head=head_initializer)
     if int(os.environ.get("RANK", 0)) != 0:
         return
     if as_json:
-        brief = result.brief(options["out"]) | {k: result.hparams[k] for k in ("best_epoch", "recipe")}
+        brief = result.brief(cfg.out) | {k: result.hparams[k] for k in ("best_epoch", "recipe")}
         click.echo(json.dumps(json_safe(brief), indent=2))
         return
     test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1", "balanced_acc")}
@@ -70,7 +90,7 @@ def run(as_json: bool, **options) -> None:
     click.echo(
         f"{result.run_name}: {best}, "
         f"test ACC {test['acc']}, AUC {test['auc']}, macro-F1 {test['macro_f1']}, "
-        f"bal.ACC {test['balanced_acc']} -> {options['out']}/{result.run_name}/"
+        f"bal.ACC {test['balanced_acc']} -> {cfg.out}/{result.run_name}/"
     )
 
 
@@ -79,21 +99,21 @@ def _number(value: float | None) -> str:
     return "n/a" if value is None or value != value else f"{value:.4f}"
 
 
-@main.command()
+@click.command()
 @json_option
 def backbones(as_json: bool) -> None:
     """List the backbones that can be trained."""
     list_backbones(as_json=as_json)
 
 
-main.add_command(click.Command("models", callback=backbones.callback, params=backbones.params, hidden=True))
+models = click.Command("models", callback=backbones.callback, params=backbones.params, hidden=True)
 
 
-@main.command()
+@click.command()
 @json_option
 def datasets(as_json: bool) -> None:
     """List the MedMNIST+ 2D datasets."""
     list_datasets(as_json=as_json)
 
 
-add_verbosity(main)
+main = program()  # `finetune` without LP-FT's head initializer (the installed one: `suite.programs`)

@@ -1,5 +1,5 @@
 """`python -m probe` (what `torchrun ... -m probe extract` runs): the `probe` command, suite included."""
 
-from suite.cli import main
+from suite.programs import probe
 
-main()
+probe()

@@ -1,19 +1,12 @@
-"""The installed programs: `probe` with `suite` added, and `finetune` with LP-FT's probe head.
-
-The suite composes probe and finetune, which know nothing of it (they sit below it): the installed
-`probe` command and `python -m probe` run this module's `main`, which is `probe.cli.main` plus
-`suite`; `finetune` and `python -m finetune` run `finetune_main`, which is `finetune.cli.main` given
-`suite.lpft.probe_head` for `--init-head probe`.
-"""
+"""`probe suite`: a recipe's runs (skipping finished ones), then its report. `suite.programs` adds it
+to the `probe` program."""
 
 from __future__ import annotations
 
 import click
 
-from finetune.cli import main as finetune_cli
-from medprobe.cli.common import add_verbosity, cache_root_option
+from medprobe.cli.common import cache_root_option
 from probe.cli import clean_errors
-from probe.cli import main as probe_main
 
 
 @click.command("suite")
@@ -49,18 +42,3 @@ def suite_command(recipe, plan_only, **overrides):
     from suite.runner import run_suite
 
     click.echo(f"wrote {run_suite(loaded)}")
-
-
-probe_main.add_command(add_verbosity(suite_command))
-main = probe_main
-
-
-def finetune_main() -> None:
-    """The `finetune` program."""
-    finetune_cli(obj={"init_head": _probe_head})
-
-
-def _probe_head(*args, **kwargs) -> dict:
-    from suite.lpft import probe_head  # torch, timm, h5py: only when a run asks for it
-
-    return probe_head(*args, **kwargs)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from finetune.cli import main as finetune_main
 from probe.cli import main as probe_main
-from suite.cli import main as suite_main
+from suite.programs import probe as suite_main
 
 
 def test_probe_help_lists_its_commands():
@@ -98,7 +98,7 @@ def modules_loaded_by(code: str) -> list[str]:
     return sorted({name.split(".")[0] for name in loaded} & set(HEAVY))
 
 
-@pytest.mark.parametrize("module", ["probe.cli", "finetune.cli", "suite.cli"])
+@pytest.mark.parametrize("module", ["probe.cli", "finetune.cli", "suite.cli", "suite.programs"])
 def test_importing_a_cli_loads_no_heavy_library(module):
     assert modules_loaded_by(f"import {module}") == []
 
@@ -118,7 +118,7 @@ def test_importing_a_cli_loads_no_heavy_library(module):
 def test_listings_and_help_load_no_heavy_library(argv, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDPROBE_CACHE", str(tmp_path))
     run = "try:\n    main()\nexcept SystemExit:\n    pass"
-    code = f"import sys; sys.argv = {argv!r}\nfrom {argv[0]}.cli import main\n{run}"
+    code = f"import sys; sys.argv = {argv!r}\nfrom suite.programs import {argv[0]} as main\n{run}"
     assert modules_loaded_by(code) == []
 
 

@@ -20,7 +20,7 @@ from conftest import make_npz
 from cache.extract import extract
 from finetune.cli import main as finetune_main
 from medprobe.results import RunResult, load_results
-from suite.cli import main as probe_main  # the `probe` command, suite included
+from suite.programs import probe as probe_main  # the installed `probe`, suite included
 
 TINY_VIT = ["--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32"]
 TINY_RESNET = ["--model", "timm:test_resnet", "--no-pretrained", "--img-size", "32", "--precision", "fp32"]

@@ -48,3 +48,69 @@ def test_the_walk_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("import os\n\ndef f():\n    from probe.fit import run_probe\n    import suite.cli\n")
     assert imported_packages(module) == {"probe", "suite"}
+
+
+# Inside the shared layer: what each part of medprobe may import besides the base modules.
+BASE = {"errors", "atomic", "progress"}
+MEDPROBE_PARTS = {
+    "errors": set(),
+    "progress": set(),
+    "atomic": {"errors"},
+    "data": BASE,
+    "backbones": BASE | {"data"},
+    "device": BASE | {"backbones"},
+    "metrics": BASE | {"data"},
+    "outputs": BASE | {"data"},
+    "results": BASE | {"metrics"},
+    "tracking": BASE | {"metrics"},
+    "report": BASE | {"metrics", "results"},
+    "cli": BASE | {"data", "backbones", "results"},
+}
+
+
+def medprobe_parts_imported(path: Path) -> set[str]:
+    """The parts of medprobe (`data`, `report`, `errors`, ...) a module imports, anywhere in its body."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "medprobe":
+            names |= {alias.name for alias in node.names} - {"__version__"}
+        elif (
+            isinstance(node, ast.ImportFrom) and node.level == 0 and str(node.module).startswith("medprobe.")
+        ):
+            names.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            names |= {a.name.split(".")[1] for a in node.names if a.name.startswith("medprobe.")}
+    return names
+
+
+def test_medprobe_parts_import_only_the_parts_below_them():
+    crossings = {}
+    for path in sorted((ROOT / "medprobe").rglob("*.py")):
+        relative = path.relative_to(ROOT / "medprobe")
+        if relative == Path("__init__.py"):
+            continue
+        part = relative.parts[0].removesuffix(".py")
+        assert part in MEDPROBE_PARTS, f"medprobe/{relative}: a new part; place it in MEDPROBE_PARTS"
+        bad = medprobe_parts_imported(path) - MEDPROBE_PARTS[part] - {part}
+        if bad:
+            crossings[str(relative)] = sorted(bad)
+    assert crossings == {}
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Full names of the modules a file imports (`from a.b import c` counts as `a.b`)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
+
+
+def test_main_modules_import_only_the_assembled_programs():
+    mains = sorted(ROOT.glob("*/__main__.py"))
+    assert {m.parent.name for m in mains} >= {"probe", "finetune"}
+    assert {str(m.relative_to(ROOT)): imported_modules(m) for m in mains} == {
+        str(m.relative_to(ROOT)): {"suite.programs"} for m in mains
+    }

@@ -26,8 +26,8 @@ from medprobe.outputs import class_weights, loss, probabilities
 from medprobe.results import load_results
 from probe.fit import make_scorer
 from probe.heads import LogRegHead
-from suite.cli import _probe_head
 from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head
+from suite.programs import finetune as finetune_with_lpft
 
 
 def test_each_family_gets_its_recipe_and_explicit_options_win():
@@ -145,7 +145,7 @@ def test_lpft_through_the_finetune_command(data_root, tmp_path):
             "--cache-root", str(tmp_path / "cache"),
             "--epochs", "1", "--batch-size", "16", "--init-head", "probe",
             "--out", str(tmp_path / "runs")]  # fmt: skip
-    done = CliRunner().invoke(finetune_cli, args, obj={"init_head": _probe_head})
+    done = CliRunner().invoke(finetune_with_lpft, args)
     assert done.exit_code == 0, done.output
     [record] = load_results(tmp_path / "runs")
     assert record.hparams["head_init"]["head"] == "logreg" and record.hparams["init_head"] == "probe"

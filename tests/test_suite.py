@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from conftest import BREASTMNIST, DINOV2_WEIGHTS, make_npz
 
 from medprobe.results import load_results
-from suite.cli import main as probe_main
+from suite.programs import probe as probe_main
 from suite.recipe import RecipeError, load_recipe
 from suite.runner import run_suite
 

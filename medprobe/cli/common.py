@@ -19,6 +19,14 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
 
+def extended(group: click.Group, *commands: click.Command) -> click.Group:
+    """A new group with `group`'s options, callback and commands, and `commands` too (`group` is
+    left as it is): how a layer above adds its commands to a program below it."""
+    every = {**group.commands, **{command.name: command for command in commands}}
+    settings = {"context_settings": group.context_settings, "help": group.help, "params": group.params}
+    return click.Group(name=group.name, commands=every, callback=group.callback, **settings)
+
+
 def add_verbosity(command: click.Command) -> click.Command:
     """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it, so they
     work after the subcommand too (`probe fit -v`), not only before it."""
