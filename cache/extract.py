@@ -173,9 +173,8 @@ def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress:
 
 
 def default_batch_size(device: torch.device) -> int:
-    """512 on GPUs (an H100 runs ViT-Tiny at 224 2.2x faster than at 128); 16 on CPUs, where small
-    batches keep ViT attention in cache (DINOv2-S at 224: ~35 img/s at 16 against ~23 at 128 on
-    2 cores). Measured in BENCHMARKS.md."""
+    """512 on GPUs, where larger batches keep the device busy; 16 on CPUs, where small batches keep
+    ViT attention in cache (BENCHMARKS.md, "Extraction throughput" and "On a GPU")."""
     return 512 if device.type == "cuda" else 16
 
 

@@ -13,8 +13,8 @@ from collections.abc import Callable
 import click
 
 from finetune.config import TrainConfig
+from finetune.defaults import TRAIN_DEFAULTS
 from medprobe import __version__
-from medprobe.backbones.registry import RECIPES
 from medprobe.cli.common import (
     add_verbosity,
     clean_errors_of,
@@ -31,13 +31,13 @@ from medprobe.results import json_safe
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
 
-def _recipes_epilog() -> str:
+def _defaults_epilog() -> str:
     """The per-family defaults, as `finetune run --help` ends them ("\b": click keeps the lines)."""
-    lines = [f"  {recipe.describe()}" for recipe in RECIPES.values()]
+    lines = [f"  {defaults.describe()}" for defaults in TRAIN_DEFAULTS.values()]
     return "\n".join(
         [
             "\b",
-            "Recipes: the defaults marked so, from scratch, else by the model's family (CNN or ViT):",
+            "Training defaults of the options marked so: from scratch, else by the model's family:",
             *lines,
             "Selection on val AUC falls back to ACC where a class is absent from val.",
         ]
@@ -63,7 +63,7 @@ def program(*, head_initializer: Callable | None = None) -> click.Group:
 
 
 def _run_command(head_initializer: Callable | None) -> click.Command:
-    @click.command("run", epilog=_recipes_epilog())
+    @click.command("run", epilog=_defaults_epilog())
     @click_options(TrainConfig)
     @dataset_options
     @json_option
@@ -82,7 +82,7 @@ def _run(cfg: TrainConfig, *, as_json: bool, head_initializer: Callable | None) 
     if int(os.environ.get("RANK", 0)) != 0:
         return
     if as_json:
-        brief = result.brief(cfg.out) | {k: result.hparams[k] for k in ("best_epoch", "recipe")}
+        brief = result.brief(cfg.out) | {k: result.hparams[k] for k in ("best_epoch", "defaults")}
         click.echo(json.dumps(json_safe(brief), indent=2))
         return
     test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1", "balanced_acc")}

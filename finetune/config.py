@@ -1,14 +1,16 @@
 """What a fine-tune run is: its options as one dataclass, importable without torch.
 
 Each field declares its flag (`medprobe.cli.options.option`): `finetune run` builds its options from
-this class, a recipe's `[[finetune]]` tables are checked against it, and `finetune.train` runs it.
+this class, a suite recipe's `[[finetune]]` tables are checked against it, and `finetune.train` runs
+it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from medprobe.backbones.registry import PRECISIONS, RECIPES, get_backbone
+from finetune.defaults import TRAIN_DEFAULTS, defaults_for
+from medprobe.backbones.registry import PRECISIONS, get_backbone
 from medprobe.cli.options import check_fields, contradicting_weights, option
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
@@ -19,11 +21,10 @@ CLASS_WEIGHTS = ("none", "balanced")
 INIT_HEADS = ("random", "probe")
 # The best epoch is picked on a val metric, or on the val loss (the training loss on val: lower wins).
 SELECT_CHOICES = (*SELECT_METRICS, "loss")
-FROM_RECIPE = "[default: the model's recipe, see below]"
-# LP-FT fine-tunes at a tenth of the recipe's lr (Kumar et al., 2022, also fine-tune after LP with a
-# smaller lr). DINOv2-S on BreastMNIST at the recipe's lr, started from the probe: train loss 16.5 in
-# the first epoch (probe on clean features, drop path 0.1); 2.3, then 3.1 in the first two epochs
-# (probe with augmented passes, `suite.lpft`); at a tenth: 0.45, 0.43 (BENCHMARKS.md).
+FROM_DEFAULTS = "[default: the model's training defaults, see below]"
+# LP-FT fine-tunes at a tenth of the defaults' lr (Kumar et al., 2022, also fine-tune after LP with a
+# smaller lr): at the full lr, a network started from the probe ran away in its first epochs
+# (BENCHMARKS.md, "Fine-tuning a pretrained encoder against the frozen probe").
 LPFT_LR_FACTOR = 0.1
 FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
 SCRATCH_BY_DEFAULT = ("resnet18",)
@@ -78,13 +79,13 @@ class TrainConfig:
         "faster]. Not for networks that train BatchNorm (its statistics would change).",
         min=1,
     )
-    lr: float | None = option(None, f"Peak learning rate {FROM_RECIPE}.", min=0)
-    weight_decay: float | None = option(None, FROM_RECIPE, min=0)
-    warmup: float | None = option(None, f"Epochs of linear warmup {FROM_RECIPE}.", min=0)
-    layer_decay: float | None = option(None, f"Layer-wise lr decay, 1 for none {FROM_RECIPE}.", min=0)
-    drop_path: float | None = option(None, f"Stochastic depth rate {FROM_RECIPE}.", min=0)
+    lr: float | None = option(None, f"Peak learning rate {FROM_DEFAULTS}.", min=0)
+    weight_decay: float | None = option(None, FROM_DEFAULTS, min=0)
+    warmup: float | None = option(None, f"Epochs of linear warmup {FROM_DEFAULTS}.", min=0)
+    layer_decay: float | None = option(None, f"Layer-wise lr decay, 1 for none {FROM_DEFAULTS}.", min=0)
+    drop_path: float | None = option(None, f"Stochastic depth rate {FROM_DEFAULTS}.", min=0)
     class_weights: str | None = option(
-        None, f"Weight the loss by inverse class frequency (balanced) {FROM_RECIPE}.", choices=CLASS_WEIGHTS
+        None, f"Weight the loss by inverse class frequency (balanced) {FROM_DEFAULTS}.", choices=CLASS_WEIGHTS
     )
     init_head: str = option(
         "random",
@@ -108,7 +109,7 @@ class TrainConfig:
     select: str = option(
         "auto",
         "Val score that picks the best epoch (loss: the training loss on val, lower wins); auto: the "
-        "model's recipe's (see below).",
+        "model's training defaults' (see below).",
         choices=("auto", *SELECT_CHOICES),
     )
     seed: int = option(0)
@@ -140,27 +141,28 @@ class TrainConfig:
             raise ValueError(contradicting_weights(self.weights))
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
-        self._fill_from_recipe()
+        self._fill_from_defaults()
 
     @property
-    def recipe(self) -> str:
-        """The name of the recipe the defaults came from (`medprobe.backbones.registry.RECIPES`)."""
-        return get_backbone(self.model).recipe(pretrained=bool(self.pretrained)).name
+    def defaults(self) -> str:
+        """The name of the training defaults unset options take (`finetune.defaults.TRAIN_DEFAULTS`)."""
+        return defaults_for(get_backbone(self.model), pretrained=bool(self.pretrained)).name
 
-    def _fill_from_recipe(self) -> None:
-        """Options left unset take the recipe's value; the learning rate scaled to the batch size."""
-        recipe = RECIPES[self.recipe]
+    def _fill_from_defaults(self) -> None:
+        """Options left unset take the defaults' value; the learning rate scaled to the batch size."""
+        defaults = TRAIN_DEFAULTS[self.defaults]
         if self.init_head == "probe" and self.drop_path is None:
             # The probe fitted the features of the whole network; dropping blocks at random changes
-            # them under it (DINOv2-S on BreastMNIST: train loss 0.05 without drop path, 4.8 with 0.1).
+            # them under it (BENCHMARKS.md, issue #16, has the losses with and without).
             self.drop_path = 0.0
         for name in ("weight_decay", "warmup", "layer_decay", "drop_path", "class_weights"):
             if getattr(self, name) is None:
-                setattr(self, name, getattr(recipe, name))
+                setattr(self, name, getattr(defaults, name))
         if self.select == "auto":
-            self.select = recipe.select
+            self.select = defaults.select
         if self.lr is None:
-            self.lr = recipe.lr_for(self.batch_size) * (LPFT_LR_FACTOR if self.init_head == "probe" else 1.0)
+            factor = LPFT_LR_FACTOR if self.init_head == "probe" else 1.0
+            self.lr = defaults.lr_for(self.batch_size) * factor
 
     def flips_for(self, dataset_flips: str) -> str:
         """The flips this run's augmentation draws: none without augmentation, else --flips or the

@@ -7,9 +7,9 @@ import torch
 from finetune.config import parse_freeze
 from medprobe.errors import UserError
 
-# On the CPU a pass over more images is no faster per image, only larger: DINOv2-S at 224 px in fp32
-# (2-core EPYC), a step on 128 images whole: 1.90 img/s, 11.5 GiB peak; in parts of 32: 2.49 img/s,
-# 5.1 GiB (BENCHMARKS.md, "Micro-batches").
+# On the CPU a pass over more images is no faster per image, only larger (BENCHMARKS.md,
+# "Micro-batches": DINOv2-S at 224 px trains a batch of 128 faster and in less than half the memory
+# in parts of 32).
 CPU_MICRO_BATCH = 32
 
 

@@ -327,7 +327,7 @@ def _hparams(run: Run, state: TrainState) -> dict:
         "world_size": run.world,
         "selected_on": run.select,
         "selection_note": run.selection_note,
-        "recipe": run.cfg.recipe,
+        "defaults": run.cfg.defaults,
         "head_init": run.head_init,
         "weights": run.config["weights"],
     }

@@ -41,11 +41,8 @@ CHECK_IMAGES = 4  # val images that show the cached features are the head's inpu
 SELECTED_ON = "log_loss"
 HEAD_INPUT_TOLERANCE = {"fp32": 1e-4, "bf16": 3e-2, "fp16": 3e-3}  # relative, between batch sizes
 # When the fine-tune augments, the probe also fits this many augmented passes over train, drawn as
-# the fine-tune draws them; fitted on the clean features alone it fits images the fine-tune never
-# sees. DINOv2-S on BreastMNIST (28 px, upsampled): each part of the augmentation moves the head
-# input by 17-46%, the clean probe's train loss of 0.05 is 0.36-0.59 on augmented images (a random
-# head: 0.69), and LP-FT from it ran away (train loss 1.09, 2.19); from the probe fitted on the
-# passes too: 0.45, 0.43 (BENCHMARKS.md, issue #16).
+# the fine-tune draws them: fitted on the clean features alone it fits images the fine-tune never
+# sees, and LP-FT from it ran away (BENCHMARKS.md, "What augmentation does to the frozen features").
 AUGMENTED_PASSES = 2
 AUGMENT_SEED_OFFSET = 2  # the fine-tune shuffles with seed and augments with seed + 1
 

@@ -176,4 +176,4 @@ def test_fit_and_run_summaries_as_json(data_root, tmp_path, monkeypatch):
     run = CliRunner().invoke(finetune_main, ["run", *tiny, *model, *out])
     assert run.exit_code == 0, run.output
     brief = json.loads(run.stdout, parse_constant=pytest.fail)
-    assert brief["best_epoch"] == 1 and brief["recipe"] == "scratch" and Path(brief["record"]).is_file()
+    assert brief["best_epoch"] == 1 and brief["defaults"] == "scratch" and Path(brief["record"]).is_file()

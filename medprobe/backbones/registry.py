@@ -1,8 +1,9 @@
 """The backbone registry: named timm models, the features they yield and how they are run and fed,
 importable without torch.
 
-`medprobe.backbones` builds the models; this module only names them, so listing backbones and
-checking a recipe cost no import of torch or timm (only `timm:<model>` names load timm, to check them).
+`medprobe.backbones.factory` builds the models; this module only names them, so listing backbones
+and checking a suite's recipe cost no import of torch or timm (only `timm:<model>` names load timm,
+to check them).
 """
 
 from __future__ import annotations
@@ -44,53 +45,6 @@ class BackboneSpec:
     @property
     def features(self) -> tuple[str, ...]:
         return VIT_FEATURES if self.family == "vit" else CNN_FEATURES
-
-    def recipe(self, *, pretrained: bool) -> FinetuneRecipe:
-        """The fine-tune defaults for this model trained from scratch or from pretrained weights."""
-        if not pretrained:
-            return RECIPES["scratch"]
-        return RECIPES["pretrained_vit" if self.family == "vit" else "pretrained_cnn"]
-
-
-@dataclass(frozen=True)
-class FinetuneRecipe:
-    """Fine-tune defaults for a family of models; an option given explicitly overrides its value.
-
-    `lr` is for a batch of 256 and scales linearly with the batch size (Goyal et al., 2017).
-    """
-
-    name: str
-    lr: float
-    weight_decay: float
-    warmup: float  # epochs of linear warmup
-    layer_decay: float | None  # layer-wise lr decay; None: one lr for every layer
-    drop_path: float  # stochastic depth rate, where the model has it
-    class_weights: str  # "none" | "balanced"
-    select: str  # the val score that picks the best epoch: a `--select` choice
-
-    def lr_for(self, batch_size: int) -> float:
-        return self.lr * batch_size / 256
-
-    def describe(self) -> str:
-        decay = f", layer decay {self.layer_decay}" if self.layer_decay else ""
-        return (
-            f"{self.name}: lr {self.lr:g} x batch/256, weight decay {self.weight_decay:g}, "
-            f"warmup {self.warmup:g} epoch(s){decay}, drop path {self.drop_path:g}, "
-            f"class weights {self.class_weights}, best epoch on val {self.select}"
-        )
-
-
-RECIPES: dict[str, FinetuneRecipe] = {
-    recipe.name: recipe
-    for recipe in (
-        # ResNet-18 from scratch as validated against the MedMNIST v2 paper (lr 1e-3 at batch 128).
-        FinetuneRecipe("scratch", 2e-3, 1e-5, 1.0, None, 0.0, "none", "auc"),
-        FinetuneRecipe("pretrained_cnn", 1e-3, 1e-4, 1.0, None, 0.0, "balanced", "auc"),
-        # The val loss, a proper score, judges the decisions as well as the ranking, and moves
-        # smoothly on a small val split where AUC's steps are as large as one epoch's gain.
-        FinetuneRecipe("pretrained_vit", 5e-4, 0.05, 1.0, 0.65, 0.1, "balanced", "loss"),
-    )
-}
 
 
 BACKBONES: dict[str, BackboneSpec] = {

@@ -1,7 +1,7 @@
 """report.html: one self-contained page (figures embedded), every table sortable by its headers.
 
 Per dataset: the comparison table (≈ written out, not only shaded), per-class recall; then the
-figures; then one line per run with what it chose (C, k, lr / weight decay, best epoch, recipe),
+figures; then one line per run with what it chose (C, k, lr / weight decay, best epoch, training defaults),
 its val metrics, its provenance (versions, cache entry, weights) and links to its files.
 """
 
@@ -56,7 +56,7 @@ HPARAMS = (
     "layer_decay",
     "epochs",
     "best_epoch",
-    "recipe",
+    "defaults",
     "init_head",
     "flips",
 )

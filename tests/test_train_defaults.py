@@ -1,4 +1,4 @@
-"""Fine-tuning that beats the frozen probe (#16): per-family recipes, class weights, LP-FT."""
+"""Fine-tuning that beats the frozen probe (#16): per-family training defaults, class weights, LP-FT."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ from cache.store import read_split
 from finetune.build import build_model, build_optimizer
 from finetune.cli import main as finetune_cli
 from finetune.config import TrainConfig
+from finetune.defaults import TRAIN_DEFAULTS
 from finetune.train import train
 from medprobe.backbones.factory import create_backbone
 from medprobe.backbones.preprocess import preprocess
-from medprobe.backbones.registry import RECIPES, get_backbone
+from medprobe.backbones.registry import get_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import open_split
 from medprobe.errors import UserError
@@ -30,44 +31,44 @@ from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head
 from suite.programs import finetune as finetune_with_lpft
 
 
-def test_each_family_gets_its_recipe_and_explicit_options_win():
+def test_each_family_gets_its_defaults_and_explicit_options_win():
     scratch = TrainConfig()
-    assert (scratch.recipe, scratch.lr, scratch.weight_decay, scratch.class_weights) == (
+    assert (scratch.defaults, scratch.lr, scratch.weight_decay, scratch.class_weights) == (
         "scratch", 1e-3, 1e-5, "none"
     )  # fmt: skip
     vit = TrainConfig(model="dinov2_small", batch_size=64)
-    recipe = RECIPES["pretrained_vit"]
-    assert vit.recipe == "pretrained_vit" and vit.lr == pytest.approx(recipe.lr * 64 / 256)
+    defaults = TRAIN_DEFAULTS["pretrained_vit"]
+    assert vit.defaults == "pretrained_vit" and vit.lr == pytest.approx(defaults.lr * 64 / 256)
     assert (vit.layer_decay, vit.drop_path, vit.class_weights) == (
-        recipe.layer_decay, recipe.drop_path, "balanced"
+        defaults.layer_decay, defaults.drop_path, "balanced"
     )  # fmt: skip
-    assert TrainConfig(model="resnet18", pretrained=True).recipe == "pretrained_cnn"
+    assert TrainConfig(model="resnet18", pretrained=True).defaults == "pretrained_cnn"
     mine = TrainConfig(model="dinov2_small", lr=0.01, layer_decay=1.0, class_weights="none", select="f1")
     assert (mine.lr, mine.layer_decay, mine.class_weights, mine.select) == (0.01, 1.0, "none", "f1")
 
 
-def test_auto_selection_is_the_recipes_and_part_of_the_identity():
+def test_auto_selection_is_the_defaults_and_part_of_the_identity():
     assert (TrainConfig().select, TrainConfig(model="resnet18", pretrained=True).select) == ("auc", "auc")
     vit = TrainConfig(model="dinov2_small")
-    assert vit.select == RECIPES["pretrained_vit"].select == "loss"
+    assert vit.select == TRAIN_DEFAULTS["pretrained_vit"].select == "loss"
     # The identity holds what "auto" stood for: the same run as asking for it, not as another rule.
     assert asdict(vit) == asdict(TrainConfig(model="dinov2_small", select="loss"))
     assert asdict(vit) != asdict(TrainConfig(model="dinov2_small", select="auc"))
-    assert "best epoch on val loss" in RECIPES["pretrained_vit"].describe()
+    assert "best epoch on val loss" in TRAIN_DEFAULTS["pretrained_vit"].describe()
 
 
-def test_the_recipe_reaches_the_optimizer_lr_per_layer_and_decay():
+def test_the_defaults_reach_the_optimizer_lr_per_layer_and_decay():
     cfg = TrainConfig(model="timm:test_vit", pretrained=True, batch_size=256)
     model, _ = create_backbone("timm:test_vit", pretrained=False, num_classes=3)
     optimizer, scheduler = build_optimizer(cfg, model, torch.device("cpu"), steps_per_epoch=4)
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     lr_of = {name: group_of[id(p)]["initial_lr"] for name, p in model.named_parameters()}
     depth = len(model.blocks)
-    assert lr_of["head.weight"] == pytest.approx(cfg.lr)  # the head trains at the recipe's lr
+    assert lr_of["head.weight"] == pytest.approx(cfg.lr)  # the head trains at the defaults' lr
     assert lr_of["blocks.0.attn.qkv.weight"] == pytest.approx(cfg.lr * cfg.layer_decay**depth)
     assert lr_of["patch_embed.proj.weight"] == pytest.approx(cfg.lr * cfg.layer_decay ** (depth + 1))
     decay = {group_of[id(p)]["weight_decay"] for n, p in model.named_parameters() if n.endswith("weight")}
-    assert cfg.weight_decay in decay and cfg.weight_decay == RECIPES["pretrained_vit"].weight_decay
+    assert cfg.weight_decay in decay and cfg.weight_decay == TRAIN_DEFAULTS["pretrained_vit"].weight_decay
     # The schedule scales every group from its own lr: warmup's first step is 1/4 of each.
     first = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     head = dict(model.named_parameters())["head.weight"]
@@ -96,11 +97,11 @@ def test_balanced_class_weights_weigh_the_loss_by_inverse_frequency():
     assert class_weights(multi, "multi-label, binary-class", 2).tolist() == [3.0, 3.0]
 
 
-def test_a_run_records_its_recipe_and_class_weights(data_root, tmp_path):
+def test_a_run_records_its_defaults_and_class_weights(data_root, tmp_path):
     common = dict(data_root=str(data_root), dataset="bloodmnist", epochs=1, out=str(tmp_path))
     plain = train(TrainConfig(**TINY_VIT, **common))
     balanced = train(TrainConfig(**TINY_VIT, **common, class_weights="balanced"))
-    assert plain.hparams["recipe"] == "scratch" and plain.hparams["selected_on"] == "auc"
+    assert plain.hparams["defaults"] == "scratch" and plain.hparams["selected_on"] == "auc"
     assert plain.hparams["class_weights"] == "none" and balanced.hparams["class_weights"] == "balanced"
     assert plain.run_name != balanced.run_name  # the weights change the numbers, hence the identity
 
@@ -167,6 +168,6 @@ def test_lpft_fine_tunes_at_a_tenth_of_the_lr_without_drop_path_unless_asked():
     assert TrainConfig(model="dinov2_small", init_head="probe", lr=1e-3).lr == 1e-3
     assert (
         lpft.drop_path == 0.0
-        and TrainConfig(model="dinov2_small").drop_path == RECIPES["pretrained_vit"].drop_path
+        and TrainConfig(model="dinov2_small").drop_path == TRAIN_DEFAULTS["pretrained_vit"].drop_path
     )
     assert TrainConfig(model="dinov2_small", init_head="probe", drop_path=0.1).drop_path == 0.1
