@@ -38,7 +38,7 @@ from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, s
 from medprobe.results import RunResult, named_class
 from medprobe.tracking import open_tracker, split_scalars
 from probe.entries import matching_entries
-from probe.heads import HEADS, head_threads
+from probe.heads import HEADS, head_class, head_threads
 from probe.options import REFITS, ProbeOptions
 from probe.settings import FitSettings, seeds_for
 
@@ -93,8 +93,6 @@ def fit_probe(
         seed: seeds torch (the linear head's shuffling) and the bootstrap.
         where: what the train split is, for the message when it has a single class.
     """
-    if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}; choose one of {', '.join(HEADS)}")
     if refit not in REFITS:
         raise ValueError(f"unknown --refit {refit!r}; choose one of {', '.join(REFITS)}")
     check_trainable(train[1], task=task, where=where)
@@ -103,7 +101,7 @@ def fit_probe(
     with torch_threads(head_threads(*train[0].shape)):
         clock = time.perf_counter()
         score = make_scorer(val[1], task=task, metric=metric)
-        sweep = HEADS[head].sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
+        sweep = head_class(head).sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
         sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
         val_scores = sweep.best.predict_proba(val[0])
         chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
@@ -152,11 +150,10 @@ def _natural(value: float, metric: str) -> float:
 def subsample(
     y: np.ndarray, *, task: str, seed: int, fraction: float | None = None, shots: int | None = None
 ) -> np.ndarray:
-    """Row indices of a label-efficiency subset: a random `fraction`, or `shots` per class."""
+    """Row indices of a label-efficiency subset: a random `fraction` (in (0, 1], as
+    `ProbeOptions.train_fraction` declares), or `shots` per class."""
     rng = np.random.default_rng(seed)
     if fraction is not None:
-        if not 0 < fraction <= 1:
-            raise ValueError(f"--train-fraction must be in (0, 1], got {fraction}")
         return np.sort(rng.permutation(len(y))[: max(1, round(fraction * len(y)))])
     if shots is not None:
         if task == MULTI_LABEL:

@@ -175,8 +175,13 @@ class KNNHead(BaseHead):
 HEADS: dict[str, type] = dict(zip(HEAD_NAMES, (LogRegHead, LinearHead, KNNHead), strict=True))
 
 
-def make_head(name: str, **params):
-    """Build a head by name (`logreg`, `linear`, `knn`) with its hyper-parameters."""
+def head_class(name: str) -> type:
+    """The head class of a name (`logreg`, `linear`, `knn`); an unknown name is refused."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}")
-    return HEADS[name](**params)
+    return HEADS[name]
+
+
+def make_head(name: str, **params):
+    """Build a head by name with its hyper-parameters."""
+    return head_class(name)(**params)

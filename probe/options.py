@@ -36,7 +36,9 @@ class ProbeOptions:
         "none", "train+val: refit the chosen hyper-parameters on train and val before test.", choices=REFITS
     )
     seeds: tuple[int, ...] = option((0,), "Comma-separated seeds.")
-    train_fraction: float | None = option(None, "Label efficiency: fit on this fraction of train.")
+    train_fraction: float | None = option(
+        None, "Label efficiency: fit on this fraction of train.", min=0, min_open=True, max=1
+    )
     shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
     bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0, max=MAX_RESAMPLES)
     tracker: str | None = option(
@@ -59,8 +61,6 @@ class ProbeOptions:
             object.__setattr__(self, "select", "loss")
         if self.train_fraction is not None and self.shots is not None:
             raise ValueError("give --train-fraction or --shots, not both")
-        if self.train_fraction is not None and not 0 < self.train_fraction <= 1:
-            raise ValueError(f"--train-fraction must be in (0, 1], got {self.train_fraction}")
 
     @property
     def kinds(self) -> tuple[str, ...] | None:

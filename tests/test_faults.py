@@ -200,7 +200,7 @@ CASES = [
     ("vit-img-size-not-patch-multiple", PROBE, ["extract", "--backbone", "vit_tiny", "--no-pretrained", "--img-size", "28", "--dataset", "breastmnist"], None, 1, ["--img-size 28", "patch size 16"]),
     ("empty-seeds", PROBE, ["fit", "--dataset", "breastmnist", "--seeds", ","], None, 2, ["--seeds"]),
     ("unknown-head", PROBE, ["fit", "--dataset", "breastmnist", "--head", "svm"], None, 2, ["svm", "logreg"]),
-    ("fraction-out-of-range", PROBE, ["fit", "--dataset", "breastmnist", "--train-fraction", "1.5"], None, 1, ["--train-fraction", "1.5"]),
+    ("fraction-out-of-range", PROBE, ["fit", "--dataset", "breastmnist", "--train-fraction", "1.5"], None, 2, ["--train-fraction", "1.5", "in (0, 1]"]),
     ("fraction-and-shots", PROBE, ["fit", "--dataset", "breastmnist", "--train-fraction", "0.5", "--shots", "2"], None, 1, ["not both"]),
     ("fit-no-entry", PROBE, ["fit", "--dataset", "breastmnist", "--backbone", "vit_tiny"], None, 1, ["probe extract --backbone vit_tiny"]),
     ("fit-entry-of-other-bytes", PROBE, ["fit", "--dataset", X, "--task", "multi-class"], lambda w: shutil.copy(w / "data" / "own.npz", w / "breastmnist.npz") and w / "breastmnist.npz", 1, ["other bytes", "breastmnist.npz"]),

@@ -156,8 +156,10 @@ def test_subsample_fraction_and_shots():
     rows = subsample(y, task="multi-class", seed=0, shots=3)
     assert np.bincount(y[rows, 0]).tolist() == [3, 3, 3, 3]
     assert not np.array_equal(rows, subsample(y, task="multi-class", seed=1, shots=3))
-    with pytest.raises(ValueError, match="train-fraction"):
-        subsample(y, task="multi-class", seed=0, fraction=1.5)
+    from probe.options import ProbeOptions
+
+    with pytest.raises(ValueError, match=r"--train-fraction 1.5: must be a number in \(0, 1\]"):
+        ProbeOptions(train_fraction=1.5)
 
 
 def test_unknown_head_names_the_choices():

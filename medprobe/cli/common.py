@@ -147,20 +147,6 @@ def _verbose() -> bool:
     )
 
 
-def split_list(ctx, param, value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def int_list(ctx, param, value: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(v) for v in split_list(ctx, param, value))
-    except ValueError as e:
-        raise click.BadParameter(f"expected comma-separated integers, got {value!r}") from e
-    if not values:
-        raise click.BadParameter(f"expected at least one integer, got {value!r}")
-    return values
-
-
 def dataset_options(command, *, cache: bool = True):
     """--dataset / --size / --task / --data-root (/ --cache-root): the same in every command."""
     options = [

@@ -24,6 +24,7 @@ def option(
     choices: Sequence[str] | None = None,
     min: int | float | None = None,
     max: int | float | None = None,
+    min_open: bool = False,
     max_open: bool = False,
     flag: str | None = None,
     aliases: Sequence[str] = (),
@@ -31,10 +32,17 @@ def option(
     cli: bool = True,
 ) -> dataclasses.Field:
     """A dataclass field with what its flag says: help, choices, bounds (`min` <= value <= `max`, or
-    < `max` with `max_open`), a flag name other than `--field-name`, old spellings that still work
-    but stay out of --help (`aliases`, e.g. "--model"); `cli=False` keeps it off the command line
-    (set by the program, not the user)."""
-    meta = {"help": help, "choices": choices, "min": min, "max": max, "max_open": max_open}
+    strictly inside a bound marked open by `min_open` / `max_open`), a flag name other than
+    `--field-name`, old spellings that still work but stay out of --help (`aliases`, e.g.
+    "--model"); `cli=False` keeps it off the command line (set by the program, not the user)."""
+    meta = {
+        "help": help,
+        "choices": choices,
+        "min": min,
+        "max": max,
+        "min_open": min_open,
+        "max_open": max_open,
+    }
     meta |= {"flag": flag, "show_default": show_default}
     meta |= {"cli": cli, "aliases": tuple(aliases)}
     return dataclasses.field(default=default, metadata=meta)
@@ -104,21 +112,21 @@ def _rule_problem(f: dataclasses.Field, kind: type, value) -> str | None:
     choices = f.metadata.get("choices")
     if choices is not None:
         return None if value in choices else f"one of {', '.join(map(str, choices))}"
-    low, high, open_high = (f.metadata.get(k) for k in ("min", "max", "max_open"))
+    low, high, open_low, open_high = (f.metadata.get(k) for k in ("min", "max", "min_open", "max_open"))
     if kind not in (int, float) or (low is None and high is None):
         return None
+    above = low is None or (value > low if open_low else value >= low)
     below = high is None or (value < high if open_high else value <= high)
-    inside = (low is None or value >= low) and below
-    return None if inside else _bounds_phrase(kind, low, high, open_high)
+    return None if above and below else _bounds_phrase(kind, low, high, open_low, open_high)
 
 
-def _bounds_phrase(kind: type, low, high, open_high: bool) -> str:
+def _bounds_phrase(kind: type, low, high, open_low: bool, open_high: bool) -> str:
     what = "an integer" if kind is int else "a number"
     if high is None:
-        return f"{what} >= {low:g}"
+        return f"{what} {'>' if open_low else '>='} {low:g}"
     if low is None:
         return f"{what} {'<' if open_high else '<='} {high:g}"
-    return f"{what} in [{low:g}, {high:g}{')' if open_high else ']'}"
+    return f"{what} in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
 
 
 def field_names(cls: type, *, cli_only: bool = True) -> tuple[str, ...]:

@@ -35,7 +35,7 @@ def evaluate(
         y_true: (n,) or (n, 1) integer classes; (n, L) 0/1 for multi-label tasks.
         y_score: (n, n_classes) probabilities (softmax rows), or (n, L) sigmoid outputs
             for multi-label tasks.
-        task: one of `medprobe.data.TASKS`.
+        task: one of `medprobe.data.validate.TASKS`.
         bootstrap: number of resamples for 95% percentile intervals (0: none).
         seed: seed of the bootstrap resampling.
         threshold: decision threshold for binary and multi-label tasks (MedMNIST uses 0.5).
