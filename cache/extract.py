@@ -19,6 +19,7 @@ from pathlib import Path
 import filelock
 import torch
 
+from cache.files import EntryFiles
 from cache.options import ExtractOptions
 from cache.store import CacheKey, entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
@@ -94,7 +95,7 @@ def extract(
     path = entry_path(key, cache_root)
     with (
         _entry_lock(path, rank, lock_timeout) as reusable,
-        disk_errors(path.with_name(path.name + ".partial")),
+        disk_errors(EntryFiles(path).partial),
     ):
         if broadcast_flag(reusable and not options.overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
@@ -265,11 +266,13 @@ def _entry_lock(path: Path, rank: int, timeout: float):
         yield False
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(path) + ".lock")
+    lock = filelock.FileLock(str(EntryFiles(path).lock))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        log.info("another process is extracting %s; waiting for it (lock %s.lock)", path.name, path)
+        log.info(
+            "another process is extracting %s; waiting for it (lock %s)", path.name, EntryFiles(path).lock
+        )
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout as e:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -19,14 +18,13 @@ import h5py
 import numpy as np
 
 from cache import integrity
+from cache.files import DIGEST_CHARS, PATTERNS, EntryFiles, entry_name, name_digest
 from cache.options import STORAGE_DTYPES
 from medprobe.data.files import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 
 FORMAT_VERSION = 2  # 2: a CRC-32 per array
-DIGEST_CHARS = 16  # an entry's file is named by the first hex digits of its key's sha256
 UNFINISHED = "extraction not finished"
-ENTRY_NAME = re.compile(rf"^([0-9a-f]{{{DIGEST_CHARS}}})\.h5(\.partial)?$")
 
 
 class CacheError(UserError, RuntimeError):
@@ -82,13 +80,7 @@ class EntryInfo:
 
 def entry_path(key: CacheKey, root: str | os.PathLike | None = None) -> Path:
     folder = key.backbone.replace(":", "-").replace("/", "-")
-    return cache_root(root) / folder / f"{key.dataset}_{key.size}" / f"{key.digest[:DIGEST_CHARS]}.h5"
-
-
-def name_digest(path: str | os.PathLike) -> str | None:
-    """The key digest an entry's file name carries (`{digest}.h5[.partial]`), or None: not an entry."""
-    match = ENTRY_NAME.match(Path(path).name)
-    return match.group(1) if match else None
+    return cache_root(root) / folder / f"{key.dataset}_{key.size}" / entry_name(key.digest)
 
 
 def rebuild_hint(path: Path) -> str:
@@ -197,7 +189,7 @@ def list_entries(root: str | os.PathLike | None = None, *, partial: bool = True)
     not medprobe's and is left out (and alone).
     """
     root = cache_root(root)
-    patterns = ("*.h5", "*.h5.partial") if partial else ("*.h5",)
+    patterns = PATTERNS if partial else PATTERNS[:1]
     paths = sorted(p for pattern in patterns for p in root.rglob(pattern) if name_digest(p) and p.is_file())
     return [inspect_entry(p) for p in paths]
 
@@ -265,42 +257,21 @@ def _decode(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def entry_files(path: str | os.PathLike) -> list[Path]:
-    """An entry's file and the exact companions it may have left: partial, progress, lock."""
-    final = Path(str(path).removesuffix(".partial"))
-    partial = final.with_name(final.name + ".partial")
-    companions = [final, partial, final.with_name(final.name + ".lock")]
-    companions += sorted(final.parent.glob(_glob_escape(partial.name) + ".progress-*.json"))
-    return [p for p in companions if p.exists()]
-
-
-def delete_files(path: str | os.PathLike, *, partial_only: bool = False) -> None:
-    """Delete an entry's files, never its lock: all of them, or only the partial file and its
-    progress sidecars (a rebuild's leftovers). The caller holds the lock."""
-    final = Path(str(path).removesuffix(".partial"))
-    for stale in entry_files(final):
-        if stale.name == final.name + ".lock" or (partial_only and stale == final):
-            continue
-        stale.unlink()
-
-
-def _glob_escape(name: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
-
-
 def remove_entry(path: str | os.PathLike) -> None:
     """Delete an entry and its companions, holding its lock; refuse while an extraction holds it."""
-    final = Path(str(path).removesuffix(".partial"))
-    lock = filelock.FileLock(str(final) + ".lock")
+    files = EntryFiles.of(path)
+    lock = filelock.FileLock(str(files.lock))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout as e:
-        raise CacheError(f"{final} is being extracted by another process; remove it when that ends") from e
+        raise CacheError(
+            f"{files.final} is being extracted by another process; remove it when that ends"
+        ) from e
     try:
-        delete_files(final)
+        files.delete()
     finally:
         lock.release()
-        Path(str(final) + ".lock").unlink(missing_ok=True)
+        files.lock.unlink(missing_ok=True)
 
 
 def resolve_entry(ref: str, root: str | os.PathLike | None = None) -> EntryInfo:

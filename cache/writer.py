@@ -19,7 +19,8 @@ import h5py
 import numpy as np
 
 from cache import integrity
-from cache.store import CacheError, CacheKey, delete_files
+from cache.files import EntryFiles
+from cache.store import CacheError, CacheKey
 from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
 
 
@@ -28,7 +29,8 @@ class PartialEntry:
 
     def __init__(self, final_path: Path, key: CacheKey):
         self.final_path = final_path
-        self.path = final_path.with_name(final_path.name + ".partial")
+        self.files = EntryFiles(final_path)
+        self.path = self.files.partial
         self.key = key
         self.offsets: dict[tuple[str, str], tuple[int, int]] = {}  # (split, kind) -> (offset, row bytes)
         self.rows: dict[str, int] = {}
@@ -50,13 +52,13 @@ class PartialEntry:
         """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
         progress = self._read_progress(rank)
         progress.setdefault(split, []).append([start, stop])
-        with atomic_path(self._sidecar(rank), durable=False) as tmp:
+        with atomic_path(self.files.progress(rank), durable=False) as tmp:
             tmp.write_text(json.dumps(progress))
 
     def done_ranges(self, split: str) -> list[tuple[int, int]]:
         """Finished row ranges of `split` over every process's sidecar, sorted."""
         ranges = []
-        for sidecar in self.path.parent.glob(self.path.name + ".progress-*.json"):
+        for sidecar in self.files.progress_notes():
             ranges += [tuple(r) for r in json.loads(sidecar.read_text()).get(split, [])]
         return sorted(ranges)
 
@@ -81,19 +83,16 @@ class PartialEntry:
         fsync(self.path)
         os.replace(self.path, self.final_path)
         fsync(self.path.parent)
-        for sidecar in self.path.parent.glob(self.path.name + ".progress-*.json"):
+        for sidecar in self.files.progress_notes():
             sidecar.unlink()
         return self.final_path
 
     def discard(self) -> None:
         """Delete the partial file and its progress sidecars (not a finished entry, not the lock)."""
-        delete_files(self.final_path, partial_only=True)
-
-    def _sidecar(self, rank: int) -> Path:
-        return self.path.with_name(f"{self.path.name}.progress-{rank}.json")
+        self.files.delete(partial_only=True)
 
     def _read_progress(self, rank: int) -> dict:
-        sidecar = self._sidecar(rank)
+        sidecar = self.files.progress(rank)
         return json.loads(sidecar.read_text()) if sidecar.exists() else {}
 
 

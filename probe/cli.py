@@ -151,7 +151,7 @@ def cache_ls(cache_root, as_json):
 
 
 def _entry_row(info) -> dict:
-    from cache.store import name_digest
+    from cache.files import name_digest
 
     key = info.key
     return {
