@@ -36,8 +36,19 @@ def step_rate(backbone: str, img_size: int | None, batch_size: int, micro_batch:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     precision = resolve_precision("auto", device)
-    steps_ = TrainSteps(model, model, optimizer, scheduler, TaskLoss("multi-class"), pcfg, False, device,
-                        precision, "none", micro_batch)  # fmt: skip
+    steps_ = TrainSteps(
+        net=model,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=TaskLoss("multi-class"),
+        pcfg=pcfg,
+        channels_last=False,
+        device=device,
+        precision=precision,
+        flips="none",
+        micro_batch=micro_batch,
+    )
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
         images = torch.randint(0, 256, (batch_size, 28, 28, 3), dtype=torch.uint8, generator=generator)

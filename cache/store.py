@@ -31,7 +31,7 @@ class CacheError(UserError, RuntimeError):
     """A cache entry is missing, incomplete or damaged; the message says how to rebuild it."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CacheKey:
     """Everything that changes the cached numbers. Any change is a new entry, never a reuse."""
 

@@ -23,7 +23,7 @@ from medprobe.outputs import TaskLoss
 from medprobe.progress import progress_bar
 
 
-@dataclass
+@dataclass(kw_only=True)
 class TrainSteps:
     """What every training step uses, built once per run: the network as stepped (DDP-wrapped
     and/or compiled), the bare model, optimizer, schedule, loss and how pixels become input."""

@@ -42,7 +42,7 @@ from medprobe.tracking import NoTracker, open_tracker, split_scalars
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Run:
     """A run set up to train: its configuration and identity, data, model and steps, and where it is."""
 
@@ -161,19 +161,36 @@ def _setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     n_steps = math.ceil(len(range(rank, len(data["train"][0]), world)) / cfg.batch_size)
     optimizer, scheduler = build_optimizer(cfg, model, device, n_steps)
     task_loss = build_loss(cfg, dspec, data["train"][1], device)
-    precision = resolve_precision(cfg.precision, device)
-    flips = config["flips"]  # resolved once, in the run's identity (`run_config`)
-    micro_batch = micro_batch_size(model, cfg.micro_batch, batch_size=cfg.batch_size, device=device)
     steps = TrainSteps(
-        net, model, optimizer, scheduler, task_loss, pcfg, channels_last, device, precision, flips,
-        micro_batch,
-    )  # fmt: skip
-    generators = (torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1))
-    truth = {s: y for s, (_, y) in data.items()}
+        net=net,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=task_loss,
+        pcfg=pcfg,
+        channels_last=channels_last,
+        device=device,
+        precision=resolve_precision(cfg.precision, device),
+        flips=config["flips"],  # resolved once, in the run's identity (`run_config`)
+        micro_batch=micro_batch_size(model, cfg.micro_batch, batch_size=cfg.batch_size, device=device),
+    )
     return Run(
-        cfg, spec, dspec, name, config, rank, world, place_data(data, device), truth, steps, generators,
-        select, note, n_trainable, head_init,
-    )  # fmt: skip
+        cfg=cfg,
+        spec=spec,
+        dspec=dspec,
+        name=name,
+        config=config,
+        rank=rank,
+        world=world,
+        data=place_data(data, device),
+        truth={s: y for s, (_, y) in data.items()},
+        steps=steps,
+        generators=(torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)),
+        select=select,
+        selection_note=note,
+        n_trainable=n_trainable,
+        head_init=head_init,
+    )
 
 
 def epoch_selection(select: str, y_val: np.ndarray, dspec: DatasetSpec) -> tuple[str, str | None]:

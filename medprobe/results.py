@@ -33,7 +33,7 @@ SCHEMA_VERSION = 2
 DIGEST_CHARS = 10
 
 
-@dataclass
+@dataclass(kw_only=True)
 class RunResult:
     """What one run found, with enough context to compare and reproduce it.
 

@@ -45,7 +45,7 @@ from probe.settings import FitSettings, seeds_for
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class ProbeFit:
     """One fitted head: what was chosen, on which val score, how it scored, how long it took."""
 

@@ -17,7 +17,7 @@ def seeds_for(head: str, seeds: tuple[int, ...], *, subsampled: bool) -> tuple[i
     return (0,) if HEADS[head].deterministic and not subsampled else tuple(seeds)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FitSettings:
     """What, besides its cache entry, makes a probe run's numbers (and so its record)."""
 

@@ -356,7 +356,10 @@ def test_report_skips_a_corrupt_record_and_names_it(world):
 
 
 def _save_repeatedly(out_dir: str, n: int) -> None:
-    record = RunResult("x", 28, "m", "logreg", 0, metrics={"test": {"acc": 0.5}}, config={"a": 1})
+    metrics, config = {"test": {"acc": 0.5}}, {"a": 1}
+    record = RunResult(
+        dataset="x", size=28, model="m", method="logreg", seed=0, metrics=metrics, config=config
+    )
     record.hparams = {"padding": "x" * 20000}  # big enough that a torn write would show
     for _ in range(n):
         record.save(out_dir)

@@ -25,8 +25,10 @@ def _one_step(model, pcfg, task_loss, images, labels, micro_batch):
     """The loss and the weights after one SGD step (lr 1: the weights move by the clipped gradient)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    parts = (model, model, optimizer, scheduler, task_loss, pcfg, False, CPU, "fp32", "none", micro_batch)
-    loss = TrainSteps(*parts).step(images, labels, None)
+    steps = TrainSteps(net=model, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=task_loss,
+                       pcfg=pcfg, channels_last=False, device=CPU, precision="fp32", flips="none",
+                       micro_batch=micro_batch)  # fmt: skip
+    loss = steps.step(images, labels, None)
     return float(loss), [p.detach().clone() for p in model.parameters()]
 
 

@@ -52,7 +52,7 @@ FLIPS = {
 FLIP_CHOICES = ("hv", "h", "v", "none")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetSpec:
     """What a dataset is: its task, channels, classes and where its files come from.
 
@@ -81,7 +81,12 @@ def _spec_from_info(flag: str) -> DatasetSpec:
     info = medmnist_info()[flag]
     labels = tuple(info["label"][str(i)] for i in range(len(info["label"])))
     return DatasetSpec(
-        flag, info["task"], info["n_channels"], labels, dict(info["n_samples"]), flips=FLIPS[flag]
+        flag=flag,
+        task=info["task"],
+        n_channels=info["n_channels"],
+        labels=labels,
+        n_samples=dict(info["n_samples"]),
+        flips=FLIPS[flag],
     )
 
 
