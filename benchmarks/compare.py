@@ -39,7 +39,7 @@ from medprobe.backbones.factory import create_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
-from probe.fit import run_probe
+from probe.run import run_probe
 
 EPOCHS = 20
 SECTION = "## End-to-end frozen experiment (notebook vs medprobe)"

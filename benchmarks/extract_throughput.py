@@ -24,7 +24,8 @@ import torch
 from benchmarks import notebook
 from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
-from cache.extract import FeatureRunner, default_batch_size, extract
+from cache.extract import extract
+from cache.forward import FeatureRunner, default_batch_size
 from medprobe.backbones.factory import create_backbone
 from medprobe.backbones.registry import get_backbone
 from medprobe.device import resolve_device, resolve_precision

@@ -22,7 +22,8 @@ import numpy as np
 
 from benchmarks.common import machine
 from benchmarks.heads import features
-from cache.store import CacheKey, read_split
+from cache.key import CacheKey
+from cache.store import read_split
 from cache.writer import open_partial
 from probe.fit import fit_probe
 

@@ -20,8 +20,8 @@ from datetime import date
 from benchmarks.common import machine
 from cache.options import ExtractOptions
 from medprobe.results import describe_collapse
-from probe.fit import run_probe
 from probe.options import ProbeOptions
+from probe.run import run_probe
 
 RULES = (("acc", "none"), ("loss", "none"), ("loss", "train+val"))
 METRICS = ("acc", "auc", "macro_f1", "balanced_acc")

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,12 +19,13 @@ import filelock
 import torch
 
 from cache.files import EntryFiles
+from cache.forward import FeatureRunner, batches, default_batch_size, to_host
+from cache.key import CacheKey
 from cache.options import ExtractOptions
-from cache.store import CacheKey, entry_path, inspect_entry
+from cache.store import entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
-from medprobe.backbones.factory import RANDOM_INIT_SEED, create_backbone, extract_features, preprocess_config
-from medprobe.backbones.preprocess import preprocess
+from medprobe.backbones.factory import RANDOM_INIT_SEED, create_backbone, preprocess_config
 from medprobe.backbones.registry import BackboneSpec, get_backbone
 from medprobe.backbones.weights import weights_identity
 from medprobe.data import (
@@ -38,10 +38,8 @@ from medprobe.data import (
 )
 from medprobe.data.splits import SplitFile, open_splits
 from medprobe.device import (
-    autocast,
     barrier,
     broadcast_flag,
-    fits_on,
     init_distributed,
     resolve_device,
     resolve_precision,
@@ -173,33 +171,6 @@ def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress:
     return throughput
 
 
-def default_batch_size(device: torch.device) -> int:
-    """512 on GPUs, where larger batches keep the device busy; 16 on CPUs, where small batches keep
-    ViT attention in cache (BENCHMARKS.md, "Extraction throughput" and "On a GPU")."""
-    return 512 if device.type == "cuda" else 16
-
-
-class FeatureRunner:
-    """Preprocess + forward one uint8 batch under the chosen precision; returns features on device."""
-
-    def __init__(self, model, pcfg, family, device, precision):
-        self.model, self.pcfg, self.family, self.device = model, pcfg, family, device
-        self.precision = precision
-
-    @torch.inference_mode()
-    def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """images: (B, H, W, C) uint8 on any device -> {kind: (B, D)} on the model's device."""
-        return self.forward(preprocess(images.to(self.device, non_blocking=True), self.pcfg))
-
-    @torch.inference_mode()
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """x: (B, 3, S, S) preprocessed input -> {kind: (B, D)}."""
-        if self.family == "cnn":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.precision):
-            return extract_features(self.model, x, self.family)
-
-
 def _fill(
     entry: PartialEntry, run: FeatureRunner, data: dict[str, SplitFile], *, batch_size, rank, world, progress
 ) -> tuple[float, int]:
@@ -219,44 +190,13 @@ def _fill(
             smoothing=0.1,
         ) as bar,
     ):
-        for split, start, stop, images in _batches(data, mine, run.device):
+        for split, start, stop, images in batches(data, mine, run.device):
             features = {k: v.to(storage) for k, v in run(images).items()}
-            writer.put(split, start, stop, _to_host(features))
+            writer.put(split, start, stop, to_host(features))
             bar.update(stop - start)
     if run.device.type == "cuda":
         torch.cuda.synchronize(run.device)
     return time.perf_counter() - started, total
-
-
-def _batches(data: dict[str, SplitFile], ranges: dict[str, list], device: torch.device) -> Iterator:
-    """(split, start, stop, uint8 batch) for each range, ready for `device` without making the host
-    wait: a split streamed onto the GPU once when all fit there, else each batch streamed from the
-    file (and pinned, so its copy to a GPU is async). Host memory stays O(batch) either way."""
-    on_gpu = fits_on(device, sum(source.nbytes for source in data.values()))
-    for split, source in data.items():
-        if on_gpu and ranges[split]:
-            whole = torch.empty(source.shape, dtype=torch.uint8, device=device)
-            for start, stop, rows in source.chunks(chunk=source.chunk_rows):
-                whole[start:stop] = torch.from_numpy(rows).to(device)
-            yield from ((split, start, stop, whole[start:stop]) for start, stop in ranges[split])
-            continue
-        for start, stop, rows in source.chunks(ranges[split]):
-            batch = torch.from_numpy(rows)
-            yield split, start, stop, batch.pin_memory() if device.type == "cuda" else batch
-
-
-def _to_host(features: dict[str, torch.Tensor]):
-    """Start the device->host copy; returns (tensors, event to wait on, or None on CPU)."""
-    first = next(iter(features.values()))
-    if first.device.type != "cuda":
-        return features, None
-    host = {
-        k: torch.empty(v.shape, dtype=v.dtype, pin_memory=True).copy_(v, non_blocking=True)
-        for k, v in features.items()
-    }
-    ready = torch.cuda.Event()
-    ready.record()
-    return host, ready
 
 
 @contextlib.contextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import filelock
@@ -19,51 +19,15 @@ import numpy as np
 
 from cache import integrity
 from cache.files import DIGEST_CHARS, PATTERNS, EntryFiles, entry_name, name_digest
-from cache.options import STORAGE_DTYPES
+from cache.key import FORMAT_VERSION, CacheKey
 from medprobe.data.files import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 
-FORMAT_VERSION = 2  # 2: a CRC-32 per array
 UNFINISHED = "extraction not finished"
 
 
 class CacheError(UserError, RuntimeError):
     """A cache entry is missing, incomplete or damaged; the message says how to rebuild it."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class CacheKey:
-    """Everything that changes the cached numbers. Any change is a new entry, never a reuse."""
-
-    backbone: str
-    model_id: str
-    weights: str
-    dataset: str
-    size: int
-    data_md5: str
-    preprocess: dict
-    features: tuple[str, ...]
-    splits: tuple[str, ...]
-    precision: str
-    dtype: str = "float16"
-    format_version: int = FORMAT_VERSION
-
-    def __post_init__(self):
-        if self.dtype not in STORAGE_DTYPES:
-            raise ValueError(f"unknown storage dtype {self.dtype!r}; choose one of {STORAGE_DTYPES}")
-
-    def to_json(self) -> str:
-        """Canonical JSON: sorted keys, no whitespace, so equal keys give equal bytes."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, text: str) -> CacheKey:
-        data = json.loads(text)
-        return cls(**data | {"features": tuple(data["features"]), "splits": tuple(data["splits"])})
-
-    @property
-    def digest(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
 
 
 @dataclass

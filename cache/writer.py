@@ -20,7 +20,8 @@ import numpy as np
 
 from cache import integrity
 from cache.files import EntryFiles
-from cache.store import CacheError, CacheKey
+from cache.key import CacheKey
+from cache.store import CacheError
 from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
 
 

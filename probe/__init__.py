@@ -1,1 +1,10 @@
-"""Linear probes on cached features: heads, model selection on val, the `probe` CLI."""
+"""Linear probes on cached features.
+
+- `options`: what `probe fit` and a recipe's `[[probe]]` tables set (`ProbeOptions`, head names);
+- `heads`, `linear`, `base`: logreg, linear and kNN heads as scikit-learn-style estimators, each
+  with a sweep of its grid;
+- `fit`: `fit_probe`, one head on arrays: grid on train, choice on val, test once;
+- `run`: `run_probe`, every matching entry x head x seed, one record each; `entries` picks the
+  entries, `settings` names each run;
+- `cli`, `summary`: the `probe` commands (`suite.programs` adds `probe suite`).
+"""

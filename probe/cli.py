@@ -83,7 +83,7 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_ex
     modes), each is fitted into its own record. --weights, --precision, --resize, --img-size,
     --dtype and --[no-]pretrained pick among them, or say how --extract builds a missing one.
     """
-    from probe.fit import run_probe
+    from probe.run import run_probe
     from probe.summary import summary_rows
 
     wanted = EntryFilter(**{k: options.pop(k) for k in field_names(EntryFilter)})

@@ -12,8 +12,9 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from cache.key import CacheKey
 from cache.options import EntryFilter
-from cache.store import CacheError, CacheKey, damaged_entries, find_entries, rebuild_hint
+from cache.store import CacheError, damaged_entries, find_entries, rebuild_hint
 
 
 def superseding(entries: list[tuple[Path, CacheKey]]) -> list[tuple[Path, CacheKey]]:

@@ -1,48 +1,26 @@
-"""Fit heads on cached features: hyper-parameters chosen on val, test scored once with the choice.
+"""Fit one head on features in memory: its grid on train, the choice on val, test scored once.
 
-`fit_probe` speaks numpy only (no files); `run_probe` resolves the cache entries built from the
-file the user names (`probe.entries`), fits every requested (head, seed), and writes one result
-record per configuration.
+`fit_probe` speaks numpy only (no files); `probe.run.run_probe` feeds it the cached features of
+every matching entry and writes the records.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from cache.extract import extract as extract_features
-from cache.options import EntryFilter, ExtractOptions
-from cache.store import CacheKey, read_attrs, read_key, read_split
-from medprobe.backbones.registry import default_kinds
-from medprobe.data import (
-    DEFAULT_DATASET,
-    DEFAULT_SIZE,
-    SPLITS,
-    DatasetSpec,
-    dataset_path,
-    file_md5,
-    get_dataset,
-    load_labels,
-)
-from medprobe.data.validate import MULTI_LABEL, check_trainable
+from medprobe.data import MULTI_LABEL
+from medprobe.data.validate import check_trainable
 from medprobe.device import torch_threads
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
-from medprobe.results import RunResult, named_class
-from medprobe.tracking import open_tracker, split_scalars
-from probe.entries import matching_entries
-from probe.heads import HEADS, head_class, head_threads
-from probe.options import REFITS, ProbeOptions
-from probe.settings import FitSettings, seeds_for
-
-log = logging.getLogger(__name__)
+from probe.base import Sweep
+from probe.heads import head_class, head_threads
+from probe.options import REFITS
 
 
 @dataclass(kw_only=True)
@@ -98,36 +76,62 @@ def fit_probe(
     check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
-    with torch_threads(head_threads(*train[0].shape)):
-        clock = time.perf_counter()
-        score = make_scorer(val[1], task=task, metric=metric)
-        sweep = head_class(head).sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
-        sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-        val_scores = sweep.best.predict_proba(val[0])
-        chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
-        refit_seconds, clock = time.perf_counter() - clock, time.perf_counter()
-        test_scores = chosen.predict_proba(test[0])
-    test_metrics = evaluate(test[1], test_scores, task=task, bootstrap=bootstrap, seed=seed)
+    fitted = _fit(head, train, val, test, score=make_scorer(val[1], task=task, metric=metric),
+                  task=task, n_classes=n_classes, refit=refit)  # fmt: skip
+    clock = time.perf_counter()
+    test_metrics = evaluate(test[1], fitted.test_scores, task=task, bootstrap=bootstrap, seed=seed)
     bootstrap_seconds = time.perf_counter() - clock
-    val_metrics = evaluate(val[1], val_scores, task=task)
+    val_metrics = evaluate(val[1], fitted.val_scores, task=task)
+    splits = {
+        "val": (val[1], fitted.val_scores, val_metrics),
+        "test": (test[1], fitted.test_scores, test_metrics),
+    }
     return ProbeFit(
-        head=chosen,
-        params=sweep.params,
+        head=fitted.head,
+        params=fitted.sweep.params,
         val=val_metrics,
         test=test_metrics,
-        val_scores=[(params, _natural(value, metric)) for params, value in sweep.val_scores],
-        test_scores=test_scores,
+        val_scores=[(params, _natural(value, metric)) for params, value in fitted.sweep.val_scores],
+        test_scores=fitted.test_scores,
         selected_on=metric,
         selection_note=note,
         refit=None if refit == "none" else refit,
-        collapse=collapse_of(
-            {"val": (val[1], val_scores, val_metrics), "test": (test[1], test_scores, test_metrics)},
-            task=task,
-        ),
-        sweep_seconds=sweep_seconds,
-        refit_seconds=refit_seconds,
+        collapse=collapse_of(splits, task=task),
+        sweep_seconds=fitted.sweep_seconds,
+        refit_seconds=fitted.refit_seconds,
         bootstrap_seconds=bootstrap_seconds,
     )
+
+
+@dataclass(kw_only=True)
+class _Fitted:
+    """What `_fit` made: the sweep, the head test is scored with, both splits' scores, its times."""
+
+    sweep: Sweep
+    head: object
+    val_scores: np.ndarray
+    test_scores: np.ndarray
+    sweep_seconds: float
+    refit_seconds: float
+
+
+def _fit(head: str, train, val, test, *, score: Callable, task: str, n_classes: int, refit: str) -> _Fitted:
+    """The head's sweep (choice on val by `score`), the optional refit, both splits' predictions; on as
+    many torch threads as the problem's size pays for (`head_threads`)."""
+    with torch_threads(head_threads(*train[0].shape)):
+        clock = time.perf_counter()
+        sweep = head_class(head).sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
+        sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
+        chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
+        refit_seconds = time.perf_counter() - clock
+        return _Fitted(
+            sweep=sweep,
+            head=chosen,
+            val_scores=sweep.best.predict_proba(val[0]),
+            test_scores=chosen.predict_proba(test[0]),
+            sweep_seconds=sweep_seconds,
+            refit_seconds=refit_seconds,
+        )
 
 
 def _refitted(head, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]):
@@ -167,188 +171,3 @@ def subsample(
 def select_features(features: dict[str, np.ndarray], kinds: tuple[str, ...]) -> np.ndarray:
     """Concatenate the requested kinds (e.g. cls+mean) into one (n, D) matrix."""
     return np.concatenate([features[k] for k in kinds], axis=1)
-
-
-def run_probe(
-    dataset: str = DEFAULT_DATASET,
-    *,
-    size: int = DEFAULT_SIZE,
-    backbone: str | None = None,
-    options: ProbeOptions | None = None,
-    task: str | None = None,
-    cache_root: str | os.PathLike | None = None,
-    data_root: str | os.PathLike | None = None,
-    out: str | os.PathLike = "runs",
-    extract: ExtractOptions | None = None,
-    where: EntryFilter | None = None,
-    skip_existing: bool = False,
-    **option_values,
-) -> list[RunResult]:
-    """Fit heads on the cached features of every matching entry; one record per configuration.
-
-    Args:
-        backbone: only this backbone's entries; None fits every backbone cached for the data.
-        options: heads, features, selection, seeds, subsets (`ProbeOptions`), or its fields as
-            `option_values`.
-        extract: extract the backbone's features first (instant when cached) as these options
-            say, and fit that entry.
-        where: without `extract`, fit only the entries built as asked (weights, resize, ...).
-        skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
-    """
-    options = options or ProbeOptions(**option_values)
-    spec = get_dataset(dataset, task=task)
-    if extract is not None:
-        if backbone is None:
-            raise ValueError("extracting first (--extract) needs --backbone")
-        path = extract_features(
-            backbone,
-            dataset,
-            size=size,
-            task=task,
-            data_root=data_root,
-            cache_root=cache_root,
-            options=extract,
-        ).path
-        entries = [(path, read_key(path))]
-    else:
-        entries = _matching(spec, size, data_root, cache_root, backbone, where or EntryFilter())
-    npz = dataset_path(spec, size=size, root=data_root, download=False)
-    results = []
-    for path, key in entries:
-        todo = _todo(options, key, spec, out, skip_existing)
-        splits = _read_entry(path, npz, spec) if todo else None
-        for settings in todo:
-            result = _one_run(splits, key, path, spec, settings)
-            result.save(out)
-            _track(result, options.tracker, out)
-            results.append(result)
-    return results
-
-
-def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing) -> list[FitSettings]:
-    """The (head, seed) configurations to fit on one entry, less those whose record exists."""
-    kinds = options.kinds or default_kinds(key.features)
-    missing = [k for k in kinds if k not in key.features]
-    if missing:
-        raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
-    subsampled = options.train_fraction is not None or options.shots is not None
-    todo = []
-    for head in options.heads:
-        for seed in seeds_for(head, options.seeds, subsampled=subsampled):
-            settings = FitSettings(
-                head=head,
-                kinds=kinds,
-                select=options.select,
-                refit=options.refit,
-                fraction=options.train_fraction,
-                shots=options.shots,
-                bootstrap=options.bootstrap,
-                seed=seed,
-            )
-            record = Path(out) / f"{settings.run_name(spec, key)}.json"
-            if skip_existing and record.exists():
-                log.info("skip %s: the record exists", record.name)
-            else:
-                todo.append(settings)
-    return todo
-
-
-def _read_entry(path: Path, npz: Path, spec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
-    """Every split of an entry, whose labels must be those of the data file it is used for."""
-    expected = {s: load_labels(npz, s, task=spec.task, n_classes=spec.n_classes) for s in SPLITS}
-    return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
-
-
-def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
-    """(path, key) of the complete entries built from the file the user names, as `where` asks."""
-    npz = dataset_path(spec, size=size, root=data_root, download=False)
-    return matching_entries(
-        cache_root,
-        dataset=spec.flag,
-        size=size,
-        data_md5=file_md5(npz),
-        npz=npz,
-        backbone=backbone,
-        where=where,
-    )
-
-
-def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings) -> RunResult:
-    (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
-    rows = subsample(
-        y_train, task=spec.task, seed=settings.seed, fraction=settings.fraction, shots=settings.shots
-    )
-    subset = f" after {settings.subset_flag} ({len(rows)} of {len(y_train)} images)"
-    fit = fit_probe(
-        (select_features(train_feats, settings.kinds)[rows], y_train[rows]),
-        (select_features(val[0], settings.kinds), val[1]),
-        (select_features(test[0], settings.kinds), test[1]),
-        head=settings.head,
-        task=spec.task,
-        n_classes=spec.n_classes,
-        select=settings.select,
-        refit=settings.refit,
-        bootstrap=settings.bootstrap,
-        seed=settings.seed,
-        where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
-    )
-    return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
-
-
-def _track(result: RunResult, tracker: str | None, out) -> None:
-    """The selection sweep (val score of every grid point, in grid order) and the test metrics."""
-    if tracker is None:
-        return
-    logger = open_tracker(tracker, out, result.run_name)
-    logger.params(result.config)
-    metric = result.hparams["selected_on"]
-    for step, (params, score) in enumerate(result.hparams["val_sweep"]):
-        logger.scalars({f"sweep/val_{metric}": score} | {f"sweep/{k}": v for k, v in params.items()}, step)
-    test = split_scalars(result.metrics["test"], "test")
-    logger.scalars(test | split_scalars(result.metrics["val"], "val"), 0)
-    logger.finish({k: v for k, v in result.hparams.items() if k != "val_sweep"}, test)
-
-
-def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y_test) -> RunResult:
-    """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
-    n_used, n_all = n_train
-    extraction = read_attrs(path).get("extraction", {})
-    collapse = fit.collapse and named_class(fit.collapse, spec.labels)
-    return RunResult(
-        dataset=spec.flag,
-        size=key.size,
-        model=key.backbone,
-        method=settings.head,
-        seed=settings.seed,
-        metrics={"val": fit.val, "test": fit.test},
-        config=settings.config(key),
-        task=spec.task,
-        class_names=list(spec.labels),
-        hparams=fit.params
-        | {
-            "features": "+".join(settings.kinds),
-            "select": settings.select,
-            "selected_on": fit.selected_on,
-            "selection_note": fit.selection_note,
-            "refit": fit.refit,
-            "deterministic": HEADS[settings.head].deterministic and n_used == n_all,
-            "n_train": n_used,
-            "train_fraction": settings.fraction,
-            "shots": settings.shots,
-            "weights": key.weights,
-            "val_sweep": [[params, score] for params, score in fit.val_scores],
-        },
-        timings={
-            "fit_s": round(fit.sweep_seconds + fit.refit_seconds, 3),
-            "sweep_s": round(fit.sweep_seconds, 3),
-            "refit_s": round(fit.refit_seconds, 3),
-            "bootstrap_s": round(fit.bootstrap_seconds, 3),
-            "extract_s": extraction.get("seconds"),
-            "extract_images_per_s": extraction.get("images_per_second"),
-        },
-        cache_key=key.digest,
-        tag=settings.tag(key.features),
-        collapsed=collapse is not None,
-        collapse=collapse,
-        predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": y_test},
-    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from cache.store import CacheKey
+from cache.key import CacheKey
 from medprobe.backbones.registry import default_kinds
 from medprobe.data import DatasetSpec
 from medprobe.results import run_name, variant_of

@@ -1,4 +1,8 @@
-"""Recipes: datasets x sizes x probes x fine-tunes, checked up front, run in one process, resumable.
+"""Recipes (datasets x sizes x probes x fine-tunes, checked up front, resumable) and the programs.
 
 The layer above `probe` and `finetune`: it composes both (neither imports it nor each other).
+- `recipe`, `values`: a recipe parsed and checked against the option dataclasses below;
+- `plan`, `runner`: what a recipe will cost, and its runs, one after another, then the report;
+- `lpft`: LP-FT's probe head (probe and fine-tune composed);
+- `cli`: `probe suite`; `programs`: the installed `probe` and `finetune`, assembled in one place.
 """

@@ -15,7 +15,8 @@ import logging
 import numpy as np
 import torch
 
-from cache.extract import default_batch_size, extract
+from cache.extract import extract
+from cache.forward import default_batch_size
 from cache.store import read_key, read_split
 from finetune.augment import augment, draw_params
 from medprobe.backbones.preprocess import PreprocessConfig, preprocess

@@ -143,7 +143,7 @@ def _check_probe(probe: dict, at: _Where) -> None:
 
 def _check_finetune(recipe: Recipe, options: dict, at: _Where) -> None:
     """Check a [[finetune]] table as `finetune run` would, for each dataset, before anything runs."""
-    from finetune.train import check_config  # torch: only for recipes that fine-tune
+    from finetune.setup import check_config  # torch: only for recipes that fine-tune
 
     if "model" not in options:
         raise RecipeError(f"{at.path}: a [[finetune]] table needs `backbone = ...` (or `model = ...`)")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from finetune.train import train
 from medprobe.report import write_report
-from probe.fit import run_probe
+from probe.run import run_probe
 from suite import values
 from suite.lpft import probe_head
 from suite.recipe import Recipe, finetune_config

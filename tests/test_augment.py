@@ -7,7 +7,8 @@ from conftest import TINY_RESNET, make_npz
 
 from finetune.augment import N_DRAWS, augment
 from finetune.config import TrainConfig
-from finetune.train import run_config, train
+from finetune.setup import run_config
+from finetune.train import train
 from medprobe.backbones.registry import get_backbone
 from medprobe.data import DATASETS, get_dataset
 

@@ -17,7 +17,8 @@ import torch
 from click.testing import CliRunner
 from conftest import TINY_RESNET, make_npz
 
-from cache.extract import FeatureRunner, extract
+from cache.extract import extract
+from cache.forward import FeatureRunner
 from cache.store import read_split
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig

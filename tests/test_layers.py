@@ -46,7 +46,7 @@ def test_packages_import_only_the_layers_below_them(package):
 
 def test_the_walk_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("import os\n\ndef f():\n    from probe.fit import run_probe\n    import suite.cli\n")
+    module.write_text("import os\n\ndef f():\n    from probe.run import run_probe\n    import suite.cli\n")
     assert imported_packages(module) == {"probe", "suite"}
 
 

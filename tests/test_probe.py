@@ -11,8 +11,9 @@ from cache.extract import extract
 from medprobe.metrics import evaluate
 from medprobe.results import load_results
 from probe.cli import main as probe_main
-from probe.fit import fit_probe, run_probe, subsample
+from probe.fit import fit_probe, subsample
 from probe.heads import HEADS, KNNHead, LinearHead, LogRegHead, make_head
+from probe.run import run_probe
 
 FAST = {"linear": {"epochs": 30}}
 
@@ -390,7 +391,7 @@ def test_an_entry_holding_more_kinds_supersedes_one_built_alike():
     """cls+mean (an earlier version's entry) beside cls+mean+last4 of the same key: fitted once."""
     from pathlib import Path
 
-    from cache.store import CacheKey
+    from cache.key import CacheKey
     from probe.entries import superseding
 
     common = dict(backbone="b", model_id="m", weights="w", dataset="d", size=28, data_md5="x")

@@ -10,8 +10,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from finetune.config import TrainConfig  # noqa: E402
 from finetune.train import train  # noqa: E402
-from probe.fit import run_probe  # noqa: E402
 from probe.heads import LOGREG_CS  # noqa: E402
+from probe.run import run_probe  # noqa: E402
 
 
 def events(folder) -> EventAccumulator:

@@ -1,0 +1,221 @@
+"""`probe fit` end to end: the cache entries built from the file the user names (`probe.entries`),
+every requested (head, seed) fitted on them (`probe.fit.fit_probe`), one result record each.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cache.extract import extract as extract_features
+from cache.key import CacheKey
+from cache.options import EntryFilter, ExtractOptions
+from cache.store import read_attrs, read_key, read_split
+from medprobe.backbones.registry import default_kinds
+from medprobe.data import (
+    DEFAULT_DATASET,
+    DEFAULT_SIZE,
+    SPLITS,
+    DatasetSpec,
+    dataset_path,
+    file_md5,
+    get_dataset,
+    load_labels,
+)
+from medprobe.results import RunResult, named_class
+from medprobe.tracking import open_tracker, split_scalars
+from probe.entries import matching_entries
+from probe.fit import ProbeFit, fit_probe, select_features, subsample
+from probe.heads import HEADS
+from probe.options import ProbeOptions
+from probe.settings import FitSettings, seeds_for
+
+log = logging.getLogger(__name__)
+
+
+def run_probe(
+    dataset: str = DEFAULT_DATASET,
+    *,
+    size: int = DEFAULT_SIZE,
+    backbone: str | None = None,
+    options: ProbeOptions | None = None,
+    task: str | None = None,
+    cache_root: str | os.PathLike | None = None,
+    data_root: str | os.PathLike | None = None,
+    out: str | os.PathLike = "runs",
+    extract: ExtractOptions | None = None,
+    where: EntryFilter | None = None,
+    skip_existing: bool = False,
+    **option_values,
+) -> list[RunResult]:
+    """Fit heads on the cached features of every matching entry; one record per configuration.
+
+    Args:
+        backbone: only this backbone's entries; None fits every backbone cached for the data.
+        options: heads, features, selection, seeds, subsets (`ProbeOptions`), or its fields as
+            `option_values`.
+        extract: extract the backbone's features first (instant when cached) as these options
+            say, and fit that entry.
+        where: without `extract`, fit only the entries built as asked (weights, resize, ...).
+        skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
+    """
+    options = options or ProbeOptions(**option_values)
+    spec = get_dataset(dataset, task=task)
+    if extract is not None:
+        if backbone is None:
+            raise ValueError("extracting first (--extract) needs --backbone")
+        path = extract_features(
+            backbone,
+            dataset,
+            size=size,
+            task=task,
+            data_root=data_root,
+            cache_root=cache_root,
+            options=extract,
+        ).path
+        entries = [(path, read_key(path))]
+    else:
+        entries = _matching(spec, size, data_root, cache_root, backbone, where or EntryFilter())
+    npz = dataset_path(spec, size=size, root=data_root, download=False)
+    results = []
+    for path, key in entries:
+        todo = _todo(options, key, spec, out, skip_existing)
+        splits = _read_entry(path, npz, spec) if todo else None
+        for settings in todo:
+            result = _one_run(splits, key, path, spec, settings)
+            result.save(out)
+            _track(result, options.tracker, out)
+            results.append(result)
+    return results
+
+
+def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing) -> list[FitSettings]:
+    """The (head, seed) configurations to fit on one entry, less those whose record exists."""
+    kinds = options.kinds or default_kinds(key.features)
+    missing = [k for k in kinds if k not in key.features]
+    if missing:
+        raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
+    subsampled = options.train_fraction is not None or options.shots is not None
+    todo = []
+    for head in options.heads:
+        for seed in seeds_for(head, options.seeds, subsampled=subsampled):
+            settings = FitSettings(
+                head=head,
+                kinds=kinds,
+                select=options.select,
+                refit=options.refit,
+                fraction=options.train_fraction,
+                shots=options.shots,
+                bootstrap=options.bootstrap,
+                seed=seed,
+            )
+            record = Path(out) / f"{settings.run_name(spec, key)}.json"
+            if skip_existing and record.exists():
+                log.info("skip %s: the record exists", record.name)
+            else:
+                todo.append(settings)
+    return todo
+
+
+def _read_entry(path: Path, npz: Path, spec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
+    """Every split of an entry, whose labels must be those of the data file it is used for."""
+    expected = {s: load_labels(npz, s, task=spec.task, n_classes=spec.n_classes) for s in SPLITS}
+    return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
+
+
+def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
+    """(path, key) of the complete entries built from the file the user names, as `where` asks."""
+    npz = dataset_path(spec, size=size, root=data_root, download=False)
+    return matching_entries(
+        cache_root,
+        dataset=spec.flag,
+        size=size,
+        data_md5=file_md5(npz),
+        npz=npz,
+        backbone=backbone,
+        where=where,
+    )
+
+
+def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings) -> RunResult:
+    (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
+    rows = subsample(
+        y_train, task=spec.task, seed=settings.seed, fraction=settings.fraction, shots=settings.shots
+    )
+    subset = f" after {settings.subset_flag} ({len(rows)} of {len(y_train)} images)"
+    fit = fit_probe(
+        (select_features(train_feats, settings.kinds)[rows], y_train[rows]),
+        (select_features(val[0], settings.kinds), val[1]),
+        (select_features(test[0], settings.kinds), test[1]),
+        head=settings.head,
+        task=spec.task,
+        n_classes=spec.n_classes,
+        select=settings.select,
+        refit=settings.refit,
+        bootstrap=settings.bootstrap,
+        seed=settings.seed,
+        where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
+    )
+    return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
+
+
+def _track(result: RunResult, tracker: str | None, out) -> None:
+    """The selection sweep (val score of every grid point, in grid order) and the test metrics."""
+    if tracker is None:
+        return
+    logger = open_tracker(tracker, out, result.run_name)
+    logger.params(result.config)
+    metric = result.hparams["selected_on"]
+    for step, (params, score) in enumerate(result.hparams["val_sweep"]):
+        logger.scalars({f"sweep/val_{metric}": score} | {f"sweep/{k}": v for k, v in params.items()}, step)
+    test = split_scalars(result.metrics["test"], "test")
+    logger.scalars(test | split_scalars(result.metrics["val"], "val"), 0)
+    logger.finish({k: v for k, v in result.hparams.items() if k != "val_sweep"}, test)
+
+
+def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y_test) -> RunResult:
+    """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
+    n_used, n_all = n_train
+    extraction = read_attrs(path).get("extraction", {})
+    collapse = fit.collapse and named_class(fit.collapse, spec.labels)
+    return RunResult(
+        dataset=spec.flag,
+        size=key.size,
+        model=key.backbone,
+        method=settings.head,
+        seed=settings.seed,
+        metrics={"val": fit.val, "test": fit.test},
+        config=settings.config(key),
+        task=spec.task,
+        class_names=list(spec.labels),
+        hparams=fit.params
+        | {
+            "features": "+".join(settings.kinds),
+            "select": settings.select,
+            "selected_on": fit.selected_on,
+            "selection_note": fit.selection_note,
+            "refit": fit.refit,
+            "deterministic": HEADS[settings.head].deterministic and n_used == n_all,
+            "n_train": n_used,
+            "train_fraction": settings.fraction,
+            "shots": settings.shots,
+            "weights": key.weights,
+            "val_sweep": [[params, score] for params, score in fit.val_scores],
+        },
+        timings={
+            "fit_s": round(fit.sweep_seconds + fit.refit_seconds, 3),
+            "sweep_s": round(fit.sweep_seconds, 3),
+            "refit_s": round(fit.refit_seconds, 3),
+            "bootstrap_s": round(fit.bootstrap_seconds, 3),
+            "extract_s": extraction.get("seconds"),
+            "extract_images_per_s": extraction.get("images_per_second"),
+        },
+        cache_key=key.digest,
+        tag=settings.tag(key.features),
+        collapsed=collapse is not None,
+        collapse=collapse,
+        predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": y_test},
+    )
