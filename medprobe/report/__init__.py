@@ -1,0 +1,14 @@
+"""Reports: every result record under a folder compared in one place.
+
+- `rows`: records grouped into rows (a configuration over its seeds), summarized, best and
+  indistinguishable cells marked (paired bootstrap);
+- `write`: `write_report`, report.md, report.csv and the page;
+- `page`: report.html, self-contained and sortable;
+- `figures`: which figures a report has (resolution, intervals, confusion, label efficiency,
+  training curves), drawn by `draw` (matplotlib, headless; also the fine-tune's own curves).
+"""
+
+from medprobe.report.rows import METRICS, Row, build_rows
+from medprobe.report.write import write_report
+
+__all__ = ["METRICS", "Row", "build_rows", "write_report"]
