@@ -13,7 +13,6 @@ from medprobe.report import draw
 from medprobe.report.rows import Row
 
 
-
 def report_figures(rows: list[Row], runs_dir: Path):
     """(title, figure, file name) of every figure the runs support."""
     for dataset in sorted({r.dataset for r in rows}):

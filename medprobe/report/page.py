@@ -18,7 +18,6 @@ import numpy as np
 from medprobe.report.rows import Row
 from medprobe.results import RunResult, describe_collapse
 
-
 COLLAPSED_MARK = "⚠"
 COLLAPSED_LEGEND = (
     f"{COLLAPSED_MARK} collapsed: at that size a run's val or test predictions fall (>= 95%) into one "

@@ -76,9 +76,7 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
         line = [
             (model, ""),
             (
-                f"{method} {page.COLLAPSED_MARK} collapsed @{','.join(collapsed)}"
-                if collapsed
-                else method,
+                f"{method} {page.COLLAPSED_MARK} collapsed @{','.join(collapsed)}" if collapsed else method,
                 "",
             ),
             (str(max(len(r.runs) for r in mine if (r.model, r.method_label) == (model, method))), ""),
