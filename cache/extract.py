@@ -206,13 +206,12 @@ def _entry_lock(path: Path, rank: int, timeout: float):
         yield False
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = filelock.FileLock(str(EntryFiles(path).lock))
+    lock_path = EntryFiles(path).lock
+    lock = filelock.FileLock(str(lock_path))
     try:
         lock.acquire(timeout=0)
     except filelock.Timeout:
-        log.info(
-            "another process is extracting %s; waiting for it (lock %s)", path.name, EntryFiles(path).lock
-        )
+        log.info("another process is extracting %s; waiting for it (lock %s)", path.name, lock_path)
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout as e:

@@ -44,4 +44,9 @@ class CacheKey:
 
     @property
     def digest(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        return key_digest(self.to_json())
+
+
+def key_digest(text: str) -> str:
+    """The sha256 of a key's JSON text, as it names the entry (stored text is hashed as stored)."""
+    return hashlib.sha256(text.encode()).hexdigest()

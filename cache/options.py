@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medprobe.backbones.registry import PRECISIONS, RESIZE_MODES
-from medprobe.cli.options import check_fields, contradicting_weights, option
+from medprobe.cli.options import check_fields, option, refuse_contradicting_weights
 from medprobe.data import SPLITS
 
 STORAGE_DTYPES = ("float16", "float32")  # of the cached features; `cache.store.CacheKey` enforces them
@@ -43,8 +43,7 @@ class ExtractOptions:
             )
         object.__setattr__(self, "splits", tuple(s for s in SPLITS if s in splits))
         check_fields(self)
-        if not self.pretrained and self.weights is not None:
-            raise ValueError(contradicting_weights(self.weights))
+        refuse_contradicting_weights(self.weights, self.pretrained)
 
 
 @dataclass(frozen=True)
@@ -63,8 +62,7 @@ class EntryFilter:
 
     def __post_init__(self):
         check_fields(self)
-        if self.pretrained is False and self.weights is not None:
-            raise ValueError(contradicting_weights(self.weights))
+        refuse_contradicting_weights(self.weights, self.pretrained)
 
     def accepts(self, key) -> bool:
         """Whether the entry of `key` (a `cache.store.CacheKey`) was built as asked."""

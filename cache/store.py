@@ -7,7 +7,6 @@ versions and extraction timings, so a file explains itself. Writing lives in `ca
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ import numpy as np
 
 from cache import integrity
 from cache.files import DIGEST_CHARS, PATTERNS, EntryFiles, entry_name, name_digest
-from cache.key import FORMAT_VERSION, CacheKey
+from cache.key import FORMAT_VERSION, CacheKey, key_digest
 from medprobe.data.files import cache_home as cache_root  # one cache folder for features and data
 from medprobe.errors import UserError
 
@@ -115,7 +114,7 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
         with _open(path) as f:
             text = f.attrs["key"]
             info.key = CacheKey.from_json(text)
-            if hashlib.sha256(text.encode()).hexdigest()[:DIGEST_CHARS] != name_digest(path):
+            if key_digest(text)[:DIGEST_CHARS] != name_digest(path):
                 info.problem = (
                     "its key does not hash to its file name: the key was edited, or the file renamed"
                 )

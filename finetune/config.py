@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from finetune.defaults import TRAIN_DEFAULTS, defaults_for
 from medprobe.backbones.registry import PRECISIONS, get_backbone
-from medprobe.cli.options import check_fields, contradicting_weights, option
+from medprobe.cli.options import check_fields, option, refuse_contradicting_weights
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
 from medprobe.tracking import TRACKERS
@@ -137,8 +137,7 @@ class TrainConfig:
     def __post_init__(self):
         check_fields(self)
         parse_freeze(self.freeze)
-        if self.pretrained is False and self.weights is not None:
-            raise ValueError(contradicting_weights(self.weights))
+        refuse_contradicting_weights(self.weights, self.pretrained)
         if self.pretrained is None:
             self.pretrained = self.weights is not None or self.model not in SCRATCH_BY_DEFAULT
         self._fill_from_defaults()

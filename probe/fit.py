@@ -141,9 +141,10 @@ def _refitted(head, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray,
 
 def make_scorer(y_val: np.ndarray, *, task: str, metric: str) -> Callable[[np.ndarray], float]:
     """proba (n_val, n_classes) -> the chosen val score, higher is better (a loss enters negated)."""
-    if metric == "log_loss":
-        return lambda proba: -log_loss(y_val, proba, task=task)
-    return lambda proba: evaluate(y_val, proba, task=task)[metric]
+    sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
+    if metric == "log_loss":  # computed alone: `evaluate` would compute every metric per grid point
+        return lambda proba: sign * log_loss(y_val, proba, task=task)
+    return lambda proba: sign * evaluate(y_val, proba, task=task)[metric]
 
 
 def _natural(value: float, metric: str) -> float:

@@ -97,9 +97,11 @@ def check_fields(instance) -> None:
                 raise ValueError(f"{flag_of(f)} {item!r}: must be {wanted}")
 
 
-def contradicting_weights(weights) -> str:
-    """The one message for `--weights FILE --no-pretrained`: a file of weights is pretrained weights."""
-    return f"--weights {weights} and --no-pretrained contradict each other; give one of them"
+def refuse_contradicting_weights(weights, pretrained: bool | None) -> None:
+    """Refuse `--weights FILE --no-pretrained`: a file of weights is pretrained weights. `pretrained`
+    None (not given) contradicts nothing."""
+    if pretrained is False and weights is not None:
+        raise ValueError(f"--weights {weights} and --no-pretrained contradict each other; give one of them")
 
 
 def flag_of(f: dataclasses.Field) -> str:

@@ -1,8 +1,9 @@
 """One split of a dataset file, validated without reading its images: they are read in chunks.
 
 Extraction streams a split through the backbone chunk by chunk, and training on data larger
-than memory maps an uncompressed copy (`medprobe.data.disk_copy`), so memory stays O(batch) whatever
-the dataset size. Small splits can still be read whole (`SplitFile.load`, `load_split`).
+than memory reads an uncompressed copy a batch at a time (`medprobe.data.disk_copy`), so memory
+stays O(batch) whatever the dataset size. Small splits can still be read whole (`SplitFile.load`,
+`load_split`).
 """
 
 from __future__ import annotations
