@@ -1,1 +1,4 @@
-"""Benchmarks: medprobe against the usual notebook pipeline, measured on the same machine and data."""
+"""Benchmarks.
+
+Medprobe against the usual notebook pipeline, measured on the same machine and data.
+"""

@@ -42,7 +42,7 @@ PARTS = {
 
 
 def variants(n: int, dataset_flips: str) -> dict[str, tuple[torch.Tensor, str]]:
-    """name -> (draws, flips) for every part alone, then random draws as training makes them."""
+    """Name -> (draws, flips) for every part alone, then random draws as training makes them."""
     out = {}
     for name, (columns, flips) in PARTS.items():
         draws = torch.full((n, N_DRAWS), IDENTITY)
@@ -71,10 +71,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=48)
     args = parser.parse_args()
     network = dict(model=args.backbone, weights=args.weights, img_size=args.img_size)
-    data = dict(dataset=args.dataset, size=args.size, data_root=args.data_root, cache_root=args.cache_root)
+    data = dict(
+        dataset=args.dataset, size=args.size, data_root=args.data_root, cache_root=args.cache_root
+    )
     pretrained = False if args.no_pretrained else None
     cfg = TrainConfig(
-        **network, **data, pretrained=pretrained, augment="none", init_head="probe", precision="fp32"
+        **network,
+        **data,
+        pretrained=pretrained,
+        augment="none",
+        init_head="probe",
+        precision="fp32",
     )
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset)
     model, pcfg, _ = build_model(cfg, spec, dspec, probe_head)
@@ -93,8 +100,17 @@ def main() -> None:
             change = float(((features - clean).norm(dim=1) / clean.norm(dim=1)).mean())
             loss = float(F.cross_entropy(logits, labels))
             acc = float((logits.argmax(1) == labels).float().mean())
-            cells = [date.today(), machine(), spec.name, f"{dspec.flag} {split} ({len(images)})", name,
-                     f"{change:.2f}", f"{loss:.3f}", f"{acc:.3f}", f"`{command}`"]  # fmt: skip
+            cells = [
+                date.today(),
+                machine(),
+                spec.name,
+                f"{dspec.flag} {split} ({len(images)})",
+                name,
+                f"{change:.2f}",
+                f"{loss:.3f}",
+                f"{acc:.3f}",
+                f"`{command}`",
+            ]
             print("| " + " | ".join(map(str, cells)) + " |", flush=True)
 
 

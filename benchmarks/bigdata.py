@@ -1,4 +1,4 @@
-"""Peak memory and throughput of `probe extract` and `finetune run` against the size of a 224 px dataset.
+"""Peak memory and throughput of `probe extract` and `finetune run` against a 224 px dataset's size.
 
     python -m benchmarks.bigdata --gb 0.3,3,10 [--work DIR]
 
@@ -29,11 +29,17 @@ SPLIT_SHARES = {"train": 0.7, "val": 0.1, "test": 0.2}
 
 
 def write_npz(path: Path, gb: float, *, chunk: int = 512, seed: int = 0) -> int:
-    """A compressed npz of ~`gb` GB of uint8 224 px RGB images and their labels; returns the images."""
+    """A compressed npz of ~`gb` GB of uint8 224 px RGB images and their labels.
+
+    Returns the images.
+    """
     rng = np.random.default_rng(seed)
     total = int(gb * 1e9 / IMAGE_BYTES)
-    partial = path.with_name(path.name + ".partial")  # renamed when whole: a killed run leaves no npz
-    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+    # renamed when whole: a killed run leaves no npz
+    partial = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(
+        partial, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1
+    ) as archive:
         for split, share in SPLIT_SHARES.items():
             n = max(8, int(total * share))
             labels = rng.integers(0, 8, (n, 1)).astype(np.uint8)
@@ -59,7 +65,9 @@ def measure(args: list[str], cwd: Path) -> tuple[float, float]:
         "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", probe, *args], cwd=cwd, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     kb, seconds = done.stdout.split()
@@ -71,25 +79,65 @@ def run_size(gb: float, work: Path) -> list[str]:
     root.mkdir(parents=True, exist_ok=True)
     npz = root / "bloodmnist.npz"
     n = write_npz(npz, gb) if not npz.exists() else int(gb * 1e9 / IMAGE_BYTES)
-    common = ["--dataset", "bloodmnist", "--data-root", str(root), "--cache-root", str(root / "cache")]
+    common = [
+        "--dataset",
+        "bloodmnist",
+        "--data-root",
+        str(root),
+        "--cache-root",
+        str(root / "cache"),
+    ]
     py = [sys.executable, "-m"]
-    extract = [*py, "probe", "extract", "--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32",
-               "--precision", "fp32", "--overwrite", *common]  # fmt: skip
-    finetune = [*py, "finetune", "run", "--backbone", "timm:test_resnet", "--no-pretrained",
-                "--img-size", "32", "--epochs", "1", "--batch-size", "128", "--precision", "fp32",
-                *common]  # fmt: skip
+    extract = [
+        *py,
+        "probe",
+        "extract",
+        "--backbone",
+        "timm:test_vit",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--precision",
+        "fp32",
+        "--overwrite",
+        *common,
+    ]
+    finetune = [
+        *py,
+        "finetune",
+        "run",
+        "--backbone",
+        "timm:test_resnet",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "128",
+        "--precision",
+        "fp32",
+        *common,
+    ]
     rows = []
     for label, args in (
         ("probe extract (streamed)", extract),
-        ("finetune run --data-mode disk", [*finetune, "--data-mode", "disk", "--out", str(root / "disk")]),
-        ("finetune run --data-mode memory", [*finetune, "--data-mode", "memory", "--out", str(root / "mem")]),
+        (
+            "finetune run --data-mode disk",
+            [*finetune, "--data-mode", "disk", "--out", str(root / "disk")],
+        ),
+        (
+            "finetune run --data-mode memory",
+            [*finetune, "--data-mode", "memory", "--out", str(root / "mem")],
+        ),
     ):
         if "memory" in label and gb * 1e9 * 1.3 > _available():
             rows.append(f"| {gb:g} GB ({n:,} images) | {label} | does not fit | | {machine()} |")
             continue
         peak, seconds = measure(args, Path(__file__).resolve().parents[1])
         rows.append(
-            f"| {gb:g} GB ({n:,} images) | {label} | {peak:,.0f} MB | {n / seconds:,.0f} | {machine()} |"
+            f"| {gb:g} GB ({n:,} images) | {label} | {peak:,.0f} MB | {n / seconds:,.0f} | "
+            f"{machine()} |"
         )
         print(rows[-1], flush=True)
     return rows
@@ -104,11 +152,15 @@ def _available() -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--gb", default="0.3,3,10", help="Comma-separated dataset sizes in GB.")
-    parser.add_argument("--work", type=Path, default=None, help="Folder for the data [default: a temp dir].")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="Folder for the data [default: a temp dir]."
+    )
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="medprobe-bigdata-"))
     started = time.perf_counter()
-    print("| data (224 px, uncompressed) | command | peak RSS | images/s (whole process) | machine |")
+    print(
+        "| data (224 px, uncompressed) | command | peak RSS | images/s (whole process) | machine |"
+    )
     print("| --- | --- | --- | --- | --- |")
     for gb in (float(g) for g in args.gb.split(",")):
         run_size(gb, work)

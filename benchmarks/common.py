@@ -18,7 +18,10 @@ def machine() -> str:
 
 
 def without_append(argv: list[str]) -> list[str]:
-    """A benchmark's arguments less `--append FILE` / `--append=FILE`: the command to reproduce it."""
+    """A benchmark's arguments less `--append FILE` / `--append=FILE`.
+
+    The command to reproduce it.
+    """
     out, skip = [], False
     for arg in argv:
         if skip:

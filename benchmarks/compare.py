@@ -1,8 +1,9 @@
-"""The frozen-backbone experiment two ways, on the same machine and data: notebook vs medprobe.
+r"""The frozen-backbone experiment two ways, on the same machine and data: notebook vs medprobe.
 
-    python -m benchmarks.compare --backbone vit_tiny --no-pretrained --synthetic --limit 2000 --epochs 2
-    python -m benchmarks.compare --backbone dinov2_small \\
-        --weights ../shared/weights/dinov2_vits14.safetensors \\
+    python -m benchmarks.compare --backbone vit_tiny --no-pretrained --synthetic --limit 2000 \
+        --epochs 2
+    python -m benchmarks.compare --backbone dinov2_small \
+        --weights ../shared/weights/dinov2_vits14.safetensors \
         --dataset breastmnist --data-root ../shared/data --epochs 2
 
 Notebook (the baseline, as such notebooks are written): PIL + timm's eval transform, DataLoader
@@ -35,10 +36,12 @@ from benchmarks import notebook
 from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
+from cache.options import ExtractOptions
 from medprobe.backbones.factory import create_backbone
 from medprobe.data import get_dataset
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
+from probe.options import ProbeOptions
 from probe.run import run_probe
 
 EPOCHS = 20
@@ -52,11 +55,14 @@ def notebook_experiment(args, data: dict, n_classes: int, task: str) -> dict:
     model, cfg = create_backbone(args.backbone, pretrained=args.pretrained, weights=args.weights)
     model = model.to(notebook.DEVICE)
     loaders = {
-        s: notebook.loader(model, *data[s], input_size=cfg.input_size, shuffle=s == "train") for s in data
+        s: notebook.loader(model, *data[s], input_size=cfg.input_size, shuffle=s == "train")
+        for s in data
     }
     head = torch.nn.Linear(model.num_features, n_classes).to(notebook.DEVICE)
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-5)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=EPOCHS * len(loaders["train"]))
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=EPOCHS * len(loaders["train"])
+    )
     best_acc, best_head, cached = -1.0, None, {}
     timed = min(args.epochs, EPOCHS)
     for epoch in range(EPOCHS):
@@ -113,7 +119,9 @@ def _step(head, optimizer, scheduler, feats, labels):
     scheduler.step()
 
 
-def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tuple[str, ...]) -> dict:
+def medprobe_experiment(
+    args, data_root: Path, flag: str, size: int, heads: tuple[str, ...]
+) -> dict:
     """`probe extract` then `probe fit` per head; returns metrics and seconds per head."""
     start = time.perf_counter()
     extract(
@@ -122,9 +130,8 @@ def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tupl
         size=size,
         data_root=data_root,
         cache_root=data_root / "cache",
-        pretrained=args.pretrained,
-        weights=args.weights,
         progress=False,
+        options=ExtractOptions(pretrained=args.pretrained, weights=args.weights),
     )
     extract_seconds = time.perf_counter() - start
     out = {}
@@ -133,12 +140,11 @@ def medprobe_experiment(args, data_root: Path, flag: str, size: int, heads: tupl
         [record] = run_probe(
             flag,
             size=size,
-            heads=(head,),
             backbone=args.backbone,
             data_root=data_root,
             cache_root=data_root / "cache",
             out=data_root / "runs",
-            bootstrap=0,
+            options=ProbeOptions(heads=(head,), bootstrap=0),
         )
         test = record.metrics["test"]
         out[head] = {
@@ -162,7 +168,9 @@ def subset(args, root: Path) -> tuple[str, int, dict]:
             images, labels = load_split(spec, split, size=size, root=args.data_root)
             keep = len(images) if not args.limit else int(args.limit * share)
             arrays |= {
-                f"{split}_images": images[:keep, ..., 0] if images.shape[-1] == 1 else images[:keep],
+                f"{split}_images": images[:keep, ..., 0]
+                if images.shape[-1] == 1
+                else images[:keep],
                 f"{split}_labels": labels[:keep],
             }
         np.savez(root / spec.filename(size), **arrays)
@@ -179,8 +187,12 @@ def main() -> None:
     parser.add_argument("--dataset", default="bloodmnist")
     parser.add_argument("--size", type=int, default=28)
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--synthetic", action="store_true", help="BloodMNIST-like random data (offline)")
-    parser.add_argument("--limit", type=int, default=None, help="train rows (val 15%%, test 30%% of it)")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="BloodMNIST-like random data (offline)"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=None, help="train rows (val 15%%, test 30%% of it)"
+    )
     parser.add_argument(
         "--epochs", type=int, default=EPOCHS, help="baseline epochs to time (rest extrapolated)"
     )
@@ -205,11 +217,11 @@ def main() -> None:
     command = " ".join(["python -m benchmarks.compare", *without_append(sys.argv[1:])])
     logreg = ours["logreg"]
     row = (
-        f"| {date.today()} | {machine()} | {args.backbone} | {flag}_{size} {rows['train']}/{rows['val']}/"
-        f"{rows['test']} | {baseline['seconds']:.0f}{label} | {logreg['seconds']:.1f} | "
-        f"{baseline['seconds'] / logreg['seconds']:.1f}x | "
-        f"{baseline['acc']:.3f} / {baseline['macro_f1']:.3f} | "
-        f"{logreg['acc']:.3f} / {logreg['macro_f1']:.3f} | {ours['linear']['acc']:.3f} / "
+        f"| {date.today()} | {machine()} | {args.backbone} | {flag}_{size} "
+        f"{rows['train']}/{rows['val']}/{rows['test']} | {baseline['seconds']:.0f}{label} | "
+        f"{logreg['seconds']:.1f} | {baseline['seconds'] / logreg['seconds']:.1f}x | "
+        f"{baseline['acc']:.3f} / {baseline['macro_f1']:.3f} | {logreg['acc']:.3f} / "
+        f"{logreg['macro_f1']:.3f} | {ours['linear']['acc']:.3f} / "
         f"{ours['linear']['macro_f1']:.3f} | `{command}` |"
     )
     emit(row, args.append, section=SECTION)

@@ -26,6 +26,7 @@ from benchmarks.common import emit, machine, without_append
 from benchmarks.synthetic import write_npz
 from cache.extract import extract
 from cache.forward import FeatureRunner, default_batch_size
+from cache.options import ExtractOptions
 from medprobe.backbones.factory import create_backbone
 from medprobe.backbones.registry import get_backbone
 from medprobe.device import resolve_device, resolve_precision
@@ -58,16 +59,20 @@ def end_to_end(args) -> dict:
         "bloodmnist",
         data_root=args.data_root,
         cache_root=args.cache_root,
-        weights=args.weights,
-        pretrained=args.weights is not None,
-        batch_size=args.batch_size,
-        precision=args.precision,
-        device=args.device,
-        overwrite=True,
         progress=False,
+        options=ExtractOptions(
+            weights=args.weights,
+            pretrained=args.weights is not None,
+            batch_size=args.batch_size,
+            precision=args.precision,
+            device=args.device,
+            overwrite=True,
+        ),
     )
     seconds = time.perf_counter() - start
-    n = sum(len(v) for k, v in np.load(Path(args.data_root) / "bloodmnist.npz").items() if "labels" in k)
+    n = sum(
+        len(v) for k, v in np.load(Path(args.data_root) / "bloodmnist.npz").items() if "labels" in k
+    )
     return {"images": n, "seconds": seconds, "path": str(result.path)}
 
 
@@ -100,7 +105,10 @@ def run_child(mode: str, argv: list[str]) -> dict:
     if status != 0:
         raise RuntimeError(f"{mode} failed with status {status}")
     figures = json.loads(out.decode().strip().splitlines()[-1])
-    return figures | {"peak_rss_gb": usage.ru_maxrss / 2**20, "rate": figures["images"] / figures["seconds"]}
+    return figures | {
+        "peak_rss_gb": usage.ru_maxrss / 2**20,
+        "rate": figures["images"] / figures["seconds"],
+    }
 
 
 def main() -> None:
@@ -114,7 +122,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--weights", default=None)
     parser.add_argument("--device", default=None)
-    parser.add_argument("--append", type=Path, default=None, help="append the row to this markdown file")
+    parser.add_argument(
+        "--append", type=Path, default=None, help="append the row to this markdown file"
+    )
     parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--data-root", help=argparse.SUPPRESS)
     parser.add_argument("--cache-root", help=argparse.SUPPRESS)
@@ -125,7 +135,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         n = args.images
-        write_npz(Path(tmp) / "bloodmnist.npz", n_train=n * 7 // 10, n_val=n // 10, n_test=n - n * 8 // 10)
+        write_npz(
+            Path(tmp) / "bloodmnist.npz", n_train=n * 7 // 10, n_val=n // 10, n_test=n - n * 8 // 10
+        )
         argv = without_append(sys.argv[1:])
         argv += ["--data-root", tmp, "--cache-root", str(Path(tmp) / "cache")]
         results = {mode: run_child(mode, argv) for mode in MODES}
@@ -135,11 +147,12 @@ def main() -> None:
     args.batch_size = args.batch_size or default_batch_size(device)
     command = " ".join(["python -m benchmarks.extract_throughput", *without_append(sys.argv[1:])])
     row = (
-        f"| {date.today()} | {machine()} | {args.backbone} | {precision} | {args.batch_size} "
-        f"| {results['bare']['rate']:.1f} | {results['e2e']['rate']:.1f} | {results['notebook']['rate']:.1f} "
-        f"| {results['e2e']['rate'] / results['bare']['rate']:.2f} "
-        f"| {results['e2e']['rate'] / results['notebook']['rate']:.2f} "
-        f"| {results['e2e']['peak_rss_gb']:.2f} (data {dataset_gb:.3f}) | `{command}` |"
+        f"| {date.today()} | {machine()} | {args.backbone} | {precision} | {args.batch_size} | "
+        f"{results['bare']['rate']:.1f} | {results['e2e']['rate']:.1f} | "
+        f"{results['notebook']['rate']:.1f} | "
+        f"{results['e2e']['rate'] / results['bare']['rate']:.2f} | "
+        f"{results['e2e']['rate'] / results['notebook']['rate']:.2f} | "
+        f"{results['e2e']['peak_rss_gb']:.2f} (data {dataset_gb:.3f}) | `{command}` |"
     )
     print(json.dumps(results, indent=2))
     emit(row, args.append)

@@ -34,8 +34,11 @@ from medprobe.backbones.registry import get_backbone
 
 
 def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None, **options) -> float:
-    """Images/s of `finetune run`'s training phase; of the last epoch when there are several (so
-    that --compile's first epoch, which compiles, is left out)."""
+    """Images/s of `finetune run`'s training phase.
+
+    Of the last epoch when there are several (so that --compile's first epoch, which compiles, is
+    left out).
+    """
     cfg = TrainConfig(
         model=model,
         pretrained=False,
@@ -47,7 +50,9 @@ def medprobe_rate(model: str, data_root: str, out: str, img_size: int | None, **
     )
     run = train(cfg)
     history = json.loads((Path(out) / run.run_name / "history.json").read_text())
-    return history[-1]["train_images_per_s"] if len(history) > 1 else run.timings["train_images_per_s"]
+    return (
+        history[-1]["train_images_per_s"] if len(history) > 1 else run.timings["train_images_per_s"]
+    )
 
 
 def notebook_rate(model_name: str, data_root: str, img_size: int) -> float:
@@ -76,10 +81,14 @@ def main() -> None:
     )
     parser.add_argument("--model", default="resnet18")
     parser.add_argument("--images", type=int, default=2048)
-    parser.add_argument("--batch-size", type=int, default=128, help="medprobe's (the notebook's is 128)")
+    parser.add_argument(
+        "--batch-size", type=int, default=128, help="medprobe's (the notebook's is 128)"
+    )
     parser.add_argument("--epochs", type=int, default=1, help="> 1: the last epoch's rate")
     parser.add_argument("--compile", action="store_true")
-    parser.add_argument("--no-notebook", dest="notebook", action="store_false", help="medprobe only")
+    parser.add_argument(
+        "--no-notebook", dest="notebook", action="store_false", help="medprobe only"
+    )
     args = parser.parse_args()
     spec = get_backbone(args.model)
     # As `finetune run` defaults: a CNN from scratch at the data's 28 px, a ViT at its native size.

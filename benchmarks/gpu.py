@@ -1,4 +1,4 @@
-"""Issue #12's figures in one run, as whole processes (start-up included), on whatever device is here.
+"""Issue #12's figures in one run, as whole processes (start-up included), on the device here.
 
     python -m benchmarks.gpu --out gpu-figures      # on a GPU: BloodMNIST-sized data, real models
     python -m benchmarks.gpu --tiny --out figures   # anywhere, in a minute or two (CI runs this)
@@ -28,10 +28,18 @@ from benchmarks.synthetic import write_npz
 
 SCALES = {
     "full": dict(
-        split=(11959, 1712, 3421), vit="vit_tiny", dino="dinov2_small", cnn="resnet18", vit_images=4096
+        split=(11959, 1712, 3421),
+        vit="vit_tiny",
+        dino="dinov2_small",
+        cnn="resnet18",
+        vit_images=4096,
     ),
     "tiny": dict(
-        split=(48, 16, 16), vit="timm:test_vit", dino="timm:test_vit", cnn="timm:test_resnet", vit_images=32
+        split=(48, 16, 16),
+        vit="timm:test_vit",
+        dino="timm:test_vit",
+        cnn="timm:test_resnet",
+        vit_images=32,
     ),
 }
 PY = sys.executable
@@ -49,7 +57,10 @@ class Bench:
         write_npz(self.data / "bloodmnist.npz", n_train=n_train, n_val=n_val, n_test=n_test)
 
     def run(self, *args: str, cache: str = "cache") -> tuple[float, str]:
-        """Run a command (`probe ...`, `finetune ...`, `python ...`); returns (wall seconds, stdout)."""
+        """Run a command (`probe ...`, `finetune ...`, `python ...`).
+
+        Returns (wall seconds, stdout).
+        """
         where = []
         if args[0] in ("probe", "finetune") and args[1] in ("extract", "fit", "run"):
             where = ["--data-root", str(self.data)]
@@ -86,7 +97,10 @@ class Bench:
         self.rows.append(line)
         self.figures[what] = raw
         self.out.mkdir(parents=True, exist_ok=True)
-        header = f"Machine: {self.figures['machine']}\n\n| what | figure | command |\n| --- | --- | --- |\n"
+        header = (
+            f"Machine: {self.figures['machine']}\n\n"
+            "| what | figure | command |\n| --- | --- | --- |\n"
+        )
         (self.out / "rows.md").write_text(header + "\n".join(self.rows) + "\n")
         (self.out / "figures.json").write_text(json.dumps(self.figures, indent=2))
 
@@ -126,8 +140,12 @@ def frozen(b: Bench) -> None:
         "--out",
         str(runs),
     )
-    timings = {r["method"]: r["timings"] for r in map(json.loads, map(Path.read_text, runs.glob("*.json")))}
-    parts = ", ".join(f"{h} {t['fit_s']:.1f} + {t['bootstrap_s']:.1f}" for h, t in sorted(timings.items()))
+    timings = {
+        r["method"]: r["timings"] for r in map(json.loads, map(Path.read_text, runs.glob("*.json")))
+    }
+    parts = ", ".join(
+        f"{h} {t['fit_s']:.1f} + {t['bootstrap_s']:.1f}" for h, t in sorted(timings.items())
+    )
     b.row(
         "`probe fit --head logreg,linear,knn` (s: wall; fit + bootstrap per head)",
         f"{wall:.1f}; {parts}",
@@ -156,15 +174,19 @@ def frozen(b: Bench) -> None:
 
 def extraction(b: Bench) -> None:
     n = str(sum(b.scale["split"]))
-    for backbone, batch in ((b.scale["dino"], None), (b.scale["vit"], "128"), (b.scale["vit"], "512")):
+    for backbone, batch in (
+        (b.scale["dino"], None),
+        (b.scale["vit"], "128"),
+        (b.scale["vit"], "512"),
+    ):
         args = ["--backbone", backbone, "--images", n, "--notebook-images", "512"]
         args += ["--batch-size", batch] if batch else []
         _, out = b.run("python", "-m", "benchmarks.extract_throughput", *args)
         res = json.loads(out[out.index("{") : out.rindex("}") + 1])
         bare, e2e = res["bare"]["rate"], res["e2e"]["rate"]
         b.row(
-            f"extraction {backbone}, batch {batch or 'default'}: bare forward / `probe extract` / notebook "
-            "(img/s)",
+            f"extraction {backbone}, batch {batch or 'default'}: bare forward / `probe extract` / "
+            "notebook (img/s)",
             f"{bare:,.0f} / {e2e:,.0f} ({e2e / bare:.0%}) / {res['notebook']['rate']:,.0f}",
             "python -m benchmarks.extract_throughput " + " ".join(args),
             **res,
@@ -179,8 +201,11 @@ def finetuning(b: Bench) -> None:
 
 
 def _finetune_row(b: Bench, model: str, images: str, extra: list[str]) -> None:
-    """medprobe's second epoch (the first carries cuDNN's autotuning, or compiling) against one
-    epoch of the notebook path, unless `extra` has --no-notebook."""
+    """Medprobe's second epoch against one epoch of the notebook path.
+
+    The first epoch carries cuDNN's autotuning, or compiling. `extra` with --no-notebook skips
+    the notebook.
+    """
     args = ["--model", model, "--images", images, "--epochs", "2", *extra]
     _, out = b.run("python", "-m", "benchmarks.finetune_throughput", *args)
     res = json.loads(out.splitlines()[-2])
@@ -225,7 +250,12 @@ def distributed(b: Bench) -> None:
         "finetune run": f"finetune run --backbone {b.scale['cnn']} --no-pretrained --epochs 1",
     }
     where = {
-        "probe extract": ["--data-root", str(b.data), "--cache-root", str(b.work / "cache-torchrun")],
+        "probe extract": [
+            "--data-root",
+            str(b.data),
+            "--cache-root",
+            str(b.work / "cache-torchrun"),
+        ],
         "finetune run": ["--data-root", str(b.data), "--out", str(b.work / "runs-torchrun")],
     }
     for name, command in commands.items():
@@ -237,7 +267,9 @@ def distributed(b: Bench) -> None:
 def compiled(b: Bench) -> None:
     train = str(b.scale["split"][0])
     for batch in ("128", "512"):
-        _finetune_row(b, b.scale["cnn"], train, ["--batch-size", batch, "--compile", "--no-notebook"])
+        _finetune_row(
+            b, b.scale["cnn"], train, ["--batch-size", batch, "--compile", "--no-notebook"]
+        )
 
 
 STEPS = {
@@ -257,7 +289,9 @@ def main() -> None:
     )
     parser.add_argument("--tiny", action="store_true", help="tiny data and timm test models")
     parser.add_argument("--out", type=Path, default=Path("gpu-figures"))
-    parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}")
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="medprobe-bench-"))
     bench = Bench(SCALES["tiny" if args.tiny else "full"], work, args.out)

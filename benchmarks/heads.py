@@ -37,12 +37,18 @@ SIZES = {  # name -> (train rows, dimension, classes)
     "50000x768": (50000, 768, 8),
     "12000x3072": (12000, 3072, 8),
 }
-BUSY = "import numpy as np\na = np.ones((1500, 1500))\nwhile True:\n    a @ a\n"  # BLAS on every core
+# BLAS on every core
+BUSY = "import numpy as np\na = np.ones((1500, 1500))\nwhile True:\n    a @ a\n"
 
 
-def features(n: int, dim: int, n_classes: int, seed: int, separation: float) -> tuple[np.ndarray, np.ndarray]:
-    """Gaussian classes; `separation` scales the class means (0.05 gives ~0.8 accuracy, like a
-    middling backbone, so every grid point has real work to do)."""
+def features(
+    n: int, dim: int, n_classes: int, seed: int, separation: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian classes.
+
+    `separation` scales the class means (0.05 gives ~0.8 accuracy, like a middling backbone, so
+    every grid point has real work to do).
+    """
     rng = np.random.default_rng(seed)
     centers = np.random.default_rng(1234).normal(size=(n_classes, dim))
     y = rng.integers(0, n_classes, (n, 1))
@@ -59,10 +65,12 @@ def splits(n: int, dim: int, n_classes: int, separation: float) -> tuple:
 
 
 def medprobe_sweep(head: type, train, val, task: str, n_classes: int, threads: int) -> float:
-    """Seconds of a medprobe head's whole sweep (`LogRegHead`, `KNNHead`), C or k on the val log-loss."""
+    """Seconds of a medprobe head's whole sweep (`LogRegHead`, `KNNHead`) on the val log-loss."""
     score = make_scorer(val[1], task=task, metric="log_loss")
     with torch_threads(threads):
-        return _seconds(lambda: head.sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes))
+        return _seconds(
+            lambda: head.sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
+        )
 
 
 def sklearn_logreg(train, val, n_classes: int) -> float:
@@ -72,12 +80,17 @@ def sklearn_logreg(train, val, n_classes: int) -> float:
 
     def sweep():
         scaler = StandardScaler().fit(train[0].astype(np.float32))
-        x, x_val = scaler.transform(train[0].astype(np.float32)), scaler.transform(val[0].astype(np.float32))
+        x, x_val = (
+            scaler.transform(train[0].astype(np.float32)),
+            scaler.transform(val[0].astype(np.float32)),
+        )
         model, losses = LogisticRegression(max_iter=100, warm_start=True), []
         for C in LOGREG_CS:
             model.C = C
             model.fit(x, train[1][:, 0])
-            losses.append(log_loss(val[1][:, 0], model.predict_proba(x_val), labels=range(n_classes)))
+            losses.append(
+                log_loss(val[1][:, 0], model.predict_proba(x_val), labels=range(n_classes))
+            )
         return LOGREG_CS[int(np.argmin(losses))]
 
     with warnings.catch_warnings():
@@ -89,7 +102,9 @@ def sklearn_knn(train, val, n_classes: int) -> float:
     from sklearn.neighbors import NearestNeighbors
 
     def sweep():
-        search = NearestNeighbors(n_neighbors=KNN_MAX_K, metric="cosine", algorithm="brute").fit(train[0])
+        search = NearestNeighbors(n_neighbors=KNN_MAX_K, metric="cosine", algorithm="brute").fit(
+            train[0]
+        )
         distance, index = search.kneighbors(val[0].astype(np.float32))
         weights = np.exp(((1 - distance) - (1 - distance[:, :1])) / KNN_TEMPERATURE)
         votes = np.cumsum(weights[..., None] * np.eye(n_classes)[train[1][index, 0]], axis=1)
@@ -104,14 +119,18 @@ def compare(sizes: list[str], threads: list[str], separation: float, busy: bool)
         n, dim, n_classes = SIZES[name]
         train, val, _ = splits(n, dim, n_classes, separation)
         task = "binary-class" if n_classes == 2 else "multi-class"
-        for head, ours, theirs in (("logreg", LogRegHead, sklearn_logreg), ("knn", KNNHead, sklearn_knn)):
+        for head, ours, theirs in (
+            ("logreg", LogRegHead, sklearn_logreg),
+            ("knn", KNNHead, sklearn_knn),
+        ):
             reference = theirs(train, val, n_classes)
             for setting in threads:
                 count = head_threads(n, dim) if setting == "auto" else int(setting)
                 seconds = medprobe_sweep(ours, train, val, task, n_classes, count)
                 rows.append(
-                    f"| {date.today()} | {machine()} | {'busy' if busy else 'idle'} | {name} | {head} "
-                    f"| {setting} ({count}) | {seconds:.3g} | {reference:.3g} | {reference / seconds:.2f}x |"
+                    f"| {date.today()} | {machine()} | {'busy' if busy else 'idle'} | {name} | "
+                    f"{head} | {setting} ({count}) | {seconds:.3g} | {reference:.3g} | "
+                    f"{reference / seconds:.2f}x |"
                 )
                 print(rows[-1], flush=True)
     return rows
@@ -133,8 +152,11 @@ def _busy_machine(on: bool):
 
 
 def _seconds(work, *, at_least: float = 1.0) -> float:
-    """The median time of `work`, repeated (3 times at least) until `at_least` seconds have passed:
-    a sweep of a few milliseconds is timed many times, not once at the timer's resolution."""
+    """The median time of `work`, repeated until `at_least` seconds have passed.
+
+    At least 3 times: a sweep of a few milliseconds is timed many times, not once at the timer's
+    resolution.
+    """
     times, started = [], time.perf_counter()
     while len(times) < 3 or time.perf_counter() - started < at_least:
         start = time.perf_counter()
@@ -154,10 +176,16 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=8)
     parser.add_argument("--heads", default="logreg,linear,knn")
     parser.add_argument("--separation", type=float, default=0.05)
-    parser.add_argument("--vs-sklearn", action="store_true", help="Time logreg and kNN against scikit-learn.")
+    parser.add_argument(
+        "--vs-sklearn", action="store_true", help="Time logreg and kNN against scikit-learn."
+    )
     parser.add_argument("--sizes", default=",".join(SIZES), help="Problem sizes for --vs-sklearn.")
-    parser.add_argument("--threads", default="auto", help="Torch threads for --vs-sklearn: auto, or counts.")
-    parser.add_argument("--busy", action="store_true", help="With a second process keeping the cores busy.")
+    parser.add_argument(
+        "--threads", default="auto", help="Torch threads for --vs-sklearn: auto, or counts."
+    )
+    parser.add_argument(
+        "--busy", action="store_true", help="With a second process keeping the cores busy."
+    )
     args = parser.parse_args()
     if args.vs_sklearn:
         with _busy_machine(args.busy):
@@ -172,8 +200,9 @@ def main() -> None:
         fit = fit_probe(train, val, test, head=head, task="multi-class", n_classes=args.classes)
         seconds = time.perf_counter() - start
         print(
-            f"| {date.today()} | {machine()} | {head} | {n}x{args.dim} fp16, {args.classes} classes "
-            f"| {len(fit.val_scores)} | {seconds:.1f} | {fit.params} | {fit.test['acc']:.3f} | `{command}` |"
+            f"| {date.today()} | {machine()} | {head} | {n}x{args.dim} fp16, {args.classes} "
+            f"classes | {len(fit.val_scores)} | {seconds:.1f} | {fit.params} | "
+            f"{fit.test['acc']:.3f} | `{command}` |"
         )
 
 

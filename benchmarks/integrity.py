@@ -1,5 +1,7 @@
-"""What the cache's checksums cost a fit: checking every array of a BloodMNIST-scale entry on read,
-against fitting the logreg head on the same features.
+"""What the cache's checksums cost a fit.
+
+Checking every array of a BloodMNIST-scale entry on read, against fitting the logreg head on the
+same features.
 
     python -m benchmarks.integrity --rows 17092 --dim 384 --kinds 2
 
@@ -33,9 +35,20 @@ SPLIT_SHARES = {"train": 11959, "val": 1712, "test": 3421}  # BloodMNIST
 def build_entry(folder: Path, rows: int, dim: int, kinds: tuple[str, ...]) -> Path:
     total = sum(SPLIT_SHARES.values())
     counts = {s: max(1, round(rows * n / total)) for s, n in SPLIT_SHARES.items()}
-    data = {s: features(n, dim, 8, seed=i, separation=0.05) for i, (s, n) in enumerate(counts.items())}
+    data = {
+        s: features(n, dim, 8, seed=i, separation=0.05) for i, (s, n) in enumerate(counts.items())
+    }
     key = CacheKey(
-        "bench", "bench", "random-init:seed0", "bloodmnist", 28, "0" * 32, {}, kinds, tuple(counts), "fp32"
+        "bench",
+        "bench",
+        "random-init:seed0",
+        "bloodmnist",
+        28,
+        "0" * 32,
+        {},
+        kinds,
+        tuple(counts),
+        "fp32",
     )
     path = folder / "entry.h5"
     entry = open_partial(
@@ -75,8 +88,9 @@ def main() -> None:
     overhead = max(checked_s - plain_s, 0.0)
     command = " ".join(["python -m benchmarks.integrity", *sys.argv[1:]])
     print(
-        f"| {date.today()} | {machine()} | {args.rows}x{args.dim}x{len(kinds)} fp16 | {plain_s:.3f} "
-        f"| {checked_s:.3f} | {fit_s:.2f} | {100 * overhead / fit_s:.1f}% | `{command}` |"
+        f"| {date.today()} | {machine()} | {args.rows}x{args.dim}x{len(kinds)} fp16 | "
+        f"{plain_s:.3f} | {checked_s:.3f} | {fit_s:.2f} | {100 * overhead / fit_s:.1f}% | "
+        f"`{command}` |"
     )
 
 

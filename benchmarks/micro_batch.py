@@ -28,10 +28,14 @@ from medprobe.device import resolve_device, resolve_precision
 from medprobe.outputs import TaskLoss
 
 
-def step_rate(backbone: str, img_size: int | None, batch_size: int, micro_batch: int, steps: int) -> dict:
+def step_rate(
+    backbone: str, img_size: int | None, batch_size: int, micro_batch: int, steps: int
+) -> dict:
     """Images/s of the last of `steps` training steps, and the peak memory in GiB."""
     device = resolve_device(None)
-    model, pcfg = create_backbone(get_backbone(backbone), pretrained=False, num_classes=2, img_size=img_size)
+    model, pcfg = create_backbone(
+        get_backbone(backbone), pretrained=False, num_classes=2, img_size=img_size
+    )
     model = model.to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -51,7 +55,9 @@ def step_rate(backbone: str, img_size: int | None, batch_size: int, micro_batch:
     )
     generator = torch.Generator().manual_seed(0)
     for _ in range(steps):
-        images = torch.randint(0, 256, (batch_size, 28, 28, 3), dtype=torch.uint8, generator=generator)
+        images = torch.randint(
+            0, 256, (batch_size, 28, 28, 3), dtype=torch.uint8, generator=generator
+        )
         labels = torch.randint(0, 2, (batch_size,), generator=generator)
         started = time.perf_counter()
         float(steps_.step(images.to(device), labels.to(device), None))  # waits for the step
@@ -60,7 +66,12 @@ def step_rate(backbone: str, img_size: int | None, batch_size: int, micro_batch:
         peak = torch.cuda.max_memory_allocated(device) / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    return {"img_s": batch_size / seconds, "peak_gib": peak, "input": pcfg.input_size, "precision": precision}
+    return {
+        "img_s": batch_size / seconds,
+        "peak_gib": peak,
+        "input": pcfg.input_size,
+        "precision": precision,
+    }
 
 
 def main() -> None:
@@ -72,14 +83,26 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--micro-batches", type=int, nargs="+", default=[128, 32])
     parser.add_argument("--steps", type=int, default=2, help="the last one is timed")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)  # one micro-batch size, as JSON
+    # one micro-batch size, as JSON
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(step_rate(args.backbone, args.img_size, args.batch_size, args.child, args.steps)))
+        print(
+            json.dumps(
+                step_rate(args.backbone, args.img_size, args.batch_size, args.child, args.steps)
+            )
+        )
         return
     command = " ".join(["python -m benchmarks.micro_batch", *sys.argv[1:]])
     for micro in args.micro_batches:
-        child = [sys.executable, "-m", "benchmarks.micro_batch", *sys.argv[1:], "--child", str(micro)]
+        child = [
+            sys.executable,
+            "-m",
+            "benchmarks.micro_batch",
+            *sys.argv[1:],
+            "--child",
+            str(micro),
+        ]
         done = subprocess.run(child, capture_output=True, text=True, check=True)
         got = json.loads(done.stdout.strip().splitlines()[-1])
         network = f"{args.backbone} @ {got['input']} px, {got['precision']}"

@@ -27,24 +27,39 @@ class PilDataset(torch.utils.data.Dataset):
         return len(self.images)
 
     def __getitem__(self, i):
-        image = Image.fromarray(self.images[i].squeeze(-1) if self.images.shape[-1] == 1 else self.images[i])
+        image = Image.fromarray(
+            self.images[i].squeeze(-1) if self.images.shape[-1] == 1 else self.images[i]
+        )
         return self.transform(image.convert("RGB")), int(self.labels[i, 0])
 
 
-def loader(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray, *, input_size: int, shuffle=False):
-    """timm's eval transform from the model's data config, at the size the model runs at."""
+def loader(
+    model: torch.nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    input_size: int,
+    shuffle=False,
+):
+    """Timm's eval transform from the model's data config, at the size the model runs at."""
     config = resolve_model_data_config(model) | {"input_size": (3, input_size, input_size)}
     transform = create_transform(**config, is_training=False)
     dataset = PilDataset(images, labels, transform)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=BATCH_SIZE, shuffle=shuffle, num_workers=WORKERS, persistent_workers=True
+        dataset,
+        batch_size=BATCH_SIZE,
+        shuffle=shuffle,
+        num_workers=WORKERS,
+        persistent_workers=True,
     )
 
 
 @torch.no_grad()
 def frozen_features(model: torch.nn.Module, batches) -> tuple[torch.Tensor, torch.Tensor]:
-    """One fp32 pass of the frozen backbone over a loader: (N, D) pooled features, (N,) labels,
-    on the model's device (`DEVICE`)."""
+    """One fp32 pass of the frozen backbone over a loader.
+
+    (N, D) pooled features, (N,) labels, on the model's device (`DEVICE`).
+    """
     feats, ys = [], []
     for x, y in batches:
         feats.append(model(x.to(DEVICE)))

@@ -1,6 +1,8 @@
-"""How good an estimate the frozen probe is: every head x feature kind x selection rule on one entry.
+r"""How good an estimate the frozen probe is.
 
-    python -m benchmarks.probe_quality --data-root ../shared/data \\
+Every head x feature kind x selection rule on one entry.
+
+    python -m benchmarks.probe_quality --data-root ../shared/data \
         --weights ../shared/weights/dinov2_vits14.safetensors
 
 Extracts the backbone's features once (or reuses the cached entry), then fits logreg, linear and
@@ -26,7 +28,8 @@ from probe.run import run_probe
 RULES = (("acc", "none"), ("loss", "none"), ("loss", "train+val"))
 METRICS = ("acc", "auc", "macro_f1", "balanced_acc")
 HEADER = (
-    "| date | machine | data | features | head | selected on | refit | chose | test ACC | AUC | macro-F1 "
+    "| date | machine | data | features | head | selected on | refit | chose | test ACC | AUC | "
+    "macro-F1 "
     "| bal. ACC | collapsed |\n" + "| --- " * 13 + "|"
 )
 
@@ -34,7 +37,10 @@ HEADER = (
 def rows(args, out: str) -> list[str]:
     lines = []
     built = dict(
-        weights=args.weights, precision=args.precision, pretrained=args.pretrained, img_size=args.img_size
+        weights=args.weights,
+        precision=args.precision,
+        pretrained=args.pretrained,
+        img_size=args.img_size,
     )
     extract = ExtractOptions(**built)
     where = dict(size=args.size, data_root=args.data_root, cache_root=args.cache_root, out=out)
@@ -55,7 +61,9 @@ def _row(result, features: str, select: str, refit: str) -> str:
     test = result.metrics["test"]
     cells = [f"{test[m]:.3f} [{test['ci95'][m][0]:.3f}, {test['ci95'][m][1]:.3f}]" for m in METRICS]
     chose = ", ".join(
-        f"{k}={result.hparams[k]:.3g}" for k in ("C", "k", "lr", "weight_decay") if k in result.hparams
+        f"{k}={result.hparams[k]:.3g}"
+        for k in ("C", "k", "lr", "weight_decay")
+        if k in result.hparams
     )
     precision = result.config["entry"]["precision"]
     collapsed = describe_collapse(result.collapse).split(";")[0] if result.collapsed else "no"

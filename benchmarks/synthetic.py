@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 
 
-def write_npz(path: Path, *, n_train: int, n_val: int, n_test: int, size: int = 28, seed: int = 0) -> Path:
+def write_npz(
+    path: Path, *, n_train: int, n_val: int, n_test: int, size: int = 28, seed: int = 0
+) -> Path:
     """Noisy RGB images with a faint class-dependent tint: learnable, but not perfectly."""
     rng = np.random.default_rng(seed)
     arrays = {}

@@ -53,6 +53,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ExtractResult:
+    """What `extract` left: the entry's path, whether it was reused, and its speed."""
+
     path: Path
     reused: bool
     images_per_second: float | None = None
@@ -70,26 +72,27 @@ def extract(
     options: ExtractOptions | None = None,
     lock_timeout: float = -1,
     progress: bool | None = None,
-    **option_values,
 ) -> ExtractResult:
     """Extract all feature kinds of `backbone` for `dataset` into a cache entry (or reuse it).
 
     Args:
         backbone: registry name or `timm:<model>`.
         dataset: MedMNIST flag, or a path to a MedMNIST-layout npz (then `task` is required).
-        options: what to build and how (`ExtractOptions`); or give its fields as `option_values`.
+        options: what to build and how (`ExtractOptions`; None: its defaults).
         lock_timeout: seconds to wait for another process extracting the same entry (-1: forever).
         progress: a bar of images and img/s: True, False, or None when stderr is a terminal.
 
     Returns:
         the complete entry's path, whether it was reused, and the measured throughput.
     """
-    options = options or ExtractOptions(**option_values)
+    options = options or ExtractOptions()
     rank, world = init_distributed()
     spec, dspec = get_backbone(backbone), get_dataset(dataset, task=task)
     npz = dataset_path(dspec, size=size, root=data_root, download=options.download)
     device = resolve_device(options.device, rank=rank)
-    key = entry_key(spec, dspec, size, file_md5(npz), options, resolve_precision(options.precision, device))
+    key = entry_key(
+        spec, dspec, size, file_md5(npz), options, resolve_precision(options.precision, device)
+    )
     path = entry_path(key, cache_root)
     with (
         _entry_lock(path, rank, lock_timeout) as reusable,
@@ -104,7 +107,12 @@ def extract(
 
 
 def entry_key(
-    spec: BackboneSpec, dspec: DatasetSpec, size: int, data_md5: str, options: ExtractOptions, precision: str
+    spec: BackboneSpec,
+    dspec: DatasetSpec,
+    size: int,
+    data_md5: str,
+    options: ExtractOptions,
+    precision: str,
 ) -> CacheKey:
     """The key of the entry `options` build: everything that changes its numbers."""
     weights = weights_identity(
@@ -117,7 +125,9 @@ def entry_key(
         dataset=dspec.flag,
         size=size,
         data_md5=data_md5,
-        preprocess=preprocess_config(spec, img_size=options.img_size, resize=options.resize).to_dict(),
+        preprocess=preprocess_config(
+            spec, img_size=options.img_size, resize=options.resize
+        ).to_dict(),
         features=spec.features,
         splits=options.splits,
         precision=precision,
@@ -137,8 +147,13 @@ class _Job:
     world: int
 
 
-def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool | None) -> float | None:
-    """Run every split through the backbone into `path` (resuming a partial entry); returns img/s."""
+def _write_entry(
+    path: Path, job: _Job, data: dict[str, SplitFile], *, progress: bool | None
+) -> float | None:
+    """Run every split through the backbone into `path` (resuming a partial entry).
+
+    Returns img/s.
+    """
     options, spec = job.options, job.spec
     model, pcfg = create_backbone(
         spec,
@@ -156,12 +171,22 @@ def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress:
         first = torch.from_numpy(data[job.key.splits[0]].head(2))
         if options.overwrite:
             PartialEntry(path, job.key).discard()
-        open_partial(path, job.key, labels=labels, dims={k: v.shape[1] for k, v in run(first).items()})
+        open_partial(
+            path, job.key, labels=labels, dims={k: v.shape[1] for k, v in run(first).items()}
+        )
     barrier()
     entry = attach_partial(path, job.key)
     batch_size = options.batch_size or default_batch_size(job.device)
     seconds, n_done = slowest_and_total(
-        *_fill(entry, run, data, batch_size=batch_size, rank=job.rank, world=job.world, progress=progress)
+        *_fill(
+            entry,
+            run,
+            data,
+            batch_size=batch_size,
+            rank=job.rank,
+            world=job.world,
+            progress=progress,
+        )
     )
     throughput = n_done / seconds if seconds > 0 else None
     if job.rank == 0:
@@ -172,11 +197,25 @@ def _write_entry(path: Path, job: _Job, data: dict[str, SplitFile], *, progress:
 
 
 def _fill(
-    entry: PartialEntry, run: FeatureRunner, data: dict[str, SplitFile], *, batch_size, rank, world, progress
+    entry: PartialEntry,
+    run: FeatureRunner,
+    data: dict[str, SplitFile],
+    *,
+    batch_size,
+    rank,
+    world,
+    progress,
 ) -> tuple[float, int]:
     """Write this rank's share of the missing batches; returns (seconds, images)."""
-    jobs = [(split, start, stop) for split in entry.rows for start, stop in entry.todo(split, batch_size)]
-    mine = {split: [(start, stop) for s, start, stop in jobs[rank::world] if s == split] for split in data}
+    jobs = [
+        (split, start, stop)
+        for split in entry.rows
+        for start, stop in entry.todo(split, batch_size)
+    ]
+    mine = {
+        split: [(start, stop) for s, start, stop in jobs[rank::world] if s == split]
+        for split in data
+    }
     total = sum(stop - start for ranges in mine.values() for start, stop in ranges)
     storage = torch.float16 if entry.key.dtype == "float16" else torch.float32
     started = time.perf_counter()
@@ -215,7 +254,9 @@ def _entry_lock(path: Path, rank: int, timeout: float):
         try:
             lock.acquire(timeout=timeout)
         except filelock.Timeout as e:
-            raise TimeoutError(f"{path} is being extracted by another process; try again later") from e
+            raise TimeoutError(
+                f"{path} is being extracted by another process; try again later"
+            ) from e
     try:
         yield path.exists() and inspect_entry(path).complete
     finally:

@@ -1,5 +1,8 @@
-"""The fast path of extraction: uint8 batches to the device without making the host wait, through
-the frozen backbone under the chosen precision, and the features back to the host asynchronously."""
+"""The fast path of extraction.
+
+Uint8 batches to the device without making the host wait, through the frozen backbone under the
+chosen precision, and the features back to the host asynchronously.
+"""
 
 from __future__ import annotations
 
@@ -14,13 +17,19 @@ from medprobe.device import autocast, fits_on
 
 
 def default_batch_size(device: torch.device) -> int:
-    """512 on GPUs, where larger batches keep the device busy; 16 on CPUs, where small batches keep
-    ViT attention in cache (BENCHMARKS.md, "Extraction throughput" and "On a GPU")."""
+    """512 on GPUs, where larger batches keep the device busy.
+
+    16 on CPUs, where small batches keep ViT attention in cache (BENCHMARKS.md, "Extraction
+    throughput" and "On a GPU").
+    """
     return 512 if device.type == "cuda" else 16
 
 
 class FeatureRunner:
-    """Preprocess + forward one uint8 batch under the chosen precision; returns features on device."""
+    """Preprocess + forward one uint8 batch under the chosen precision.
+
+    Returns features on device.
+    """
 
     def __init__(self, model, pcfg, family, device, precision):
         self.model, self.pcfg, self.family, self.device = model, pcfg, family, device
@@ -41,9 +50,12 @@ class FeatureRunner:
 
 
 def batches(data: dict[str, SplitFile], ranges: dict[str, list], device: torch.device) -> Iterator:
-    """(split, start, stop, uint8 batch) for each range, ready for `device` without making the host
-    wait: a split streamed onto the GPU once when all fit there, else each batch streamed from the
-    file (and pinned, so its copy to a GPU is async). Host memory stays O(batch) either way."""
+    """(split, start, stop, uint8 batch) for each range, ready for `device` as soon as it is needed.
+
+    A split is streamed onto the GPU once when all of it fits there, else each batch is streamed
+    from the file (and pinned, so its copy to a GPU is async). Host memory stays O(batch) either
+    way.
+    """
     on_gpu = fits_on(device, sum(source.nbytes for source in data.values()))
     for split, source in data.items():
         if on_gpu and ranges[split]:

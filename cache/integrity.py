@@ -33,7 +33,7 @@ def arrays(f: h5py.File, splits) -> dict[str, h5py.Dataset]:
 def stamp(f: h5py.File, splits) -> None:
     """Store each array's checksum in its attributes (the file must be open for writing)."""
     for dataset in arrays(f, splits).values():
-        dataset.attrs[CHECKSUM] = _streamed_crc(dataset)
+        dataset.attrs[CHECKSUM] = _scan(_blocks(dataset))[0]
 
 
 def problem_with(name: str, dataset: h5py.Dataset, values: np.ndarray | None = None) -> str | None:
@@ -46,24 +46,28 @@ def problem_with(name: str, dataset: h5py.Dataset, values: np.ndarray | None = N
     if expected is None:
         return f"{name} has no checksum"
     blocks = _blocks(dataset) if values is None else [np.ascontiguousarray(values)]
-    crc, finite = 0, True
-    for block in blocks:
-        crc = zlib.crc32(block, crc)
-        finite = finite and (block.dtype.kind != "f" or bool(np.isfinite(block).all()))
+    crc, finite = _scan(blocks)
     if crc != int(expected):
         return f"{name} does not match its checksum (the file is corrupt)"
     return None if finite else f"{name} holds non-finite values"
 
 
 def stamp_labels(f: h5py.File, labels: dict[str, np.ndarray]) -> None:
-    """Store the sha256 of each split's labels in the entry's attributes, once, when it is laid out:
-    `verify` can then tell labels edited after extraction even where their CRC was stamped again."""
-    f.attrs[LABELS] = json.dumps({split: _labels_digest(y) for split, y in labels.items()}, sort_keys=True)
+    """Store the sha256 of each split's labels in the entry, once, when it is laid out.
+
+    `verify` can then tell labels edited after extraction even where their CRC was stamped
+    again.
+    """
+    f.attrs[LABELS] = json.dumps(
+        {split: _labels_digest(y) for split, y in labels.items()}, sort_keys=True
+    )
 
 
 def labels_problem(f: h5py.File, splits) -> str | None:
-    """Why an entry's labels are not the ones it was extracted with, or None (also for entries written
-    before labels were stamped)."""
+    """Why an entry's labels are not the ones it was extracted with, or None.
+
+    None also for entries written before labels were stamped.
+    """
     if LABELS not in f.attrs:
         return None
     stamped = json.loads(f.attrs[LABELS])
@@ -78,11 +82,13 @@ def _labels_digest(labels: np.ndarray) -> str:
     return hashlib.sha256(repr(labels.shape).encode() + labels.tobytes()).hexdigest()
 
 
-def _streamed_crc(dataset: h5py.Dataset) -> int:
-    crc = 0
-    for block in _blocks(dataset):
+def _scan(blocks) -> tuple[int, bool]:
+    """The CRC-32 of the blocks' bytes in order, and whether every float among them is finite."""
+    crc, finite = 0, True
+    for block in blocks:
         crc = zlib.crc32(block, crc)
-    return crc
+        finite = finite and (block.dtype.kind != "f" or bool(np.isfinite(block).all()))
+    return crc, finite
 
 
 def _blocks(dataset: h5py.Dataset):

@@ -1,5 +1,8 @@
-"""A cache entry's key: everything that changes its numbers, as canonical JSON; its sha256 names the
-entry's file (`cache.files`), so a change of any field is a new entry, never a silent reuse."""
+"""A cache entry's key.
+
+Everything that changes its numbers, as canonical JSON; its sha256 names the entry's file
+(`cache.files`), so a change of any field is a new entry, never a silent reuse.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +34,9 @@ class CacheKey:
 
     def __post_init__(self):
         if self.dtype not in STORAGE_DTYPES:
-            raise ValueError(f"unknown storage dtype {self.dtype!r}; choose one of {STORAGE_DTYPES}")
+            raise ValueError(
+                f"unknown storage dtype {self.dtype!r}; choose one of {STORAGE_DTYPES}"
+            )
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace, so equal keys give equal bytes."""
@@ -39,11 +44,13 @@ class CacheKey:
 
     @classmethod
     def from_json(cls, text: str) -> CacheKey:
+        """The key a `to_json` text describes."""
         data = json.loads(text)
         return cls(**data | {"features": tuple(data["features"]), "splits": tuple(data["splits"])})
 
     @property
     def digest(self) -> str:
+        """The sha256 of the key's JSON: the entry's identity."""
         return key_digest(self.to_json())
 
 

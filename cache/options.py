@@ -1,4 +1,6 @@
-"""How an entry is extracted: one dataclass that `probe extract`, `probe fit --extract` and recipes share.
+"""How an entry is extracted.
+
+One dataclass that `probe extract`, `probe fit --extract` and recipes share.
 
 Light (no torch, no h5py), so the CLIs declare their flags from it at once.
 """
@@ -11,7 +13,8 @@ from medprobe.backbones.registry import PRECISIONS, RESIZE_MODES
 from medprobe.cli.options import check_fields, option, refuse_contradicting_weights
 from medprobe.data import SPLITS
 
-STORAGE_DTYPES = ("float16", "float32")  # of the cached features; `cache.store.CacheKey` enforces them
+# of the cached features; `cache.store.CacheKey` enforces them
+STORAGE_DTYPES = ("float16", "float32")
 # The fields that make an entry what it is (its key); the others say how extraction runs.
 ENTRY_FIELDS = ("weights", "pretrained", "precision", "resize", "img_size", "dtype")
 
@@ -21,13 +24,17 @@ class ExtractOptions:
     """What `cache.extract.extract` builds and how: every field is a flag of `probe extract`."""
 
     splits: tuple[str, ...] = option(SPLITS, "Comma-separated splits to extract.", choices=SPLITS)
-    batch_size: int | None = option(None, "Images per forward [default: 512 on GPU, 16 on CPU].", min=1)
+    batch_size: int | None = option(
+        None, "Images per forward [default: 512 on GPU, 16 on CPU].", min=1
+    )
     precision: str = option(
         "auto", "auto: bf16 on CUDA and on CPUs with bf16 units, else fp32.", choices=PRECISIONS
     )
     resize: str = option("bicubic", "How inputs reach the backbone's size.", choices=RESIZE_MODES)
     img_size: int | None = option(None, "Backbone input size [default: the backbone's].", min=1)
-    weights: str | None = option(None, "Local .safetensors/.pth weights (offline stand-in for hub weights).")
+    weights: str | None = option(
+        None, "Local .safetensors/.pth weights (offline stand-in for hub weights)."
+    )
     pretrained: bool = option(True, "Pretrained weights, or a seeded random init.")
     dtype: str = option("float16", "Storage dtype of the features.", choices=STORAGE_DTYPES)
     device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
@@ -48,12 +55,16 @@ class ExtractOptions:
 
 @dataclass(frozen=True)
 class EntryFilter:
-    """Which entries a fit uses, by how they were built; None means "any". With `probe fit --extract`
-    the same values say how to build a missing entry (`to_extract`)."""
+    """Which entries a fit uses, by how they were built.
+
+    None means "any". With `probe fit --extract` the same values say how to build a missing entry
+    (`to_extract`).
+    """
 
     weights: str | None = option(None, "Entries of these local weights.")
     pretrained: bool | None = option(
-        None, "Entries of pretrained or random-init weights [default: any; with --extract: pretrained]."
+        None,
+        "Entries of pretrained or random-init weights [default: any; with --extract: pretrained].",
     )
     precision: str | None = option(None, "Entries of this precision.", choices=PRECISIONS)
     resize: str | None = option(None, "Entries of this resize mode.", choices=RESIZE_MODES)
@@ -66,7 +77,8 @@ class EntryFilter:
 
     def accepts(self, key) -> bool:
         """Whether the entry of `key` (a `cache.store.CacheKey`) was built as asked."""
-        from medprobe.backbones.weights import weights_identity  # torch: only when entries are matched
+        # torch: only when entries are matched
+        from medprobe.backbones.weights import weights_identity
 
         if self.weights is not None and key.weights != weights_identity(
             key.model_id, pretrained=True, weights=self.weights, seed=0
@@ -82,5 +94,7 @@ class EntryFilter:
         return self.dtype is None or key.dtype == self.dtype
 
     def to_extract(self) -> ExtractOptions:
-        """The extraction that builds an entry this filter accepts (defaults where it says "any")."""
-        return ExtractOptions(**{k: getattr(self, k) for k in ENTRY_FIELDS if getattr(self, k) is not None})
+        """The extraction that builds an entry this filter accepts (defaults for "any")."""
+        return ExtractOptions(
+            **{k: getattr(self, k) for k in ENTRY_FIELDS if getattr(self, k) is not None}
+        )

@@ -1,8 +1,8 @@
 """The embedding store: content keys, where entries live, and validated reads that speak numpy.
 
 An entry is one HDF5 file `{root}/{backbone}/{flag}_{size}/{digest}.h5` with groups `train`, `val`,
-`test`, each holding `features/<kind>` (N, D) and `labels` (N, L). Its attributes carry the key JSON,
-versions and extraction timings, so a file explains itself. Writing lives in `cache.writer`.
+`test`, each holding `features/<kind>` (N, D) and `labels` (N, L). Its attributes carry the key
+JSON, versions and extraction timings, so a file explains itself. Writing lives in `cache.writer`.
 """
 
 from __future__ import annotations
@@ -42,12 +42,16 @@ class EntryInfo:
 
 
 def entry_path(key: CacheKey, root: str | os.PathLike | None = None) -> Path:
+    """Where the entry of `key` lives under the cache root."""
     folder = key.backbone.replace(":", "-").replace("/", "-")
     return cache_root(root) / folder / f"{key.dataset}_{key.size}" / entry_name(key.digest)
 
 
 def rebuild_hint(path: Path) -> str:
-    return f"remove it (`probe cache rm {path}`, or `probe extract ... --overwrite`) and extract again"
+    """How a user replaces a bad entry: the words every refusal ends with."""
+    return (
+        f"remove it (`probe cache rm {path}`, or `probe extract ... --overwrite`) and extract again"
+    )
 
 
 def read_split(
@@ -61,7 +65,8 @@ def read_split(
 
     Args:
         labels: (N, L) the split's labels in the data file the entry is used for; the entry's must
-            equal them (an entry whose labels were edited, or that belongs to other data, is refused).
+            equal them (an entry whose labels were edited, or that belongs to other data, is
+            refused).
 
     Returns:
         ({kind: (N, D) float32}, (N, L) int64 labels).
@@ -74,15 +79,18 @@ def read_split(
         available = tuple(group["features"])
         missing = [k for k in kinds or () if k not in available]
         if missing:
-            raise CacheError(f"{path} has no feature kind {missing}; it holds {', '.join(available)}")
+            raise CacheError(
+                f"{path} has no feature kind {missing}; it holds {', '.join(available)}"
+            )
         stored = {
-            k: _checked(path, f"{split}/features/{k}", group["features"][k]) for k in kinds or available
+            k: _checked(path, f"{split}/features/{k}", group["features"][k])
+            for k in kinds or available
         }
         stored_labels = _checked(path, f"{split}/labels", group["labels"])
     if labels is not None and not np.array_equal(stored_labels, labels):
         raise CacheError(
-            f"{path}: its {split} labels differ from the data file's (the entry was edited or belongs to "
-            f"other data); {rebuild_hint(path)}"
+            f"{path}: its {split} labels differ from the data file's (the entry was edited or "
+            f"belongs to other data); {rebuild_hint(path)}"
         )
     return {k: v.astype(np.float32) for k, v in stored.items()}, stored_labels
 
@@ -96,6 +104,7 @@ def _checked(path: Path, name: str, dataset: h5py.Dataset) -> np.ndarray:
 
 
 def read_key(path: str | os.PathLike) -> CacheKey:
+    """The key stored in a finished entry."""
     with _open_complete(Path(path)) as f:
         return CacheKey.from_json(f.attrs["key"])
 
@@ -116,11 +125,14 @@ def inspect_entry(path: str | os.PathLike) -> EntryInfo:
             info.key = CacheKey.from_json(text)
             if key_digest(text)[:DIGEST_CHARS] != name_digest(path):
                 info.problem = (
-                    "its key does not hash to its file name: the key was edited, or the file renamed"
+                    "its key does not hash to its file name: the key was edited, or the file "
+                    "renamed"
                 )
                 return info
             if info.key.format_version != FORMAT_VERSION:
-                info.problem = f"written in cache format {info.key.format_version}, not {FORMAT_VERSION}"
+                info.problem = (
+                    f"written in cache format {info.key.format_version}, not {FORMAT_VERSION}"
+                )
                 return info
             info.rows = {split: len(f[split]["labels"]) for split in info.key.splits if split in f}
             info.problem = _structure_problem(f, info.key, info.bytes)
@@ -140,7 +152,9 @@ def verify_entry(path: str | os.PathLike) -> EntryInfo:
     with _open(info.path) as f:
         arrays = integrity.arrays(f, info.key.splits).items()
         problems = (integrity.problem_with(name, dataset) for name, dataset in arrays)
-        info.problem = next((p for p in problems if p), None) or integrity.labels_problem(f, info.key.splits)
+        info.problem = next((p for p in problems if p), None) or integrity.labels_problem(
+            f, info.key.splits
+        )
     info.complete = info.problem is None
     return info
 
@@ -153,7 +167,9 @@ def list_entries(root: str | os.PathLike | None = None, *, partial: bool = True)
     """
     root = cache_root(root)
     patterns = PATTERNS if partial else PATTERNS[:1]
-    paths = sorted(p for pattern in patterns for p in root.rglob(pattern) if name_digest(p) and p.is_file())
+    paths = sorted(
+        p for pattern in patterns for p in root.rglob(pattern) if name_digest(p) and p.is_file()
+    )
     return [inspect_entry(p) for p in paths]
 
 
@@ -166,14 +182,20 @@ def find_entries(
         key = info.key
         if not info.complete or key.dataset != dataset or key.size != size:
             continue
-        if (backbone is None or key.backbone == backbone) and set(key.splits) >= {"train", "val", "test"}:
+        if (backbone is None or key.backbone == backbone) and set(key.splits) >= {
+            "train",
+            "val",
+            "test",
+        }:
             found.append((info.path, key))
     return found
 
 
 def damaged_entries(root: str | os.PathLike | None, *, dataset: str, size: int) -> list[EntryInfo]:
-    """Finished entries of `dataset`/`size` (by their folder) that cannot be used: edited, corrupt,
-    unreadable. Unfinished extractions are not damaged: they resume."""
+    """Finished entries of `dataset`/`size` (by their folder) that cannot be used.
+
+    Edited, corrupt, unreadable. Unfinished extractions are not damaged: they resume.
+    """
     return [
         info
         for info in list_entries(root, partial=False)
@@ -200,7 +222,9 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise CacheError(f"{path} is damaged or not an HDF5 file ({e}); {rebuild_hint(path)}") from e
+        raise CacheError(
+            f"{path} is damaged or not an HDF5 file ({e}); {rebuild_hint(path)}"
+        ) from e
 
 
 def _open_complete(path: Path) -> h5py.File:
@@ -208,7 +232,9 @@ def _open_complete(path: Path) -> h5py.File:
         raise CacheError(f"no cache entry at {path}; create it with `probe extract`")
     info = inspect_entry(path)
     if not info.complete:
-        raise CacheError(f"{path} is not a complete cache entry ({info.problem}); {rebuild_hint(path)}")
+        raise CacheError(
+            f"{path} is not a complete cache entry ({info.problem}); {rebuild_hint(path)}"
+        )
     return _open(path)
 
 
@@ -252,13 +278,15 @@ def resolve_entry(ref: str, root: str | os.PathLike | None = None) -> EntryInfo:
         found = [info for info in entries if info.path.resolve() == path]
         if not found:
             raise CacheError(
-                f"{ref} is not a medprobe cache entry (a `{{digest}}.h5` file under {cache_root(root)} with "
-                "a readable key); it is left as it is. See `probe cache ls` for the entries"
+                f"{ref} is not a medprobe cache entry (a `{{digest}}.h5` file under "
+                f"{cache_root(root)} with a readable key); it is left as it is. See `probe cache "
+                "ls` for the entries"
             )
         return found[0]
     if len(ref) < 8 or any(c not in "0123456789abcdef" for c in ref.lower()):
         raise CacheError(
-            f"{ref!r} is not an entry path or a key prefix of at least 8 hex digits; see `probe cache ls`"
+            f"{ref!r} is not an entry path or a key prefix of at least 8 hex digits; see `probe "
+            "cache ls`"
         )
     matches = [info for info in entries if name_digest(info.path).startswith(ref.lower())]
     if len(matches) != 1:

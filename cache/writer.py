@@ -22,7 +22,7 @@ from cache import integrity
 from cache.files import EntryFiles
 from cache.key import CacheKey
 from cache.store import CacheError
-from medprobe.atomic import DiskError, atomic_path, disk_error, fsync
+from medprobe.atomic import DiskError, disk_error
 
 
 class PartialEntry:
@@ -33,7 +33,8 @@ class PartialEntry:
         self.files = EntryFiles(final_path)
         self.path = self.files.partial
         self.key = key
-        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}  # (split, kind) -> (offset, row bytes)
+        # (split, kind) -> (offset, row bytes)
+        self.offsets: dict[tuple[str, str], tuple[int, int]] = {}
         self.rows: dict[str, int] = {}
 
     def write(self, split: str, start: int, features: dict[str, np.ndarray]) -> None:
@@ -44,22 +45,24 @@ class PartialEntry:
                 offset, row_bytes = self.offsets[split, kind]
                 data = np.ascontiguousarray(array, dtype=np.dtype(self.key.dtype).newbyteorder("<"))
                 if data.nbytes != len(data) * row_bytes:
-                    raise ValueError(f"{kind} rows have {data.shape[1:]} values, expected {row_bytes}")
+                    raise ValueError(
+                        f"{kind} rows have {data.shape[1:]} values, expected {row_bytes}"
+                    )
                 os.pwrite(fd, data.tobytes(), offset + start * row_bytes)
         finally:
             os.close(fd)
 
     def mark_done(self, split: str, start: int, stop: int, *, rank: int = 0) -> None:
         """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
-        progress = self._read_progress(rank)
+        note = f"progress-{rank}"
+        progress = self.files.read_note(note)
         progress.setdefault(split, []).append([start, stop])
-        with atomic_path(self.files.progress(rank), durable=False) as tmp:
-            tmp.write_text(json.dumps(progress))
+        self.files.write_note(note, progress)
 
     def done_ranges(self, split: str) -> list[tuple[int, int]]:
         """Finished row ranges of `split` over every process's sidecar, sorted."""
         ranges = []
-        for sidecar in self.files.progress_notes():
+        for sidecar in self.files.notes():
             ranges += [tuple(r) for r in json.loads(sidecar.read_text()).get(split, [])]
         return sorted(ranges)
 
@@ -81,20 +84,11 @@ class PartialEntry:
             for name, value in attrs.items():
                 f.attrs[name] = value if isinstance(value, str | int | float) else json.dumps(value)
             f.attrs["complete"] = True
-        fsync(self.path)
-        os.replace(self.path, self.final_path)
-        fsync(self.path.parent)
-        for sidecar in self.files.progress_notes():
-            sidecar.unlink()
-        return self.final_path
+        return self.files.finish()
 
     def discard(self) -> None:
-        """Delete the partial file and its progress sidecars (not a finished entry, not the lock)."""
-        self.files.delete(partial_only=True)
-
-    def _read_progress(self, rank: int) -> dict:
-        sidecar = self.files.progress(rank)
-        return json.loads(sidecar.read_text()) if sidecar.exists() else {}
+        """Delete the partial file and its progress sidecars (not a finished entry nor the lock)."""
+        self.files.discard()
 
 
 class BackgroundWriter:
@@ -115,6 +109,7 @@ class BackgroundWriter:
         return self
 
     def put(self, split, start, stop, features) -> None:
+        """Queue the features of rows `start:stop` of `split` for the writer thread."""
         if self.error is not None:
             raise self._failure() from self.error
         self.queue.put((split, start, stop, features))
@@ -126,8 +121,10 @@ class BackgroundWriter:
             raise self._failure() from self.error
 
     def _failure(self) -> Exception:
-        """A full disk or non-finite features are the user's to fix (the entry stays resumable);
-        anything else is a bug."""
+        """A full disk or non-finite features are the user's to fix (the entry stays resumable).
+
+        Anything else is a bug.
+        """
         if isinstance(self.error, CacheError):
             return CacheError(str(self.error))  # a new exception, chained to the thread's
         if isinstance(self.error, OSError):
@@ -164,8 +161,8 @@ def non_finite(features: dict[str, np.ndarray], dtype: str) -> str | None:
         return None
     if any(np.isnan(a).any() for a in features.values()):
         return (
-            "the backbone's features are NaN: its weights hold NaN (check the --weights file) or its "
-            "arithmetic overflowed (with --precision fp16, pass --precision fp32)"
+            "the backbone's features are NaN: its weights hold NaN (check the --weights file) or "
+            "its arithmetic overflowed (with --precision fp16, pass --precision fp32)"
         )
     return f"features overflow {dtype} storage (beyond its largest number); pass --dtype float32"
 
@@ -199,10 +196,13 @@ def attach_partial(final_path: Path, key: CacheKey) -> PartialEntry:
     return entry
 
 
-def _create_layout(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]) -> None:
+def _create_layout(
+    path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]
+) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)  # all bytes placed now: writes never touch metadata
+    # all bytes placed now: writes never touch metadata
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
     dcpl.set_layout(h5py.h5d.CONTIGUOUS)
     with h5py.File(path, "w") as f:
         f.attrs["key"] = key.to_json()
@@ -216,7 +216,9 @@ def _create_layout(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dim
                 group.create_dataset(f"features/{kind}", shape=shape, dtype=key.dtype, dcpl=dcpl)
 
 
-def _matches(path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]) -> bool:
+def _matches(
+    path: Path, key: CacheKey, labels: dict[str, np.ndarray], dims: dict[str, int]
+) -> bool:
     """Is there a readable partial file of exactly this key and layout to resume?"""
     if not path.exists():
         return False

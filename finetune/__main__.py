@@ -1,4 +1,7 @@
-"""`python -m finetune` (what `torchrun ... -m finetune run` runs): the `finetune` program, LP-FT included."""
+"""`python -m finetune` (what `torchrun ... -m finetune run` runs).
+
+The `finetune` program, LP-FT included.
+"""
 
 from suite.programs import finetune
 

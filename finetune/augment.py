@@ -11,9 +11,12 @@ N_DRAWS = 6  # uniform numbers per image: two flips, angle, scale, two shifts
 
 
 def draw_params(n: int, generator: torch.Generator) -> torch.Tensor:
-    """(n, N_DRAWS) uniform draws from a CPU generator (its state is checkpointed, so a resumed
-    run draws the same augmentations). Draw a whole epoch at once and move it to the device once:
-    a copy per batch would make the host wait for the GPU at every step."""
+    """(n, N_DRAWS) uniform draws from a CPU generator, for a whole epoch.
+
+    The generator's state is checkpointed, so a resumed run draws the same augmentations. A
+    whole epoch is drawn at once and moved to the device once: a copy per batch would make the
+    host wait for the GPU at every step.
+    """
     return torch.rand(n, N_DRAWS, generator=generator)
 
 
@@ -26,13 +29,16 @@ def augment(
     max_shift: float = 0.05,
     max_scale: float = 0.05,
 ) -> torch.Tensor:
-    """Flip each image left-right (h) and/or up-down (v) with p=0.5, as `flips` allows, and apply a
-    small random affine.
+    """Flip and slightly transform a batch of images on its device.
+
+    Each image is flipped left-right (h) and/or up-down (v) with p=0.5, as `flips` allows, then
+    given a small random affine.
 
     Args:
         images: (B, H, W, C) uint8 on any device.
         draws: (B, N_DRAWS) uniform [0, 1) numbers on the same device (`draw_params`).
-        flips: the mirror images that keep the label (`medprobe.data.FLIPS`): "hv", "h", "v" or "none".
+        flips: the mirror images that keep the label (`medprobe.data.FLIPS`): "hv", "h", "v" or
+            "none".
 
     Returns:
         (B, H, W, C) uint8 on the same device.

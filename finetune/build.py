@@ -1,5 +1,8 @@
-"""What a run trains with, built from its configuration: the network (its head random or set by a
-`HeadInit`), the loss (class-weighted when asked) and the optimizer with its schedule."""
+"""What a run trains with, built from its configuration.
+
+The network (its head random or set by a `HeadInit`), the loss (class-weighted when asked) and the
+optimizer with its schedule.
+"""
 
 from __future__ import annotations
 
@@ -21,9 +24,12 @@ from medprobe.outputs import TaskLoss, class_weights
 HeadInit = Callable[..., dict]
 
 
-def build_model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None):
+def build_model(
+    cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None
+):
     """The classifier, its preprocessing, and how its head started ({} for a random head)."""
-    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native one.
+    # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native
+    # one.
     img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
     model, pcfg = create_backbone(
         spec,
@@ -34,14 +40,16 @@ def build_model(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_h
         init_seed=cfg.seed,
         drop_path=cfg.drop_path,
     )
-    head_init = init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
+    head_init = (
+        init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
+    )
     return model, pcfg, head_init
 
 
 def build_loss(
     cfg: TrainConfig, dspec: DatasetSpec, train_labels: np.ndarray, device: torch.device
 ) -> TaskLoss:
-    """The task's loss, weighted by inverse class frequency in train when asked (`class_weights`)."""
+    """The task's loss, weighted by inverse class frequency in train if asked (`class_weights`)."""
     weight = None
     if cfg.class_weights == "balanced":
         weight = class_weights(train_labels, dspec.task, dspec.n_classes).to(device)
@@ -49,7 +57,7 @@ def build_loss(
 
 
 def build_optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
-    """AdamW (layer-wise lr decay when asked) and its warmup-then-cosine schedule, stepped per batch."""
+    """AdamW (layer-wise lr decay if asked) and its warmup-then-cosine schedule, per batch."""
     optimizer = timm.optim.create_optimizer_v2(
         model,
         "adamw",

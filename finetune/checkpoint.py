@@ -1,5 +1,7 @@
-"""Checkpoints that survive a kill -9 (written to a temporary file and renamed, read weights-only),
-and the training state they carry from one epoch to the next."""
+"""Checkpoints that survive a kill -9, and the training state they carry.
+
+A checkpoint is written to a temporary file and renamed, and read weights-only.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         raise UserError(
-            f"checkpoint {path} is damaged ({type(e).__name__}); drop --resume to start the run over"
+            f"checkpoint {path} is damaged ({type(e).__name__}); drop --resume to start the run "
+            "over"
         ) from e
 
 

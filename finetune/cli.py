@@ -32,7 +32,7 @@ USER_ERRORS = (UserError, ValueError, FileNotFoundError, OSError)
 
 
 def _defaults_epilog() -> str:
-    """The per-family defaults, as `finetune run --help` ends them ("\b": click keeps the lines)."""
+    r"""The per-family defaults that end `finetune run --help` (after "\b": kept line by line)."""
     lines = [f"  {defaults.describe()}" for defaults in TRAIN_DEFAULTS.values()]
     return "\n".join(
         [
@@ -45,9 +45,12 @@ def _defaults_epilog() -> str:
 
 
 def program(*, head_initializer: Callable | None = None) -> click.Group:
-    """The `finetune` program. `head_initializer` fits the head `--init-head probe` starts from
-    (LP-FT: `suite.lpft.probe_head`, handed down by the layer that composes probe and finetune);
-    without it that option fails with a message saying so."""
+    """The `finetune` program.
+
+    `head_initializer` fits the head `--init-head probe` starts from (LP-FT:
+    `suite.lpft.probe_head`, handed down by the layer that composes probe and finetune); without it
+    that option fails with a message saying so.
+    """
 
     @click.group(context_settings={"help_option_names": ["-h", "--help"]})
     @click.version_option(__version__, prog_name="finetune")
@@ -85,7 +88,10 @@ def _run(cfg: TrainConfig, *, as_json: bool, head_initializer: Callable | None) 
         brief = result.brief(cfg.out) | {k: result.hparams[k] for k in ("best_epoch", "defaults")}
         click.echo(json.dumps(json_safe(brief), indent=2))
         return
-    test = {k: _number(result.metrics["test"].get(k)) for k in ("acc", "auc", "macro_f1", "balanced_acc")}
+    test = {
+        k: _number(result.metrics["test"].get(k))
+        for k in ("acc", "auc", "macro_f1", "balanced_acc")
+    }
     best = f"best epoch {result.hparams['best_epoch']} on val {result.hparams['selected_on']}"
     click.echo(
         f"{result.run_name}: {best}, "
@@ -116,4 +122,5 @@ def datasets(as_json: bool) -> None:
     list_datasets(as_json=as_json)
 
 
-main = program()  # `finetune` without LP-FT's head initializer (the installed one: `suite.programs`)
+# `finetune` without LP-FT's head initializer (the installed one: `suite.programs`)
+main = program()

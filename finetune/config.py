@@ -19,14 +19,18 @@ from medprobe.tracking import TRACKERS
 AUGMENTS = ("none", "basic")
 CLASS_WEIGHTS = ("none", "balanced")
 INIT_HEADS = ("random", "probe")
-# The best epoch is picked on a val metric, or on the val loss (the training loss on val: lower wins).
+# The best epoch is picked on a val metric, or on the val loss (the training loss on val: lower
+# wins).
 SELECT_CHOICES = (*SELECT_METRICS, "loss")
 FROM_DEFAULTS = "[default: the model's training defaults, see below]"
-# LP-FT fine-tunes at a tenth of the defaults' lr (Kumar et al., 2022, also fine-tune after LP with a
+# LP-FT fine-tunes at a tenth of the defaults' lr (Kumar et al., 2022, also fine-tune after LP with
+# a
 # smaller lr): at the full lr, a network started from the probe ran away in its first epochs
 # (BENCHMARKS.md, "Fine-tuning a pretrained encoder against the frozen probe").
 LPFT_LR_FACTOR = 0.1
-FREEZE_HELP = "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
+FREEZE_HELP = (
+    "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
+)
 SCRATCH_BY_DEFAULT = ("resnet18",)
 # How a run is carried out, not what it computes: a checkpoint resumes across changes to these.
 HOW_IT_RUNS = (
@@ -58,7 +62,8 @@ class TrainConfig:
         flag="backbone",
         aliases=("--model",),
     )
-    # The data: declared on the command line by `medprobe.cli.common.dataset_options`, as in `probe`.
+    # The data: declared on the command line by `medprobe.cli.common.dataset_options`, as in
+    # `probe`.
     dataset: str = option(DEFAULT_DATASET, cli=False)
     size: int = option(DEFAULT_SIZE, cli=False)
     task: str | None = option(None, cli=False)
@@ -67,29 +72,37 @@ class TrainConfig:
     img_size: int | None = option(
         None, "Input size [default: dataset size for CNNs from scratch, else the model's].", min=1
     )
-    pretrained: bool | None = option(None, "[default: scratch for resnet18, pretrained for the others]")
+    pretrained: bool | None = option(
+        None, "[default: scratch for resnet18, pretrained for the others]"
+    )
     weights: str | None = option(None, "Local .safetensors/.pth weights.")
     freeze: str = option("none", FREEZE_HELP)
     epochs: int = option(20, min=1)
     batch_size: int = option(128, min=1)
     micro_batch: int | None = option(
         None,
-        "Images per forward and backward pass; their gradients add up to the batch's, so the run is the "
-        "same in less memory [default: the batch on a GPU; 32 on the CPU, where larger passes are no "
-        "faster]. Not for networks that train BatchNorm (its statistics would change).",
+        "Images per forward and backward pass; their gradients add up to the batch's, so the run "
+        "is the same in less memory [default: the batch on a GPU; 32 on the CPU, where larger "
+        "passes are no faster]. Not for networks that train BatchNorm (its statistics would "
+        "change).",
         min=1,
     )
     lr: float | None = option(None, f"Peak learning rate {FROM_DEFAULTS}.", min=0)
     weight_decay: float | None = option(None, FROM_DEFAULTS, min=0)
     warmup: float | None = option(None, f"Epochs of linear warmup {FROM_DEFAULTS}.", min=0)
-    layer_decay: float | None = option(None, f"Layer-wise lr decay, 1 for none {FROM_DEFAULTS}.", min=0)
+    layer_decay: float | None = option(
+        None, f"Layer-wise lr decay, 1 for none {FROM_DEFAULTS}.", min=0
+    )
     drop_path: float | None = option(None, f"Stochastic depth rate {FROM_DEFAULTS}.", min=0)
     class_weights: str | None = option(
-        None, f"Weight the loss by inverse class frequency (balanced) {FROM_DEFAULTS}.", choices=CLASS_WEIGHTS
+        None,
+        f"Weight the loss by inverse class frequency (balanced) {FROM_DEFAULTS}.",
+        choices=CLASS_WEIGHTS,
     )
     init_head: str = option(
         "random",
-        "probe: start from a logistic-regression probe fitted on the cached frozen features (LP-FT).",
+        "probe: start from a logistic-regression probe fitted on the cached frozen features "
+        "(LP-FT).",
         choices=INIT_HEADS,
     )
     label_smoothing: float = option(
@@ -100,16 +113,16 @@ class TrainConfig:
     )
     flips: str = option(
         "auto",
-        "Mirror images --augment basic may draw: h (left-right), v (up-down); auto: those that keep the "
-        "dataset's labels (`probe datasets`; none for your own npz).",
+        "Mirror images --augment basic may draw: h (left-right), v (up-down); auto: those that "
+        "keep the dataset's labels (`probe datasets`; none for your own npz).",
         choices=("auto", *FLIP_CHOICES),
     )
     precision: str = option("auto", choices=PRECISIONS)
     patience: int | None = option(None, "Early stopping [default: off].", min=1)
     select: str = option(
         "auto",
-        "Val score that picks the best epoch (loss: the training loss on val, lower wins); auto: the "
-        "model's training defaults' (see below).",
+        "Val score that picks the best epoch (loss: the training loss on val, lower wins); auto: "
+        "the model's training defaults' (see below).",
         choices=("auto", *SELECT_CHOICES),
     )
     seed: int = option(0)
@@ -118,10 +131,13 @@ class TrainConfig:
     skip_existing: bool = option(False, "Do nothing if this configuration's record exists.")
     keep_checkpoint: bool = option(False, "Keep checkpoint.pt after a successful run.")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... [default: cuda if available].")
-    compile: bool = option(False, "torch.compile the network: pays on a GPU for runs of many steps.")
+    compile: bool = option(
+        False, "torch.compile the network: pays on a GPU for runs of many steps."
+    )
     tracker: str | None = option(
         None,
-        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install 'medprobe[tensorboard]').",
+        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install "
+        "'medprobe[tensorboard]').",
         choices=TRACKERS,
     )
     progress: bool | None = option(
@@ -129,8 +145,9 @@ class TrainConfig:
     )
     data_mode: str = option(
         "auto",
-        "Images in memory, or on disk in an uncompressed copy in the cache, read a batch at a time (for "
-        "data larger than memory); auto: disk when they would take over half the available memory.",
+        "Images in memory, or on disk in an uncompressed copy in the cache, read a batch at a "
+        "time (for data larger than memory); auto: disk when they would take over half the "
+        "available memory.",
         choices=DATA_MODES,
     )
 
@@ -144,11 +161,14 @@ class TrainConfig:
 
     @property
     def defaults(self) -> str:
-        """The name of the training defaults unset options take (`finetune.defaults.TRAIN_DEFAULTS`)."""
+        """The name of the training defaults that unset options take (`TRAIN_DEFAULTS`)."""
         return defaults_for(get_backbone(self.model), pretrained=bool(self.pretrained)).name
 
     def _fill_from_defaults(self) -> None:
-        """Options left unset take the defaults' value; the learning rate scaled to the batch size."""
+        """Options left unset take the defaults' value.
+
+        The learning rate scaled to the batch size.
+        """
         defaults = TRAIN_DEFAULTS[self.defaults]
         if self.init_head == "probe" and self.drop_path is None:
             # The probe fitted the features of the whole network; dropping blocks at random changes
@@ -164,21 +184,24 @@ class TrainConfig:
             self.lr = defaults.lr_for(self.batch_size) * factor
 
     def flips_for(self, dataset_flips: str) -> str:
-        """The flips this run's augmentation draws: none without augmentation, else --flips or the
-        dataset's (`medprobe.data.FLIPS`)."""
+        """The flips this run's augmentation draws.
+
+        None without augmentation, else --flips or the dataset's (`medprobe.data.FLIPS`).
+        """
         if self.augment == "none":
             return "none"
         return dataset_flips if self.flips == "auto" else self.flips
 
     @property
     def method(self) -> str:
+        """The run's method: `scratch`, `finetune` or `frozen-sgd`."""
         if self.freeze == "backbone":
             return "frozen-sgd"
         return "finetune" if self.pretrained else "scratch"
 
 
 def parse_freeze(freeze: str) -> int | None:
-    """none -> None (train all), backbone -> 0 blocks, last:K -> K blocks."""
+    """None -> None (train all), backbone -> 0 blocks, last:K -> K blocks."""
     if freeze == "none":
         return None
     if freeze == "backbone":

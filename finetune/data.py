@@ -24,7 +24,10 @@ MEMORY_SHARE = 0.5  # `auto` keeps data in memory up to this share of the availa
 
 
 def training_data(dspec: DatasetSpec, *, size: int, root, mode: str, cache_root) -> dict:
-    """split -> (images (N, H, W, C) uint8, in memory or on disk (`NpyRows`); labels (N, L) int64)."""
+    """Split -> (images (N, H, W, C) uint8, in memory or on disk (`NpyRows`).
+
+    Labels (N, L) int64).
+    """
     sources = open_splits(dspec, SPLITS, size=size, root=root)
     total, free = sum(s.nbytes for s in sources.values()), available_memory()
     if mode == "auto":
@@ -60,12 +63,16 @@ class DiskImages:
 
 
 def place_data(data: dict, device: torch.device) -> dict:
-    """Each split's (images, labels) as tensors: on the GPU when they fit there (`fits_on`), so a
-    step gathers its batch in place (no copy, no host wait); else on the host (images on disk stay
-    there), copied per batch."""
+    """Each split's (images, labels) as tensors.
+
+    On the GPU when they fit there (`fits_on`), so a step gathers its batch in place (no copy, no
+    host wait); else on the host (images on disk stay there), copied per batch.
+    """
     size = sum(x.nbytes + y.nbytes for x, y in data.values())
     if fits_on(device, size):
-        return {s: (_upload(x, device), torch.from_numpy(y).to(device)) for s, (x, y) in data.items()}
+        return {
+            s: (_upload(x, device), torch.from_numpy(y).to(device)) for s, (x, y) in data.items()
+        }
     return {
         s: (DiskImages(x) if isinstance(x, NpyRows) else torch.from_numpy(x), torch.from_numpy(y))
         for s, (x, y) in data.items()
@@ -73,11 +80,13 @@ def place_data(data: dict, device: torch.device) -> dict:
 
 
 def _upload(images, device: torch.device) -> torch.Tensor:
-    """Copy images to the device a chunk at a time (images on disk never land whole in host memory)."""
+    """Copy images to the device a chunk at a time (images on disk never land whole in memory)."""
     if not isinstance(images, NpyRows):
         return torch.from_numpy(images).to(device)
     out = torch.empty(images.shape, dtype=torch.uint8, device=device)
     chunk = max(1, CHUNK_BYTES // images.row_bytes)
     for start in range(0, len(images), chunk):
-        out[start : start + chunk] = torch.from_numpy(images.read(start, min(start + chunk, len(images))))
+        out[start : start + chunk] = torch.from_numpy(
+            images.read(start, min(start + chunk, len(images)))
+        )
     return out

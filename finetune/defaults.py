@@ -1,6 +1,9 @@
-"""The training defaults: what `finetune run` uses for the options it is not given, by how a model
-starts (from scratch) and its family (pretrained CNN or ViT). `finetune run --help` lists them and
-every record names the set it used (`hparams.defaults`)."""
+"""The training defaults.
+
+What `finetune run` uses for the options it is not given, by how a model starts (from scratch) and
+its family (pretrained CNN or ViT). `finetune run --help` lists them and every record names the set
+it used (`hparams.defaults`).
+"""
 
 from __future__ import annotations
 
@@ -26,9 +29,11 @@ class TrainDefaults:
     select: str  # the val score that picks the best epoch: a `--select` choice
 
     def lr_for(self, batch_size: int) -> float:
+        """The learning rate at `batch_size` (linear scaling from `lr` at 256)."""
         return self.lr * batch_size / 256
 
     def describe(self) -> str:
+        """One line for logs and the record."""
         decay = f", layer decay {self.layer_decay}" if self.layer_decay else ""
         return (
             f"{self.name}: lr {self.lr:g} x batch/256, weight decay {self.weight_decay:g}, "
@@ -42,18 +47,18 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     for defaults in (
         # ResNet-18 from scratch as validated against the MedMNIST v2 paper (lr 1e-3 at batch 128).
         TrainDefaults(
-            name="scratch", lr=2e-3, weight_decay=1e-5, warmup=1.0, layer_decay=None, drop_path=0.0,
-            class_weights="none", select="auc",
+            name="scratch", lr=2e-3, weight_decay=1e-5, warmup=1.0, layer_decay=None,
+            drop_path=0.0, class_weights="none", select="auc",
         ),
         TrainDefaults(
-            name="pretrained_cnn", lr=1e-3, weight_decay=1e-4, warmup=1.0, layer_decay=None, drop_path=0.0,
-            class_weights="balanced", select="auc",
+            name="pretrained_cnn", lr=1e-3, weight_decay=1e-4, warmup=1.0, layer_decay=None,
+            drop_path=0.0, class_weights="balanced", select="auc",
         ),
         # The val loss, a proper score, judges the decisions as well as the ranking, and moves
         # smoothly on a small val split where AUC's steps are as large as one epoch's gain.
         TrainDefaults(
-            name="pretrained_vit", lr=5e-4, weight_decay=0.05, warmup=1.0, layer_decay=0.65, drop_path=0.1,
-            class_weights="balanced", select="loss",
+            name="pretrained_vit", lr=5e-4, weight_decay=0.05, warmup=1.0, layer_decay=0.65,
+            drop_path=0.1, class_weights="balanced", select="loss",
         ),
     )
 }  # fmt: skip

@@ -46,15 +46,20 @@ def _frozen(module: torch.nn.Module) -> bool:
     return bool(own) and not any(p.requires_grad for p in own)
 
 
-def micro_batch_size(model: torch.nn.Module, requested: int | None, *, batch_size: int, device) -> int:
-    """Images per forward and backward pass: `requested`, else CPU_MICRO_BATCH on the CPU and the
-    whole batch elsewhere; always the whole batch for a network that trains BatchNorm, whose
-    statistics come from the images of one pass."""
+def micro_batch_size(
+    model: torch.nn.Module, requested: int | None, *, batch_size: int, device
+) -> int:
+    """Images per forward and backward pass.
+
+    `requested`, else CPU_MICRO_BATCH on the CPU and the whole batch elsewhere; always the whole
+    batch for a network that trains BatchNorm, whose statistics come from the images of one pass.
+    """
     batch_norm = trains_batch_norm(model)
     if requested is not None and requested < batch_size and batch_norm:
         raise UserError(
-            f"--micro-batch {requested}: this network trains BatchNorm, whose statistics would come "
-            f"from {requested} images instead of {batch_size}; use --batch-size {requested} instead"
+            f"--micro-batch {requested}: this network trains BatchNorm, whose statistics would "
+            f"come from {requested} images instead of {batch_size}; use --batch-size {requested} "
+            "instead"
         )
     if requested is not None:
         return min(requested, batch_size)
@@ -64,8 +69,11 @@ def micro_batch_size(model: torch.nn.Module, requested: int | None, *, batch_siz
 
 
 def trains_batch_norm(model: torch.nn.Module) -> bool:
-    """Whether a BatchNorm layer of `model` normalizes by batch statistics in training (frozen ones
-    stay in eval mode: `train_mode`)."""
+    """Frozen ones stay in eval mode (`train_mode`).
+
+    Whether a BatchNorm layer of `model` normalizes by batch statistics in training (frozen ones
+    stay in eval mode: `train_mode`).
+    """
     norms = (m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
     return any(not _frozen(m) for m in norms)
 

@@ -1,5 +1,8 @@
-"""A fine-tune run set up: its identity (`run_config`), its data, model, optimizer, schedule, loss
-and steps (`setup`), and what picks its best epoch; `finetune.train` runs it."""
+"""A fine-tune run set up.
+
+Its identity (`run_config`), its data, model, optimizer, schedule, loss and steps (`setup`), and
+what picks its best epoch; `finetune.train` runs it.
+"""
 
 from __future__ import annotations
 
@@ -30,7 +33,10 @@ log = logging.getLogger(__name__)
 
 @dataclass(kw_only=True)
 class Run:
-    """A run set up to train: its configuration and identity, data, model and steps, and where it is."""
+    """A run set up to train.
+
+    Its configuration and identity, data, model and steps, and where it is.
+    """
 
     cfg: TrainConfig
     spec: BackboneSpec
@@ -51,13 +57,19 @@ class Run:
 
     @property
     def dir(self) -> Path:
+        """The run's folder under `--out`."""
         return Path(self.cfg.out) / self.name
 
 
 def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md5: str) -> dict:
-    """Everything that changes a run's numbers: the options, the data's bytes, the weights' identity."""
+    """Everything that changes a run's numbers.
+
+    The options, the data's bytes, the weights' identity.
+    """
     options = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
-    weights = weights_identity(spec.model_id, pretrained=cfg.pretrained, weights=cfg.weights, seed=cfg.seed)
+    weights = weights_identity(
+        spec.model_id, pretrained=cfg.pretrained, weights=cfg.weights, seed=cfg.seed
+    )
     # The identity holds the flips drawn, not "auto" (which stands for the dataset's).
     resolved = {"model": spec.name, "dataset": dspec.flag, "flips": cfg.flips_for(dspec.flips)}
     return options | resolved | {"data_md5": data_md5, "weights": weights}
@@ -66,7 +78,9 @@ def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md
 def check_config(cfg: TrainConfig) -> None:
     """Fail now on what would fail a run later: unknown model or dataset, missing weights file."""
     spec, _ = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    weights_identity(spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed)
+    weights_identity(
+        spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed
+    )
 
 
 def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
@@ -81,10 +95,13 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         log.warning("%s", note)
     model, pcfg, head_init = build_model(cfg, spec, dspec, init_head)
     n_trainable = apply_freeze(model, cfg.freeze)
-    # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own layouts
+    # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own
+    # layouts
     # and its convolution backward rejects channels_last weights (torch 2.11, H200).
     channels_last = spec.family == "cnn" and not cfg.compile
-    model = model.to(device, memory_format=torch.channels_last if channels_last else torch.preserve_format)
+    model = model.to(
+        device, memory_format=torch.channels_last if channels_last else torch.preserve_format
+    )
     net = DistributedDataParallel(model) if world > 1 else model
     net = torch.compile(net) if cfg.compile else net
     torch.manual_seed(cfg.seed)
@@ -102,7 +119,9 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         device=device,
         precision=resolve_precision(cfg.precision, device),
         flips=config["flips"],  # resolved once, in the run's identity (`run_config`)
-        micro_batch=micro_batch_size(model, cfg.micro_batch, batch_size=cfg.batch_size, device=device),
+        micro_batch=micro_batch_size(
+            model, cfg.micro_batch, batch_size=cfg.batch_size, device=device
+        ),
     )
     return Run(
         cfg=cfg,
@@ -115,7 +134,10 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         data=place_data(data, device),
         truth={s: y for s, (_, y) in data.items()},
         steps=steps,
-        generators=(torch.Generator().manual_seed(cfg.seed), torch.Generator().manual_seed(cfg.seed + 1)),
+        generators=(
+            torch.Generator().manual_seed(cfg.seed),
+            torch.Generator().manual_seed(cfg.seed + 1),
+        ),
         select=select,
         selection_note=note,
         n_trainable=n_trainable,
@@ -124,8 +146,10 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
 
 
 def epoch_selection(select: str, y_val: np.ndarray, dspec: DatasetSpec) -> tuple[str, str | None]:
-    """What picks the best epoch: the val loss, or a val metric (`selection_metric`: AUC falls back to
-    ACC where it is undefined); and a note when it had to fall back."""
+    """What picks the best epoch: the val loss, or a val metric (`selection_metric`.
+
+    AUC falls back to ACC where it is undefined); and a note when it had to fall back.
+    """
     if select == "loss":
         return "loss", None
     return selection_metric(y_val, task=dspec.task, n_classes=dspec.n_classes, select=select)

@@ -1,4 +1,6 @@
-"""How batches run: data placed once, one optimizer step per batch, predictions gathered across ranks.
+"""How batches run.
+
+Data placed once, one optimizer step per batch, predictions gathered across ranks.
 
 Data stay uint8 tensors; augmentation, resizing and normalization happen on the device. A batch
 may go through the network in micro-batches whose gradients add up to the batch's: less memory,
@@ -25,8 +27,11 @@ from medprobe.progress import progress_bar
 
 @dataclass(kw_only=True)
 class TrainSteps:
-    """What every training step uses, built once per run: the network as stepped (DDP-wrapped
-    and/or compiled), the bare model, optimizer, schedule, loss and how pixels become input."""
+    """What every training step uses, built once per run.
+
+    The network as stepped (DDP-wrapped and/or compiled), the bare model, optimizer, schedule, loss
+    and how pixels become input.
+    """
 
     net: torch.nn.Module
     model: torch.nn.Module
@@ -39,22 +44,36 @@ class TrainSteps:
     precision: str
     flips: str  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
     micro_batch: int | None = None  # images per forward and backward pass; None: the whole batch
-    step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))  # of the last epoch, on the CPU
+    # of the last epoch, on the CPU
+    step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
     def epoch(
-        self, images, labels, order, draws, *, batch_size: int, progress: bool | None = False, desc: str = ""
+        self,
+        images,
+        labels,
+        order,
+        draws,
+        *,
+        batch_size: int,
+        progress: bool | None = False,
+        desc: str = "",
     ) -> tuple[float, int]:
-        """One pass over `order` (this rank's shuffled rows) in batches; returns (mean loss, images).
+        """One pass over `order` (this rank's shuffled rows) in batches.
+
+        Returns (mean loss, images).
 
         Step losses stay on the device and are read once at the end (`step_losses`, for a tracker),
         so no step waits for the GPU.
-        `progress`: a bar of images, images/s and ETA within the epoch (None: when stderr is a terminal).
+        `progress`: a bar of images, images/s and ETA within the epoch (None: when stderr is a
+            terminal).
         """
         train_mode(self.net)
         order = order.to(images.device)
         draws = draws.to(self.device) if draws is not None else None
         losses, sizes = [], []
-        with progress_bar(show=progress, total=len(order), unit="img", desc=desc, leave=False) as bar:
+        with progress_bar(
+            show=progress, total=len(order), unit="img", desc=desc, leave=False
+        ) as bar:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 batch_draws = draws[start : start + batch_size] if draws is not None else None
@@ -63,14 +82,20 @@ class TrainSteps:
                 )
                 sizes.append(len(idx))
                 bar.update(len(idx))
-        self.step_losses = torch.stack(losses).float().cpu() if losses else torch.zeros(0)  # one wait
-        return float((self.step_losses * torch.tensor(sizes)).sum()) / max(len(order), 1), len(order)
+        # one wait
+        self.step_losses = torch.stack(losses).float().cpu() if losses else torch.zeros(0)
+        return float((self.step_losses * torch.tensor(sizes)).sum()) / max(len(order), 1), len(
+            order
+        )
 
-    def step(self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None) -> torch.Tensor:
+    def step(
+        self, images: torch.Tensor, labels: torch.Tensor, draws: torch.Tensor | None
+    ) -> torch.Tensor:
         """One optimizer step on a uint8 batch; returns the loss, still on the device.
 
         Each micro-batch's loss is scaled by its share of the batch's loss total, so the gradients
-        add up to the whole batch's (ranks synchronise on the last micro-batch only)."""
+        add up to the whole batch's (ranks synchronise on the last micro-batch only).
+        """
         if draws is not None:
             images = augment(images, draws, flips=self.flips)
         self.optimizer.zero_grad(set_to_none=True)
@@ -94,9 +119,13 @@ class TrainSteps:
         return loss
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor, *, rank: int, world: int, batch_size: int = 256) -> np.ndarray:
-        """Logits (N, n_out) of the bare model for all images; each rank does its shard, gathered in
-        order on every rank."""
+    def predict(
+        self, images: torch.Tensor, *, rank: int, world: int, batch_size: int = 256
+    ) -> np.ndarray:
+        """Logits (N, n_out) of the bare model for all images.
+
+        Each rank does its shard, gathered in order on every rank.
+        """
         self.model.eval()
         rows = torch.arange(rank, len(images), world)
         out = []
@@ -104,7 +133,8 @@ class TrainSteps:
             with autocast(self.device, self.precision):
                 x = to_input(images[idx].to(self.device), self.pcfg, self.channels_last)
                 out.append(self.model(x).float())
-        logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)  # one copy, one wait
+        # one copy, one wait
+        logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)
         return logits if world == 1 else _gather_rows(rows.numpy(), logits, len(images), world)
 
 

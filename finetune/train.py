@@ -19,7 +19,14 @@ import torch
 
 from finetune.augment import draw_params
 from finetune.build import HeadInit
-from finetune.checkpoint import TrainState, load_checkpoint, restore, save_checkpoint, save_weights, snapshot
+from finetune.checkpoint import (
+    TrainState,
+    load_checkpoint,
+    restore,
+    save_checkpoint,
+    save_weights,
+    snapshot,
+)
 from finetune.config import HOW_IT_RUNS, TrainConfig
 from finetune.model import trains_batch_norm
 from finetune.setup import Run, run_config, setup
@@ -50,7 +57,9 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
     """
     rank, world = init_distributed()
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    config = run_config(cfg, spec, dspec, file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root)))
+    config = run_config(
+        cfg, spec, dspec, file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root))
+    )
     name = run_name(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, config)
     record = Path(cfg.out) / f"{name}.json"
     if cfg.skip_existing and record.exists():
@@ -59,8 +68,8 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
 
     if cfg.init_head != "random" and init_head is None:
         raise ValueError(
-            f"init_head={cfg.init_head!r} needs a head initializer: pass init_head=suite.lpft.probe_head "
-            "to train(), or run it with the `finetune` command"
+            f"init_head={cfg.init_head!r} needs a head initializer: pass "
+            "init_head=suite.lpft.probe_head to train(), or run it with the `finetune` command"
         )
     run = setup(cfg, spec, dspec, name, config, rank, world, init_head)
     if rank == 0:
@@ -80,8 +89,11 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
 
 
 def out_of_memory(steps: TrainSteps, batch_size: int) -> str:
-    """What to do when a pass does not fit in the GPU's memory: smaller passes of the same run where
-    the network allows them (`micro_batch_size`), else a smaller batch, which is another run."""
+    """What to do when a pass does not fit in the GPU's memory.
+
+    Smaller passes of the same run where the network allows them (`micro_batch_size`), else a
+    smaller batch, which is another run.
+    """
     passes = steps.micro_batch or batch_size
     fix = (
         f"--batch-size {max(1, batch_size // 2)} (another run: the lr scales with the batch)"
@@ -119,9 +131,13 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     order = torch.randperm(len(run.data["train"][0]), generator=shuffle)[run.rank :: run.world]
     draws = draw_params(len(order), augment) if cfg.augment == "basic" else None
     train_loss, seen = steps.epoch(
-        *run.data["train"], order, draws, batch_size=cfg.batch_size,
-        progress=cfg.progress if run.rank == 0 else False, desc=f"epoch {epoch}/{cfg.epochs}",
-    )  # fmt: skip
+        *run.data["train"],
+        order,
+        draws,
+        batch_size=cfg.batch_size,
+        progress=cfg.progress if run.rank == 0 else False,
+        desc=f"epoch {epoch}/{cfg.epochs}",
+    )
     train_seconds = time.perf_counter() - started
     val, val_loss = _score_val(run, epoch, train_loss)
     images = seen * run.world
@@ -133,7 +149,8 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
             "val_acc": val["acc"],
             "val_auc": val["auc"],
             "val_macro_f1": val["macro_f1"],
-            "lr": max(steps.scheduler.get_last_lr()),  # the head's: layer decay scales the others down
+            # the head's: layer decay scales the others down
+            "lr": max(steps.scheduler.get_last_lr()),
             "seconds": time.perf_counter() - started,
             "train_images": images,
             "train_seconds": train_seconds,
@@ -147,8 +164,12 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     state.epoch = epoch
     log.info(
         "epoch %d: train loss %.4f, val loss %.4f, val acc %.4f, val auc %.4f",
-        epoch, train_loss, val_loss, val["acc"], val["auc"],
-    )  # fmt: skip
+        epoch,
+        train_loss,
+        val_loss,
+        val["acc"],
+        val["auc"],
+    )
     if run.rank == 0:
         parts = (steps.model, steps.optimizer, steps.scheduler, run.generators)
         save_checkpoint(snapshot(state, asdict(cfg), *parts), run.dir / "checkpoint.pt")
@@ -156,13 +177,17 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
 
 
 def _score_val(run: Run, epoch: int, train_loss: float) -> tuple[dict, float]:
-    """Val's metrics and loss (the training loss) after an epoch; the run stops if its outputs are
-    no longer numbers."""
+    """Val's metrics and loss (the training loss) after an epoch.
+
+    The run stops if its outputs are no longer numbers.
+    """
     steps, truth = run.steps, run.truth["val"]
     logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
     if not np.isfinite(logits).all():  # the same on every rank: val is gathered
         raise UserError(diverged(epoch, train_loss, run.cfg.lr, steps.precision))
-    loss = steps.loss_fn(torch.from_numpy(logits).to(steps.device), torch.from_numpy(truth).to(steps.device))
+    loss = steps.loss_fn(
+        torch.from_numpy(logits).to(steps.device), torch.from_numpy(truth).to(steps.device)
+    )
     return evaluate(truth, probabilities(logits, run.dspec.task), task=run.dspec.task), float(loss)
 
 
@@ -170,8 +195,8 @@ def diverged(epoch: int, train_loss: float, lr: float, precision: str) -> str:
     """What to do when the weights left the numbers behind (NaN or inf outputs on val)."""
     fp16 = ", or pass --precision fp32 (it ran in fp16)" if precision == "fp16" else ""
     return (
-        f"epoch {epoch}: training diverged (train loss {train_loss:.4g}, val outputs not finite); lower "
-        f"--lr (this run's {lr:g}){fp16}; no record was written"
+        f"epoch {epoch}: training diverged (train loss {train_loss:.4g}, val outputs not finite); "
+        f"lower --lr (this run's {lr:g}){fp16}; no record was written"
     )
 
 
@@ -186,7 +211,10 @@ def _track_epoch(run: Run, epoch: dict, val: dict) -> None:
 
 
 def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
-    """Score val and test once with the best epoch's weights; write the record and the run's files."""
+    """Score val and test once with the best epoch's weights.
+
+    Write the record and the run's files.
+    """
     model, task = run.steps.model, run.dspec.task
     if state.best_state is not None:
         model.load_state_dict(state.best_state)
@@ -196,7 +224,9 @@ def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
     }
     metrics = {
         "val": evaluate(run.truth["val"], scores["val"], task=task),
-        "test": evaluate(run.truth["test"], scores["test"], task=task, bootstrap=1000, seed=run.cfg.seed),
+        "test": evaluate(
+            run.truth["test"], scores["test"], task=task, bootstrap=1000, seed=run.cfg.seed
+        ),
     }
     collapse = collapse_of({s: (run.truth[s], scores[s], metrics[s]) for s in metrics}, task=task)
     result = RunResult(
@@ -211,11 +241,16 @@ def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
         class_names=list(run.dspec.labels),
         hparams=_hparams(run, state),
         timings=_timings(state.history, seconds),
-        predictions={"test_score": scores["test"].astype(np.float32), "test_true": run.truth["test"]},
+        predictions={
+            "test_score": scores["test"].astype(np.float32),
+            "test_true": run.truth["test"],
+        },
         collapsed=collapse is not None,
         collapse=collapse and named_class(collapse, run.dspec.labels),
     )
-    assert result.run_name == run.name, "the record's name is the one resume and skip_existing look for"
+    assert result.run_name == run.name, (
+        "the record's name is the one resume and skip_existing look for"
+    )
     if run.rank == 0:
         _write_files(run, state, result)
     test = split_scalars(result.metrics["test"], "test")
@@ -256,10 +291,15 @@ def _timings(history: list[dict], seconds: float) -> dict:
 
 
 def _write_files(run: Run, state: TrainState, result: RunResult) -> None:
-    """Weights, history, curves and the record; then the checkpoint goes (nothing left to resume)."""
+    """Weights, history, curves and the record.
+
+    Then the checkpoint goes (nothing left to resume).
+    """
     save_weights(run.steps.model.state_dict(), run.dir / "weights.safetensors")
     write_atomic(run.dir / "history.json", json.dumps(state.history, indent=2))
-    save_png(training_curves(state.history, state.best_epoch, title=run.name), run.dir / "curves.png")
+    save_png(
+        training_curves(state.history, state.best_epoch, title=run.name), run.dir / "curves.png"
+    )
     result.save(run.cfg.out)
     if not run.cfg.keep_checkpoint:
         (run.dir / "checkpoint.pt").unlink(missing_ok=True)
@@ -268,7 +308,9 @@ def _write_files(run: Run, state: TrainState, result: RunResult) -> None:
 def _check_same_run(saved: dict, cfg: TrainConfig) -> None:
     """Refuse to resume a checkpoint of a different configuration (silently mixing two runs)."""
     diff = {
-        k: (v, getattr(cfg, k)) for k, v in saved.items() if k not in HOW_IT_RUNS and getattr(cfg, k) != v
+        k: (v, getattr(cfg, k))
+        for k, v in saved.items()
+        if k not in HOW_IT_RUNS and getattr(cfg, k) != v
     }
     if diff:
         changes = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())

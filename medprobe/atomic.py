@@ -1,18 +1,25 @@
-"""Crash-safe file writes: a unique temporary sibling, fsync'd, renamed over the target on success.
+"""Crash-safe file writes.
 
-Concurrent writers of one file each write their own temporary and the last rename wins, so a
-reader sees an old complete file or a new complete one, never half of one; a kill -9 or a full
-disk leaves at most a hidden temporary behind (removed on the way out when Python still runs).
+Small files go through a unique temporary sibling, fsync'd and renamed over the target on success
+(`atomic_path`): concurrent writers of one file each write their own temporary and the last rename
+wins, so a reader sees an old complete file or a new complete one, never half of one; a kill -9 or
+a full disk leaves at most a hidden temporary behind (removed on the way out when Python still
+runs).
+
+Large files that are written over minutes and resumed after a crash are `PartialFile`s: written in
+place under `{name}.partial`, their progress in notes beside it, renamed whole when complete.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from medprobe.errors import UserError
@@ -51,7 +58,7 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
 
 @contextlib.contextmanager
 def disk_errors(what: str | os.PathLike) -> Iterator[None]:
-    """Turn a full disk (or a read-only or forbidden folder) while writing `what` into a `DiskError`.
+    """Turn a full disk (or a read-only or forbidden folder) under `what` into a `DiskError`.
 
     Some writers report a full disk as another exception (torch.save: a RuntimeError from its zip
     writer); any exception raised while the disk under `what` is full is taken for that.
@@ -65,7 +72,8 @@ def disk_errors(what: str | os.PathLike) -> Iterator[None]:
         raise error from e
     except Exception as e:
         if isinstance(e, UserError) or not disk_full(Path(what).parent):
-            raise  # a user error already says what to do; anything else on a disk with room is a bug
+            # a user error already says what to do; anything else on a disk with room is a bug
+            raise
         reason = f"no space left on device ({type(e).__name__} from the writer)"
         raise DiskError(f"could not write {what}: {reason}; free some space and run again") from e
 
@@ -97,6 +105,73 @@ def disk_error(e: OSError, what: str | os.PathLike) -> OSError:
     if e.errno in DISK_ERRNOS or "No space left on device" in reason:
         return DiskError(f"could not write {what}: {reason}; free some space and run again")
     return e
+
+
+@dataclass(frozen=True)
+class PartialFile:
+    """A large file written in place and resumed after a crash, in one layout everywhere.
+
+    `{final}.partial` holds the data while it is written; `{final}.partial.{note}.json` notes say
+    how far each writer got (rewritten atomically after each chunk is on disk, so a kill -9 loses
+    at most that chunk); `{final}.lock` keeps a second process off the file. `finish` renames the
+    partial file into place only when it is whole.
+    """
+
+    final: Path
+
+    @classmethod
+    def of(cls, path: str | os.PathLike) -> PartialFile:
+        """The files of `path`, given by its final or its `.partial` name."""
+        return cls(Path(str(path).removesuffix(PARTIAL)))
+
+    @property
+    def partial(self) -> Path:
+        """The file the data are written to until they are whole."""
+        return self.final.with_name(self.final.name + PARTIAL)
+
+    @property
+    def lock(self) -> Path:
+        """The lock that the one process writing (or removing) the file holds."""
+        return self.final.with_name(self.final.name + ".lock")
+
+    def note(self, name: str) -> Path:
+        """The progress note called `name` (one per writing process)."""
+        return self.partial.with_name(f"{self.partial.name}.{name}.json")
+
+    def notes(self) -> list[Path]:
+        """Every progress note, sorted."""
+        return sorted(self.final.parent.glob(_glob_escape(self.partial.name) + ".*.json"))
+
+    def read_note(self, name: str) -> dict:
+        """The progress note `name`, or {} when there is none."""
+        path = self.note(name)
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def write_note(self, name: str, progress: dict) -> None:
+        """Replace the note `name` atomically; the data it vouches for must be on disk already."""
+        with atomic_path(self.note(name), durable=False) as tmp:
+            tmp.write_text(json.dumps(progress))
+
+    def finish(self) -> Path:
+        """Flush the whole partial file, rename it into place, then drop its notes."""
+        fsync(self.partial)
+        os.replace(self.partial, self.final)
+        fsync(self.final.parent)
+        for note in self.notes():
+            note.unlink()
+        return self.final
+
+    def discard(self) -> None:
+        """Delete the partial file and its notes (never the complete file or the lock)."""
+        for stale in [self.partial, *self.notes()]:
+            stale.unlink(missing_ok=True)
+
+
+PARTIAL = ".partial"
+
+
+def _glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:

@@ -21,10 +21,14 @@ def resolve_device(device: str | None, *, rank: int = 0) -> torch.device:
         except RuntimeError as e:
             raise ValueError(f"unknown --device {device!r}; use cpu, cuda or cuda:N") from e
         if chosen.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
+            raise ValueError(
+                f"--device {device}: no CUDA device is available here; use --device cpu"
+            )
         return chosen
     if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        return torch.device(
+            "cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
+        )
     return torch.device("cpu")
 
 
@@ -40,6 +44,7 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bf16 units (AVX-512-BF16 or AMX): bf16 autocast pays there."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
@@ -65,8 +70,11 @@ def torch_threads(count: int):
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:
-    """Whether `nbytes` of input data may live on `device` for a whole run: on a GPU, when they
-    take at most DEVICE_SHARE of its free memory (the model and its activations need the rest)."""
+    """Whether `nbytes` of input data may live on `device` for a whole run.
+
+    On a GPU, when they take at most DEVICE_SHARE of its free memory (the model and its activations
+    need the rest).
+    """
     if device.type != "cuda":
         return False
     free, _ = torch.cuda.mem_get_info(device)
@@ -74,8 +82,10 @@ def fits_on(device: torch.device, nbytes: int) -> bool:
 
 
 def init_distributed() -> tuple[int, int]:
-    """(rank, world size). Under torchrun, even with one process, joins the process group: NCCL
-    on GPUs (each rank on its LOCAL_RANK device), else gloo."""
+    """(rank, world size). Under torchrun, even with one process, joins the process group.
+
+    NCCL on GPUs (each rank on its LOCAL_RANK device), else gloo.
+    """
     launched = all(name in os.environ for name in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
     if launched and not dist.is_initialized():
         if torch.cuda.is_available():
@@ -87,6 +97,7 @@ def init_distributed() -> tuple[int, int]:
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op without torch.distributed)."""
     if dist.is_initialized():
         dist.barrier()
 

@@ -15,8 +15,10 @@ from medprobe.data.validate import MULTI_LABEL
 
 
 def probabilities(logits: torch.Tensor | np.ndarray, task: str) -> np.ndarray:
-    """logits (n, n_out) -> probabilities (n, n_out) as float64: one sigmoid per label for
-    multi-label data, a softmax over classes otherwise."""
+    """Logits (n, n_out) -> probabilities (n, n_out) as float64.
+
+    One sigmoid per label for multi-label data, a softmax over classes otherwise.
+    """
     z = torch.as_tensor(logits).double()
     return (torch.sigmoid(z) if task == MULTI_LABEL else torch.softmax(z, dim=-1)).numpy()
 
@@ -29,8 +31,10 @@ def loss(
     label_smoothing: float = 0.0,
     weight: torch.Tensor | None = None,
 ):
-    """Mean training loss: binary cross-entropy per label (targets (n, L) 0/1) for multi-label data,
-    else cross-entropy over classes (targets (n,) or (n, 1) class indices).
+    """Mean training loss.
+
+    Binary cross-entropy per label (targets (n, L) 0/1) for multi-label data, else cross-entropy
+    over classes (targets (n,) or (n, 1) class indices).
 
     `weight` (`class_weights`): per class for cross-entropy (a weighted mean, as torch defines it);
     per label the weight of its positives for multi-label data.
@@ -41,9 +45,14 @@ def loss(
     return F.cross_entropy(logits, targets, weight=weight, label_smoothing=label_smoothing)
 
 
-def loss_total(targets: torch.Tensor, task: str, *, weight: torch.Tensor | None = None) -> torch.Tensor:
-    """What `loss` divides its sum by for these targets: the number of (image, label) terms for
-    multi-label data, else the images' class weights added up (their number when unweighted)."""
+def loss_total(
+    targets: torch.Tensor, task: str, *, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """What `loss` divides its sum by for these targets.
+
+    The number of (image, label) terms for multi-label data, else the images' class weights added up
+    (their number when unweighted).
+    """
     if task == MULTI_LABEL:
         return torch.tensor(float(targets.numel()))
     targets = targets.reshape(-1).long()
@@ -52,17 +61,24 @@ def loss_total(targets: torch.Tensor, task: str, *, weight: torch.Tensor | None 
 
 @dataclass(frozen=True)
 class TaskLoss:
-    """`loss` for one task and its options. A batch's loss is its parts' losses, each scaled by its
-    share of `total` (gradient accumulation over micro-batches)."""
+    """`loss` for one task and its options.
+
+    A batch's loss is its parts' losses, each scaled by its share of `total` (gradient accumulation
+    over micro-batches).
+    """
 
     task: str
     label_smoothing: float = 0.0
     weight: torch.Tensor | None = None
 
     def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return loss(logits, targets, self.task, label_smoothing=self.label_smoothing, weight=self.weight)
+        """The loss of a batch (a sum: divide by `total` for the mean)."""
+        return loss(
+            logits, targets, self.task, label_smoothing=self.label_smoothing, weight=self.weight
+        )
 
     def total(self, targets: torch.Tensor) -> torch.Tensor:
+        """What the batch's summed loss divides by for its mean."""
         return loss_total(targets, self.task, weight=self.weight)
 
 

@@ -14,4 +14,6 @@ def progress_bar(*, show: bool | None = None, **kwargs):
     from tqdm.auto import tqdm
 
     quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true")
-    return tqdm(disable=True if quiet or show is False else None if show is None else False, **kwargs)
+    return tqdm(
+        disable=True if quiet or show is False else None if show is None else False, **kwargs
+    )

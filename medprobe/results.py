@@ -1,4 +1,4 @@
-"""The result record every run writes, named from its readable label and a digest of its configuration.
+"""The result record every run writes, named by its readable label and its configuration's digest.
 
 `config` holds everything that changes a run's numbers (the cache key or training configuration,
 head, features, selection, label-efficiency settings, seed). Its digest ends the record's name, so
@@ -58,7 +58,9 @@ class RunResult:
     cache_key: str | None = None
     tag: str = ""
     versions: dict[str, str] = field(default_factory=lambda: package_versions())
-    command: str | None = field(default_factory=lambda: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]))
+    command: str | None = field(
+        default_factory=lambda: shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    )
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     schema_version: int = SCHEMA_VERSION
     predictions_sha256: str | None = None  # of `{run_name}.npz`: the predictions are this run's
@@ -95,14 +97,17 @@ class RunResult:
 
     @property
     def run_name(self) -> str:
+        """The run's folder-safe name (see `run_name`)."""
         return run_name(self.dataset, self.size, self.model, self.variant, self.seed, self.config)
 
     def to_json(self) -> str:
+        """The record as JSON, predictions left out (they are saved beside it)."""
         record = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "predictions"}
         return json.dumps(json_safe(record), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> RunResult:
+        """The record a `to_json` text describes."""
         return cls.from_dict(json.loads(text))
 
     @classmethod
@@ -110,14 +115,18 @@ class RunResult:
         """A record as read back; a field of the wrong type is a ValueError naming it."""
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ValueError(f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it")
+            raise ValueError(
+                f"result schema {version} is not {SCHEMA_VERSION}; re-run to rewrite it"
+            )
         check_record(data)
         known = {f.name for f in fields(cls)} - {"predictions"}
-        return cls(**{"command": None} | {k: v for k, v in data.items() if k in known})  # none: not recorded
+        # none: not recorded
+        return cls(**{"command": None} | {k: v for k, v in data.items() if k in known})
 
     def load_predictions(self, runs_dir: str | os.PathLike) -> dict[str, np.ndarray]:
-        """The arrays saved beside the record, checked against the sha256 it names (empty when the run
-        kept none, or when the record predates the binding: those are not trusted).
+        """The arrays saved beside the record, checked against the sha256 it names.
+
+        Empty when the run kept none, or when the record predates the binding (not trusted).
 
         Raises:
             ValueError: the file is missing, damaged, or not the one written with the record.
@@ -125,19 +134,26 @@ class RunResult:
         path = Path(runs_dir) / f"{self.run_name}.npz"
         if self.predictions_sha256 is None:
             if path.exists():
-                log.warning("%s: not bound to its record (an earlier version wrote it); left out", path)
+                log.warning(
+                    "%s: not bound to its record (an earlier version wrote it); left out", path
+                )
             return {}
         if not path.exists():
             raise ValueError(f"its predictions file {path.name} is missing")
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.predictions_sha256:
-            raise ValueError(f"its predictions file {path.name} was replaced or edited since it was saved")
+            raise ValueError(
+                f"its predictions file {path.name} was replaced or edited since it was saved"
+            )
         with np.load(io.BytesIO(data)) as npz:
             return dict(npz)
 
     def save(self, out_dir: str | os.PathLike) -> Path:
-        """Write `{out_dir}/{run_name}.json` (and its predictions' `.npz`, whose sha256 the record
-        names) atomically: a crash never leaves half a record."""
+        """Write `{out_dir}/{run_name}.json` and its predictions atomically.
+
+        The predictions' `.npz` sits beside the record, which names its sha256; a crash
+        never leaves half a record.
+        """
         path = Path(out_dir) / f"{self.run_name}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         if self.collapsed:
@@ -165,14 +181,22 @@ def describe_collapse(collapse: dict | None) -> str:
         return ""
     split, parts = collapse.get("split", "?"), []
     if collapse.get("share", 0) >= COLLAPSED_SHARE:
-        what = f"class {collapse.get('class_name', collapse.get('class'))}" if "class" in collapse else None
+        what = (
+            f"class {collapse.get('class_name', collapse.get('class'))}"
+            if "class" in collapse
+            else None
+        )
         parts.append(f"predicts {what or 'one label set'} for {collapse['share']:.0%} of {split}")
     if collapse.get("chance"):
         parts.append(f"its {split} balanced accuracy is within its 95% interval of chance")
-    return f"collapsed: {' and '.join(parts)}; its decisions tell the classes apart no better than chance"
+    return (
+        f"collapsed: {' and '.join(parts)}; its decisions tell the classes apart no better than "
+        "chance"
+    )
 
 
 def variant_of(method: str, tag: str) -> str:
+    """The method with its tag, as run names and reports show it."""
     return f"{method}-{tag}" if tag else method
 
 
@@ -183,7 +207,10 @@ def config_digest(config: dict) -> str:
 
 
 def run_name(dataset: str, size: int, model: str, variant: str, seed: int, config: dict) -> str:
-    """`{dataset}_{size}__{model}__{variant}__seed{seed}__{digest}`: readable, and unique per config."""
+    """`{dataset}_{size}__{model}__{variant}__seed{seed}__{digest}`.
+
+    Readable, and unique per config.
+    """
     label = f"{dataset}_{size}__{model.replace(':', '-').replace('/', '-')}__{variant}__seed{seed}"
     return f"{label}__{config_digest(config)}"
 
@@ -231,12 +258,18 @@ RECORD_FIELDS = {
 
 
 def check_record(data: dict) -> None:
-    """Refuse a record whose fields the report could not read: wrong types, a test split without
-    metrics, metrics that are not numbers."""
+    """Refuse a record whose fields the report could not read.
+
+    Wrong types, a test split without metrics, metrics that are not numbers.
+    """
     for name, types in RECORD_FIELDS.items():
         value = data.get(name)
-        if name in data and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
-            raise ValueError(f"field {name!r} is {value!r}, not {' or '.join(t.__name__ for t in types)}")
+        if name in data and (
+            not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
+        ):
+            raise ValueError(
+                f"field {name!r} is {value!r}, not {' or '.join(t.__name__ for t in types)}"
+            )
     if not isinstance(data.get("metrics", {}).get("test"), dict):
         raise ValueError("field 'metrics' has no 'test' metrics")
     for split, metrics in data["metrics"].items():
@@ -250,11 +283,14 @@ def _check_metrics(split: str, metrics: dict) -> None:
         if not _number_or_none(metrics.get(name)):
             raise ValueError(f"{split} {name} is {metrics[name]!r}, not a number")
     for name, bounds in (metrics.get("ci95") or {}).items():
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_number_or_none, bounds))):
+        if not (
+            isinstance(bounds, list) and len(bounds) == 2 and all(map(_number_or_none, bounds))
+        ):
             raise ValueError(f"{split} ci95 of {name} is {bounds!r}, not [lower, upper]")
     matrix = metrics.get("confusion_matrix")
     if matrix is not None and not (
-        isinstance(matrix, list) and all(isinstance(r, list) and all(map(_is_number, r)) for r in matrix)
+        isinstance(matrix, list)
+        and all(isinstance(r, list) and all(map(_is_number, r)) for r in matrix)
     ):
         raise ValueError(f"{split} confusion_matrix is not a matrix of counts")
 
@@ -279,8 +315,10 @@ def package_versions() -> dict[str, str]:
 
 
 def json_safe(value):
-    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null; jq and browsers
-    reject NaN)."""
+    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null.
+
+    Jq and browsers reject NaN).
+    """
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

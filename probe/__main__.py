@@ -1,4 +1,7 @@
-"""`python -m probe` (what `torchrun ... -m probe extract` runs): the `probe` command, suite included."""
+"""`python -m probe` (what `torchrun ... -m probe extract` runs).
+
+The `probe` command, suite included.
+"""
 
 from suite.programs import probe
 

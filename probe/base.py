@@ -67,12 +67,16 @@ class LinearModel(BaseHead):
         return self._proba(x @ torch.as_tensor(self.coef_).T + torch.as_tensor(self.intercept_))
 
     def output_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """(coef (n_classes, D), intercept (n_classes,)) whose softmax (sigmoid, multi-label) equals
-        `predict_proba` on the standardized features: a one-row binary head as the rows -z/2, z/2
-        (softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)])."""
+        """The head as (coef (n_classes, D), intercept (n_classes,)) on standardized features.
+
+        Their softmax (sigmoid, multi-label) equals `predict_proba`; a one-row binary head
+        becomes the rows -z/2, z/2 (softmax([-z/2, z/2]) = [1 - sigmoid(z), sigmoid(z)]).
+        """
         coef, intercept = np.asarray(self.coef_), np.asarray(self.intercept_)
         if self.task == "binary-class" and len(coef) == 1:
-            return np.concatenate([-coef / 2, coef / 2]), np.concatenate([-intercept / 2, intercept / 2])
+            return np.concatenate([-coef / 2, coef / 2]), np.concatenate(
+                [-intercept / 2, intercept / 2]
+            )
         return coef, intercept
 
 
@@ -81,6 +85,7 @@ def _one_logit(logits: torch.Tensor, task: str) -> bool:
 
 
 def standardize(X: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> torch.Tensor:
+    """(X - mean) / scale as a float32 tensor."""
     return torch.as_tensor((np.asarray(X, dtype=np.float32) - mean) / scale)
 
 

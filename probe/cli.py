@@ -28,7 +28,8 @@ from medprobe.errors import UserError
 from medprobe.metrics import MAX_RESAMPLES
 from probe.options import ProbeOptions
 
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, TimeoutError, OSError)  # CacheError is a UserError
+# CacheError is a UserError
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, TimeoutError, OSError)
 
 
 clean_errors = clean_errors_of(USER_ERRORS)
@@ -43,7 +44,9 @@ def main(verbose: bool) -> None:
 
 
 @main.command("extract")
-@click.option("--backbone", required=True, help="Registry name (see `probe backbones`) or timm:<model>.")
+@click.option(
+    "--backbone", required=True, help="Registry name (see `probe backbones`) or timm:<model>."
+)
 @dataset_options
 @click_options(ExtractOptions)
 @clean_errors
@@ -66,17 +69,24 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
 
 
 @main.command("fit")
-@click.option("--backbone", default=None, help="Fit this backbone's entry [default: every cached backbone].")
+@click.option(
+    "--backbone", default=None, help="Fit this backbone's entry [default: every cached backbone]."
+)
 @dataset_options
 @click_options(ProbeOptions)
 @click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
 @click.option(
-    "--extract", "do_extract", is_flag=True, help="Extract the features first if they are not cached."
+    "--extract",
+    "do_extract",
+    is_flag=True,
+    help="Extract the features first if they are not cached.",
 )
 @click_options(EntryFilter)
 @json_option
 @clean_errors
-def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_extract, as_json, **options):
+def fit_command(
+    backbone, dataset, size, task, data_root, cache_root, out, do_extract, as_json, **options
+):
     """Fit heads on cached features; choose on val, score test once, write one record per run.
 
     Entries are matched by the content of the data file; when several match (say two resize
@@ -107,7 +117,8 @@ def fit_command(backbone, dataset, size, task, data_root, cache_root, out, do_ex
     once = sorted({r.method for r in results if r.hparams.get("deterministic")})
     if once and len(probe_options.seeds) > 1:
         click.echo(
-            f"{', '.join(once)} on all of train: deterministic, so fitted once (seed 0); seeds vary nothing"
+            f"{', '.join(once)} on all of train: deterministic, so fitted once (seed 0); seeds "
+            "vary nothing"
         )
     click.echo(f"{len(results)} result record(s) in {out}/")
 
@@ -194,7 +205,9 @@ def cache_verify(cache_root):
     for info in bad:
         click.echo(f"{info.path}: {info.problem}; {store.rebuild_hint(info.path)}")
     if bad:
-        raise click.ClickException(f"{len(bad)} bad entr{'y' if len(bad) == 1 else 'ies'} of {len(infos)}")
+        raise click.ClickException(
+            f"{len(bad)} bad entr{'y' if len(bad) == 1 else 'ies'} of {len(infos)}"
+        )
     click.echo(f"all {len(infos)} entries complete, checksums match")
 
 

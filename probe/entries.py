@@ -18,16 +18,20 @@ from cache.store import CacheError, damaged_entries, find_entries, rebuild_hint
 
 
 def superseding(entries: list[tuple[Path, CacheKey]]) -> list[tuple[Path, CacheKey]]:
-    """Entries less those another entry supersedes: built alike (the same key but for the feature
-    kinds) and holding every kind they hold and more (e.g. cls+mean beside cls+mean+last4, written
-    by a later version). Their shared kinds hold the same numbers, so fitting both would repeat runs."""
+    """Entries less those another entry supersedes.
+
+    Built alike (the same key but for the feature kinds) and holding every kind they hold and more
+    (e.g. cls+mean beside cls+mean+last4, written by a later version). Their shared kinds hold the
+    same numbers, so fitting both would repeat runs.
+    """
 
     def alike(key: CacheKey) -> str:
         return json.dumps(asdict(key) | {"features": None}, sort_keys=True)
 
     def superseded(key: CacheKey) -> bool:
         return any(
-            alike(other) == alike(key) and set(other.features) > set(key.features) for _, other in entries
+            alike(other) == alike(key) and set(other.features) > set(key.features)
+            for _, other in entries
         )
 
     return [(path, key) for path, key in entries if not superseded(key)]
@@ -71,9 +75,11 @@ def matching_entries(
         )
     if same_bytes:
         raise CacheError(
-            f"no cached entry of {dataset}_{size} matches the --weights/--resize/--img-size/--dtype "
-            f"given; see `probe cache ls`, or create it with {create} and the same options"
+            f"no cached entry of {dataset}_{size} matches the "
+            "--weights/--resize/--img-size/--dtype given; see `probe cache ls`, or create it with "
+            f"{create} and the same options"
         )
     raise CacheError(
-        f"no cached features for {backbone or 'any backbone'} on {dataset}_{size}; create them with {create}"
+        f"no cached features for {backbone or 'any backbone'} on {dataset}_{size}; create them "
+        f"with {create}"
     )

@@ -76,8 +76,16 @@ def fit_probe(
     check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
-    fitted = _fit(head, train, val, test, score=make_scorer(val[1], task=task, metric=metric),
-                  task=task, n_classes=n_classes, refit=refit)  # fmt: skip
+    fitted = _fit(
+        head,
+        train,
+        val,
+        test,
+        score=make_scorer(val[1], task=task, metric=metric),
+        task=task,
+        n_classes=n_classes,
+        refit=refit,
+    )
     clock = time.perf_counter()
     test_metrics = evaluate(test[1], fitted.test_scores, task=task, bootstrap=bootstrap, seed=seed)
     bootstrap_seconds = time.perf_counter() - clock
@@ -115,12 +123,18 @@ class _Fitted:
     refit_seconds: float
 
 
-def _fit(head: str, train, val, test, *, score: Callable, task: str, n_classes: int, refit: str) -> _Fitted:
-    """The head's sweep (choice on val by `score`), the optional refit, both splits' predictions; on as
-    many torch threads as the problem's size pays for (`head_threads`)."""
+def _fit(
+    head: str, train, val, test, *, score: Callable, task: str, n_classes: int, refit: str
+) -> _Fitted:
+    """The head's sweep (choice on val by `score`), the optional refit, both splits' predictions.
+
+    On as many torch threads as the problem's size pays for (`head_threads`).
+    """
     with torch_threads(head_threads(*train[0].shape)):
         clock = time.perf_counter()
-        sweep = head_class(head).sweep(train[0], train[1], val[0], score, task=task, n_classes=n_classes)
+        sweep = head_class(head).sweep(
+            train[0], train[1], val[0], score, task=task, n_classes=n_classes
+        )
         sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
         chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
         refit_seconds = time.perf_counter() - clock
@@ -136,11 +150,13 @@ def _fit(head: str, train, val, test, *, score: Callable, task: str, n_classes: 
 
 def _refitted(head, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray]):
     """The selected head's hyper-parameters fitted again, on train and val together."""
-    return copy.deepcopy(head).fit(np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]))
+    return copy.deepcopy(head).fit(
+        np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
+    )
 
 
 def make_scorer(y_val: np.ndarray, *, task: str, metric: str) -> Callable[[np.ndarray], float]:
-    """proba (n_val, n_classes) -> the chosen val score, higher is better (a loss enters negated)."""
+    """Proba (n_val, n_classes) -> the chosen val score, higher is better (a loss is negated)."""
     sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
     if metric == "log_loss":  # computed alone: `evaluate` would compute every metric per grid point
         return lambda proba: sign * log_loss(y_val, proba, task=task)
@@ -155,14 +171,19 @@ def _natural(value: float, metric: str) -> float:
 def subsample(
     y: np.ndarray, *, task: str, seed: int, fraction: float | None = None, shots: int | None = None
 ) -> np.ndarray:
-    """Row indices of a label-efficiency subset: a random `fraction` (in (0, 1], as
-    `ProbeOptions.train_fraction` declares), or `shots` per class."""
+    """Row indices of a label-efficiency subset.
+
+    A random `fraction` (in (0, 1], as `ProbeOptions.train_fraction` declares), or `shots` per
+    class.
+    """
     rng = np.random.default_rng(seed)
     if fraction is not None:
         return np.sort(rng.permutation(len(y))[: max(1, round(fraction * len(y)))])
     if shots is not None:
         if task == MULTI_LABEL:
-            raise ValueError("--shots needs single-label classes; use --train-fraction for multi-label data")
+            raise ValueError(
+                "--shots needs single-label classes; use --train-fraction for multi-label data"
+            )
         classes = y.reshape(len(y))
         picks = [rng.permutation(np.flatnonzero(classes == c))[:shots] for c in np.unique(classes)]
         return np.sort(np.concatenate(picks))

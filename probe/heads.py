@@ -17,7 +17,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from probe.base import MULTI_LABEL, BaseHead, LinearModel, Sweep, fit_scaler, score_or_worst, standardize
+from probe.base import (
+    MULTI_LABEL,
+    BaseHead,
+    LinearModel,
+    Sweep,
+    fit_scaler,
+    score_or_worst,
+    standardize,
+)
 from probe.linear import LinearHead
 from probe.options import HEAD_NAMES
 
@@ -74,7 +82,10 @@ class LogRegHead(LinearModel):
         """The scaler of the train features and a zero model (one row per output)."""
         self.mean_, self.scale_ = fit_scaler(X)
         n_out = 1 if self.task == "binary-class" else len(self.classes_)
-        self.coef_, self.intercept_ = np.zeros((n_out, X.shape[1]), np.float32), np.zeros(n_out, np.float32)
+        self.coef_, self.intercept_ = (
+            np.zeros((n_out, X.shape[1]), np.float32),
+            np.zeros(n_out, np.float32),
+        )
 
     def _fit_standardized(self, x: torch.Tensor, targets: torch.Tensor) -> LogRegHead:
         """L-BFGS from the current coefficients on standardized features x (n, D)."""
@@ -89,13 +100,16 @@ class LogRegHead(LinearModel):
             tolerance_change=1e-9,
             history_size=20,
         )
-        # Multi-label: the loss summed over labels (per sample), so each label's fit is scikit-learn's
+        # Multi-label: the loss summed over labels (per sample), so each label's fit is
+        # scikit-learn's
         # binary one at this C (one-vs-rest); the shared loss averages over labels too.
         per_label = targets.shape[1] if self.task == MULTI_LABEL else 1
 
         def closure():
             optimizer.zero_grad()
-            loss = per_label * self._loss(x @ weight.T + bias, targets) + penalty * weight.pow(2).sum()
+            loss = (
+                per_label * self._loss(x @ weight.T + bias, targets) + penalty * weight.pow(2).sum()
+            )
             loss.backward()
             return loss
 
@@ -105,8 +119,10 @@ class LogRegHead(LinearModel):
 
     @classmethod
     def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS) -> Sweep:
-        """Fit along the C grid from strong to weak regularization, warm-starting each fit; the
-        features are standardized once for the whole path."""
+        """Fit along the C grid from strong to weak regularization, warm-starting each fit.
+
+        The features are standardized once for the whole path.
+        """
         head = cls(task=task, n_classes=n_classes, warm_start=True)
         targets = head._targets(y)
         head._start(X)
@@ -138,6 +154,7 @@ class KNNHead(BaseHead):
         self.k, self.task, self.n_classes, self.temperature = k, task, n_classes, temperature
 
     def fit(self, X: np.ndarray, y: np.ndarray) -> KNNHead:
+        """Keep the L2-normalized training features and their one-hot targets."""
         targets = self._targets(y)
         self.train_ = F.normalize(torch.as_tensor(np.asarray(X, dtype=np.float32)), dim=1)
         n_out = len(self.classes_)
@@ -145,6 +162,7 @@ class KNNHead(BaseHead):
         return self
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Class probabilities: the distance-weighted vote of the `k` nearest neighbours."""
         return self._votes(X, self.k)[:, -1].double().numpy()
 
     def _votes(self, X: np.ndarray, k: int, chunk: int = 2048) -> torch.Tensor:
@@ -163,7 +181,7 @@ class KNNHead(BaseHead):
 
     @classmethod
     def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, max_k=KNN_MAX_K) -> Sweep:
-        """Every k in 1..max_k from one neighbour search (votes accumulate along the sorted axis)."""
+        """Every k in 1..max_k from one neighbour search (votes add up along the sorted axis)."""
         head = cls(task=task, n_classes=n_classes).fit(X, y)
         votes = head._votes(X_val, max_k).double().numpy()
         scores = [({"k": k + 1}, score_or_worst(score(votes[:, k]))) for k in range(votes.shape[1])]

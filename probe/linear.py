@@ -1,4 +1,7 @@
-"""The `linear` head: a torch linear layer on standardized features, a whole lr x wd grid at once."""
+"""The `linear` head.
+
+A torch linear layer on standardized features, a whole lr x wd grid at once.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +49,9 @@ class LinearHead(LinearModel):
         """Train for `epochs` epochs (no early stopping: that needs val, see `sweep`)."""
         self.mean_, self.scale_ = fit_scaler(X)
         targets = self._targets(y)
-        grid = _LinearGrid([(self.lr, self.weight_decay)], X.shape[1], len(self.classes_), self._device())
+        grid = _LinearGrid(
+            [(self.lr, self.weight_decay)], X.shape[1], len(self.classes_), self._device()
+        )
         x = standardize(X, self.mean_, self.scale_)
         for _ in range(self.epochs):
             self._epoch(grid, x, targets)
@@ -55,12 +60,17 @@ class LinearHead(LinearModel):
         return self
 
     @classmethod
-    def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, grid=LINEAR_GRID, **kw) -> Sweep:
+    def sweep(
+        cls, X, y, X_val, score: Callable, *, task, n_classes=None, grid=LINEAR_GRID, **kw
+    ) -> Sweep:
         """Train every (lr, wd) of `grid` together; each keeps its best-on-val epoch."""
         head = cls(task=task, n_classes=n_classes, **kw)
         head.mean_, head.scale_ = fit_scaler(X)
         targets = head._targets(y)
-        x, x_val = standardize(X, head.mean_, head.scale_), standardize(X_val, head.mean_, head.scale_)
+        x, x_val = (
+            standardize(X, head.mean_, head.scale_),
+            standardize(X_val, head.mean_, head.scale_),
+        )
         layers = _LinearGrid(list(grid), X.shape[1], len(head.classes_), head._device())
         best = [(-math.inf, 0, None)] * len(grid)  # (val score, epoch, (coef, intercept))
         for epoch in range(1, head.epochs + 1):
@@ -97,11 +107,15 @@ class LinearHead(LinearModel):
 
 
 class _LinearGrid:
-    """G independent linear layers evaluated as one batched matmul, each with its own AdamW group."""
+    """G independent linear layers run as one batched matmul, each with its own AdamW group."""
 
-    def __init__(self, grid: list[tuple[float, float]], n_features: int, n_out: int, device: torch.device):
+    def __init__(
+        self, grid: list[tuple[float, float]], n_features: int, n_out: int, device: torch.device
+    ):
         self.device = device
-        self.weights = [torch.zeros(n_out, n_features, device=device, requires_grad=True) for _ in grid]
+        self.weights = [
+            torch.zeros(n_out, n_features, device=device, requires_grad=True) for _ in grid
+        ]
         self.biases = [torch.zeros(n_out, device=device, requires_grad=True) for _ in grid]
         groups = zip(grid, self.weights, self.biases, strict=True)
         self.optimizer = torch.optim.AdamW(
@@ -122,4 +136,6 @@ class _LinearGrid:
 
     def state(self, g: int) -> tuple[np.ndarray, np.ndarray]:
         """A real copy (not a view of the live tensors) of configuration g's weights."""
-        return self.weights[g].detach().cpu().numpy().copy(), self.biases[g].detach().cpu().numpy().copy()
+        return self.weights[g].detach().cpu().numpy().copy(), self.biases[
+            g
+        ].detach().cpu().numpy().copy()

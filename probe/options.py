@@ -1,4 +1,6 @@
-"""How a probe fits and scores: one dataclass that `probe fit` and a recipe's `[[probe]]` tables share.
+"""How a probe fits and scores.
+
+One dataclass that `probe fit` and a recipe's `[[probe]]` tables share.
 
 Light (no torch), so `probe fit --help` builds its flags from it at once.
 """
@@ -20,30 +22,37 @@ REFITS = ("none", "train+val")  # enforced by `probe.fit.fit_probe`, which takes
 class ProbeOptions:
     """Which heads, on which features, selected how, over which seeds and training subsets."""
 
-    heads: tuple[str, ...] = option(("logreg",), "Comma-separated heads.", choices=HEAD_NAMES, flag="head")
+    heads: tuple[str, ...] = option(
+        ("logreg",), "Comma-separated heads.", choices=HEAD_NAMES, flag="head"
+    )
     features: str | None = option(
         None,
-        "cls, mean, cls+mean, last4 (DINOv2's linear-eval input: 4 blocks' class tokens + mean) or pool "
-        "[default: cls+mean for ViTs, pool for CNNs].",
+        "cls, mean, cls+mean, last4 (DINOv2's linear-eval input: 4 blocks' class tokens + mean) "
+        "or pool [default: cls+mean for ViTs, pool for CNNs].",
     )
     select: str = option(
         "auto",
-        "What picks the hyper-parameters on val: loss (the log-loss of the probabilities, lower wins; "
-        "what auto means) or a metric.",
+        "What picks the hyper-parameters on val: loss (the log-loss of the probabilities, lower "
+        "wins; what auto means) or a metric.",
         choices=SELECT_CHOICES,
     )
     refit: str = option(
-        "none", "train+val: refit the chosen hyper-parameters on train and val before test.", choices=REFITS
+        "none",
+        "train+val: refit the chosen hyper-parameters on train and val before test.",
+        choices=REFITS,
     )
     seeds: tuple[int, ...] = option((0,), "Comma-separated seeds.")
     train_fraction: float | None = option(
         None, "Label efficiency: fit on this fraction of train.", min=0, min_open=True, max=1
     )
     shots: int | None = option(None, "Label efficiency: K examples per class.", min=1)
-    bootstrap: int = option(1000, "Bootstrap resamples for 95% intervals on test.", min=0, max=MAX_RESAMPLES)
+    bootstrap: int = option(
+        1000, "Bootstrap resamples for 95% intervals on test.", min=0, max=MAX_RESAMPLES
+    )
     tracker: str | None = option(
         None,
-        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install 'medprobe[tensorboard]').",
+        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install "
+        "'medprobe[tensorboard]').",
         choices=TRACKERS,
     )
 
@@ -51,7 +60,9 @@ class ProbeOptions:
         """Refuse bad options before any entry is read or any data extracted."""
         for name in ("heads", "seeds"):
             value = getattr(self, name)
-            object.__setattr__(self, name, (value,) if isinstance(value, str | int) else tuple(value))
+            object.__setattr__(
+                self, name, (value,) if isinstance(value, str | int) else tuple(value)
+            )
         if not self.heads:
             raise ValueError(f"--head is empty; choose from {', '.join(HEAD_NAMES)}")
         if not self.seeds:

@@ -1,5 +1,7 @@
-"""`probe fit` end to end: the cache entries built from the file the user names (`probe.entries`),
-every requested (head, seed) fitted on them (`probe.fit.fit_probe`), one result record each.
+"""`probe fit` end to end.
+
+The cache entries built from the file the user names (`probe.entries`), every requested (head, seed)
+fitted on them (`probe.fit.fit_probe`), one result record each.
 """
 
 from __future__ import annotations
@@ -49,20 +51,18 @@ def run_probe(
     extract: ExtractOptions | None = None,
     where: EntryFilter | None = None,
     skip_existing: bool = False,
-    **option_values,
 ) -> list[RunResult]:
     """Fit heads on the cached features of every matching entry; one record per configuration.
 
     Args:
         backbone: only this backbone's entries; None fits every backbone cached for the data.
-        options: heads, features, selection, seeds, subsets (`ProbeOptions`), or its fields as
-            `option_values`.
+        options: heads, features, selection, seeds, subsets (`ProbeOptions`; None: its defaults).
         extract: extract the backbone's features first (instant when cached) as these options
             say, and fit that entry.
         where: without `extract`, fit only the entries built as asked (weights, resize, ...).
         skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
     """
-    options = options or ProbeOptions(**option_values)
+    options = options or ProbeOptions()
     spec = get_dataset(dataset, task=task)
     if extract is not None:
         if backbone is None:
@@ -92,12 +92,16 @@ def run_probe(
     return results
 
 
-def _todo(options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing) -> list[FitSettings]:
+def _todo(
+    options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing
+) -> list[FitSettings]:
     """The (head, seed) configurations to fit on one entry, less those whose record exists."""
     kinds = options.kinds or default_kinds(key.features)
     missing = [k for k in kinds if k not in key.features]
     if missing:
-        raise ValueError(f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}")
+        raise ValueError(
+            f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}"
+        )
     subsampled = options.train_fraction is not None or options.shots is not None
     todo = []
     for head in options.heads:
@@ -140,10 +144,16 @@ def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[
     )
 
 
-def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings) -> RunResult:
+def _one_run(
+    splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings
+) -> RunResult:
     (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
     rows = subsample(
-        y_train, task=spec.task, seed=settings.seed, fraction=settings.fraction, shots=settings.shots
+        y_train,
+        task=spec.task,
+        seed=settings.seed,
+        fraction=settings.fraction,
+        shots=settings.shots,
     )
     subset = f" after {settings.subset_flag} ({len(rows)} of {len(y_train)} images)"
     fit = fit_probe(
@@ -159,7 +169,9 @@ def _one_run(splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: Fit
         seed=settings.seed,
         where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
     )
-    return _record(fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1])
+    return _record(
+        fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1]
+    )
 
 
 def _track(result: RunResult, tracker: str | None, out) -> None:
@@ -170,7 +182,9 @@ def _track(result: RunResult, tracker: str | None, out) -> None:
     logger.params(result.config)
     metric = result.hparams["selected_on"]
     for step, (params, score) in enumerate(result.hparams["val_sweep"]):
-        logger.scalars({f"sweep/val_{metric}": score} | {f"sweep/{k}": v for k, v in params.items()}, step)
+        logger.scalars(
+            {f"sweep/val_{metric}": score} | {f"sweep/{k}": v for k, v in params.items()}, step
+        )
     test = split_scalars(result.metrics["test"], "test")
     logger.scalars(test | split_scalars(result.metrics["val"], "val"), 0)
     logger.finish({k: v for k, v in result.hparams.items() if k != "val_sweep"}, test)

@@ -1,4 +1,7 @@
-"""A probe run's settings besides its cache entry: what its record is keyed by, seeds worth running."""
+"""A probe run's settings besides its cache entry.
+
+What its record is keyed by, seeds worth running.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +34,10 @@ class FitSettings:
     refit: str = "none"
 
     def config(self, key: CacheKey) -> dict:
-        """The run's full configuration: the record's name ends in its digest. A refit is named
-        only when asked for, so the runs of earlier versions keep their identity."""
+        """The run's full configuration: the record's name ends in its digest.
+
+        A refit is named only when asked for, so the runs of earlier versions keep their identity.
+        """
         refit = {} if self.refit == "none" else {"refit": self.refit}
         return {
             "entry": json.loads(key.to_json()),
@@ -53,9 +58,13 @@ class FitSettings:
         return f"--shots {self.shots}" if self.shots is not None else None
 
     def tag(self, entry_kinds: tuple[str, ...]) -> str:
-        return run_tag(self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit)
+        """The run's variant tag (kinds other than the entry's default, fraction, shots, refit)."""
+        return run_tag(
+            self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit
+        )
 
     def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
+        """The run's folder-safe name on the entry of `key`."""
         variant = variant_of(self.head, self.tag(key.features))
         return run_name(spec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
 
@@ -67,8 +76,10 @@ def run_tag(
     shots: int | None,
     refit: str = "none",
 ) -> str:
-    """What tells a run's variant apart in its name: non-default features, label efficiency, a
-    refit on train+val."""
+    """What tells a run's variant apart in its name.
+
+    Non-default features, label efficiency, a refit on train+val.
+    """
     parts = [] if tuple(kinds) == tuple(default) else ["+".join(kinds)]
     parts += [f"frac{fraction:g}"] if fraction is not None else []
     parts += [f"shots{shots}"] if shots is not None else []

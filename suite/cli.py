@@ -1,5 +1,7 @@
-"""`probe suite`: a recipe's runs (skipping finished ones), then its report. `suite.programs` adds it
-to the `probe` program."""
+"""`probe suite`: a recipe's runs (skipping finished ones), then its report.
+
+`suite.programs` adds it to the `probe` program.
+"""
 
 from __future__ import annotations
 
@@ -12,14 +14,22 @@ from probe.cli import clean_errors
 @click.command("suite")
 @click.argument("recipe")
 @click.option(
-    "--out", type=click.Path(file_okay=False), default=None, help="Result records [default: the recipe's]."
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Result records [default: the recipe's].",
 )
 @click.option(
-    "--report", type=click.Path(file_okay=False), default=None, help="Report folder [default: the recipe's]."
+    "--report",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Report folder [default: the recipe's].",
 )
 @click.option("--data-root", type=click.Path(file_okay=False), default=None)
 @cache_root_option
-@click.option("--plan", "plan_only", is_flag=True, help="Print the runs, data and cache space; run nothing.")
+@click.option(
+    "--plan", "plan_only", is_flag=True, help="Print the runs, data and cache space; run nothing."
+)
 @clean_errors
 def suite_command(recipe, plan_only, **overrides):
     """Run a recipe's matrix (skipping finished runs), then write its report.
@@ -32,7 +42,8 @@ def suite_command(recipe, plan_only, **overrides):
     loaded = load_recipe(recipe, **overrides)
     click.echo(
         f"{recipe}: {len(loaded.datasets)} dataset(s) x {len(loaded.sizes)} size(s), "
-        f"{len(loaded.probes)} probe and {len(loaded.finetunes)} finetune entries, seeds {loaded.seeds}"
+        f"{len(loaded.probes)} probe and {len(loaded.finetunes)} finetune entries, seeds "
+        f"{loaded.seeds}"
     )
     if plan_only:
         from suite.plan import plan_suite

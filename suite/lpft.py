@@ -17,6 +17,7 @@ import torch
 
 from cache.extract import extract
 from cache.forward import default_batch_size
+from cache.options import ExtractOptions
 from cache.store import read_key, read_split
 from finetune.augment import augment, draw_params
 from medprobe.backbones.preprocess import PreprocessConfig, preprocess
@@ -48,13 +49,17 @@ AUGMENTED_PASSES = 2
 AUGMENT_SEED_OFFSET = 2  # the fine-tune shuffles with seed and augments with seed + 1
 
 
-def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size: int | None) -> dict:
-    """Fit a logistic-regression probe on the cached features of `model`'s head input and load it
-    as `model`'s classifier.
+def probe_head(
+    cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size: int | None
+) -> dict:
+    """Fit a logistic-regression probe on `model`'s head input and load it as its classifier.
+
+    The probe is fitted on the cached features of that input.
 
     Args:
         cfg: the run's `finetune.config.TrainConfig` (model, weights, data, precision, selection).
-        model: the classifier built for the run, in eval mode, on the CPU (left on the run's device).
+        model: the classifier built for the run, in eval mode, on the CPU (left on the run's
+            device).
         pcfg: the preprocessing the run feeds it.
         img_size: the input size the run asked for (None: the model's), as the cache entry keys it.
 
@@ -71,12 +76,14 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
         task=cfg.task,
         data_root=cfg.data_root,
         cache_root=cfg.cache_root,
-        weights=cfg.weights,
-        pretrained=bool(cfg.pretrained),
-        img_size=img_size,
-        precision=cfg.precision,
-        dtype=PROBE_STORAGE,
-        device=cfg.device,
+        options=ExtractOptions(
+            weights=cfg.weights,
+            pretrained=bool(cfg.pretrained),
+            img_size=img_size,
+            precision=cfg.precision,
+            dtype=PROBE_STORAGE,
+            device=cfg.device,
+        ),
     )
     splits = {s: read_split(entry.path, s, kinds=(kind,)) for s in ("train", "val")}
     data = {s: (features[kind], labels) for s, (features, labels) in splits.items()}
@@ -89,8 +96,12 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
     sweep = LogRegHead.sweep(x, y, x_val, score, task=dspec.task, n_classes=dspec.n_classes)
     val_metrics = evaluate(y_val, sweep.best.predict_proba(x_val), task=dspec.task)
     load_linear_head(model, sweep.best)
-    log.info("head from the logreg probe on %s features (C=%g, val AUC %.4f)", kind, sweep.params["C"],
-             val_metrics["auc"])  # fmt: skip
+    log.info(
+        "head from the logreg probe on %s features (C=%g, val AUC %.4f)",
+        kind,
+        sweep.params["C"],
+        val_metrics["auc"],
+    )
     return {
         "from": "probe",
         "head": "logreg",
@@ -103,25 +114,34 @@ def probe_head(cfg, model: torch.nn.Module, *, pcfg: PreprocessConfig, img_size:
     }
 
 
-def _fit_rows(cfg, dspec, model, pcfg, clean: tuple, *, precision: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """(features, labels, augmented passes) the probe fits: the cached train features, and when the
-    run augments, `AUGMENTED_PASSES` augmented passes over the train images after them."""
+def _fit_rows(
+    cfg, dspec, model, pcfg, clean: tuple, *, precision: str
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(features, labels, augmented passes) the probe fits.
+
+    The cached train features, and when the run augments, `AUGMENTED_PASSES` augmented passes over
+    the train images after them.
+    """
     x, y = clean
     passes = AUGMENTED_PASSES if cfg.augment == "basic" else 0
     if not passes:
         return x, y, 0
     train = open_split(dspec, "train", size=cfg.size, root=cfg.data_root)
     flips = cfg.flips_for(dspec.flips)
-    augmented = augmented_head_inputs(model, pcfg, train, passes, flips=flips, precision=precision, cfg=cfg)
+    augmented = augmented_head_inputs(
+        model, pcfg, train, passes, flips=flips, precision=precision, cfg=cfg
+    )
     return np.concatenate([x, *augmented]), np.concatenate([y] * (1 + passes)), passes
 
 
 def augmented_head_inputs(
     model, pcfg, train, passes: int, *, flips: str, precision: str, cfg
 ) -> list[np.ndarray]:
-    """The network's head input for `passes` augmented passes over the train images (float32, one
-    (N, D) array per pass), drawn from a generator of their own (the fine-tune's draws stay as they
-    are). Computed on the run's device, where `model` stays."""
+    """The network's head input for `passes` augmented passes over the train images.
+
+    Float32, one (N, D) array per pass, drawn from a generator of their own (the fine-tune's draws
+    stay as they are); computed on the run's device, where `model` stays.
+    """
     device = resolve_device(cfg.device)
     model.to(device).eval()
     generator = torch.Generator().manual_seed(cfg.seed + AUGMENT_SEED_OFFSET)
@@ -138,13 +158,15 @@ def augmented_head_inputs(
     return out
 
 
-def head_input(model: torch.nn.Module, images: torch.Tensor, pcfg: PreprocessConfig) -> torch.Tensor:
-    """What `model`'s classifier reads for a batch of uint8 images (the features before the head)."""
+def head_input(
+    model: torch.nn.Module, images: torch.Tensor, pcfg: PreprocessConfig
+) -> torch.Tensor:
+    """What `model`'s classifier reads for a batch of uint8 images (the features it is fed)."""
     return model.forward_head(model.forward_features(preprocess(images, pcfg)), pre_logits=True)
 
 
 def head_input_kind(model: torch.nn.Module, family: str) -> str:
-    """Which cached feature kind (`medprobe.backbones.factory.extract_features`) the classifier reads."""
+    """Which cached feature kind (`factory.extract_features`) the classifier reads."""
     if family == "cnn":
         return "pool"
     pool = getattr(model, "global_pool", None)
@@ -152,12 +174,16 @@ def head_input_kind(model: torch.nn.Module, family: str) -> str:
         return "cls"
     if pool == "avg" and isinstance(getattr(model, "fc_norm", None), torch.nn.Identity):
         return "mean"
-    raise UserError(f"--init-head probe: no cached feature kind is the input of this model's head ({pool=})")
+    raise UserError(
+        f"--init-head probe: no cached feature kind is the input of this model's head ({pool=})"
+    )
 
 
 def load_linear_head(model: torch.nn.Module, head) -> None:
-    """Fold a linear probe's standardisation into its weights and load them as `model`'s classifier:
-    ((x - mean) / scale) @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean)."""
+    """Fold a linear probe's standardisation into its weights; load them as `model`'s head.
+
+    ((x - mean) / scale) @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean).
+    """
     classifier = model.get_classifier()
     coef, intercept, mean, scale = (
         torch.as_tensor(np.asarray(a), dtype=torch.float64)
@@ -173,9 +199,14 @@ def load_linear_head(model: torch.nn.Module, head) -> None:
         classifier.bias.copy_(bias)
 
 
-def _check_head_input(model, pcfg: PreprocessConfig, images, cached: np.ndarray, *, precision: str) -> None:
-    """The network's head input for a few images equals their cached features (else a probe fitted
-    on them would not be this network's head: other weights, preprocessing or feature kind)."""
+def _check_head_input(
+    model, pcfg: PreprocessConfig, images, cached: np.ndarray, *, precision: str
+) -> None:
+    """Check that the network's head input equals the cached features it was fitted on.
+
+    Else a probe fitted on them would not be this network's head: other weights, preprocessing
+    or feature kind.
+    """
     with torch.no_grad(), autocast(torch.device("cpu"), precision):
         computed = head_input(model, torch.from_numpy(images), pcfg).float()
     cached = torch.from_numpy(cached)

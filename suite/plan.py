@@ -26,13 +26,14 @@ class Plan:
     images_bytes: int = 0  # the data uncompressed: what memory or the disk copy of `finetune` holds
 
     def lines(self) -> list[str]:
+        """The plan as printed: runs, then data files present and missing."""
         present = [f for f in self.files if f[1]]
         missing = [f for f in self.files if not f[1]]
         return [
             *self.runs,
             f"{len(self.runs)} run(s)",
-            f"data: {len(self.files)} file(s), {len(present)} present ({_gb(sum(f[2] for f in present))}), "
-            f"{len(missing)} to download"
+            f"data: {len(self.files)} file(s), {len(present)} present "
+            f"({_gb(sum(f[2] for f in present))}), {len(missing)} to download"
             + (f" (~{_gb(sum(f[2] for f in missing))} uncompressed at most)" if missing else ""),
             *(f"  missing {path}" for path, _, _ in missing),
             f"images uncompressed: {_gb(self.images_bytes)}",
@@ -45,7 +46,9 @@ def plan_suite(recipe: Recipe) -> Plan:
     from medprobe.backbones.factory import feature_dims  # torch (meta device only)
 
     plan = Plan()
-    widths = [sum(feature_dims(p["backbone"], img_size=p.get("img_size")).values()) for p in recipe.probes]
+    widths = [
+        sum(feature_dims(p["backbone"], img_size=p.get("img_size")).values()) for p in recipe.probes
+    ]
     for dataset in recipe.datasets:
         spec = get_dataset(dataset, task=recipe.task)
         for size in recipe.sizes:
@@ -65,7 +68,10 @@ def plan_suite(recipe: Recipe) -> Plan:
 
 
 def _add_data(plan: Plan, spec: DatasetSpec, size: int, recipe: Recipe) -> int:
-    """Count one data file (its rows and bytes from its npy headers when present); returns its images."""
+    """Count one data file (its rows and bytes from its npy headers when present).
+
+    Returns its images.
+    """
     path = spec.path or data_root(recipe.data_root) / spec.filename(size)
     if path.exists():
         shapes = [member_info(path, f"{split}_images").shape for split in SPLITS]

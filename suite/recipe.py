@@ -1,4 +1,6 @@
-"""A recipe file: `[suite]` (datasets, sizes, seeds, folders), `[[probe]]` and `[[finetune]]` tables.
+"""A recipe file.
+
+`[suite]` (datasets, sizes, seeds, folders), `[[probe]]` and `[[finetune]]` tables.
 
 The whole recipe is checked before the first run starts: every key, type and range against the
 dataclass that owns it, every dataset, size, backbone, head and model against its registry. An
@@ -31,11 +33,15 @@ class RecipeError(ValueError):
 
 
 def packaged_recipes() -> list[str]:
+    """The names of the recipes shipped with medprobe."""
     return sorted(p.stem for p in PACKAGED.glob("*.toml"))
 
 
 def find_recipe(name: str | Path) -> Path:
-    """A recipe file's path: `name` itself when it is a file, else the packaged recipe of that name."""
+    """A recipe file's path.
+
+    `name` itself when it is a file, else the packaged recipe of that name.
+    """
     path = Path(name)
     if path.is_file():
         return path
@@ -43,11 +49,15 @@ def find_recipe(name: str | Path) -> Path:
     if path.parent == Path(".") and packaged.is_file():
         return packaged
     known = ", ".join(packaged_recipes())
-    raise RecipeError(f"no recipe file {name} and no packaged recipe of that name; packaged: {known}")
+    raise RecipeError(
+        f"no recipe file {name} and no packaged recipe of that name; packaged: {known}"
+    )
 
 
 @dataclass
 class Recipe:
+    """A checked recipe: its `[suite]` values and its probe and fine-tune tables."""
+
     path: Path
     datasets: list[str]
     sizes: list[int]
@@ -62,8 +72,10 @@ class Recipe:
 
 
 def load_recipe(path: str | Path, **overrides) -> Recipe:
-    """Parse and check a recipe (a file, or a packaged recipe's name); `overrides` (out, data_root,
-    cache_root, report) win over it."""
+    """Parse and check a recipe (a file, or a packaged recipe's name).
+
+    `overrides` (out, data_root, cache_root, report) win over it.
+    """
     path = find_recipe(path)
     text = path.read_text()
     try:
@@ -73,7 +85,8 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
     unknown_tables = set(data) - {"suite", "probe", "finetune"}
     if unknown_tables:
         raise RecipeError(
-            f"{path}: unknown table(s) {sorted(unknown_tables)}; use [suite], [[probe]], [[finetune]]"
+            f"{path}: unknown table(s) {sorted(unknown_tables)}; use [suite], [[probe]], "
+            "[[finetune]]"
         )
     at = _Where(path, text)
     suite = data.get("suite", {})
@@ -106,7 +119,9 @@ def _renamed(table: dict, old: str, new: str) -> dict:
     return {new if k == old else k: v for k, v in table.items()}
 
 
-def finetune_config(recipe: Recipe, options: dict, dataset: str, size: int, seed: int) -> TrainConfig:
+def finetune_config(
+    recipe: Recipe, options: dict, dataset: str, size: int, seed: int
+) -> TrainConfig:
     """The configuration of one fine-tune run of the recipe (resumed, or skipped when recorded)."""
     return TrainConfig(
         **options,
@@ -126,7 +141,9 @@ def _check_datasets(recipe: Recipe, at: _Where) -> None:
         spec = at.call(get_dataset, dataset, task=recipe.task, key="datasets")
         bad = [s for s in recipe.sizes if spec.sizes and s not in spec.sizes]
         if bad:
-            raise RecipeError(f"{at.line('sizes')}: sizes {bad} not available; choose from {spec.sizes}")
+            raise RecipeError(
+                f"{at.line('sizes')}: sizes {bad} not available; choose from {spec.sizes}"
+            )
 
 
 def _check_probe(probe: dict, at: _Where) -> None:
@@ -142,11 +159,13 @@ def _check_probe(probe: dict, at: _Where) -> None:
 
 
 def _check_finetune(recipe: Recipe, options: dict, at: _Where) -> None:
-    """Check a [[finetune]] table as `finetune run` would, for each dataset, before anything runs."""
+    """Check a [[finetune]] table as `finetune run` would, per dataset, before anything runs."""
     from finetune.setup import check_config  # torch: only for recipes that fine-tune
 
     if "model" not in options:
-        raise RecipeError(f"{at.path}: a [[finetune]] table needs `backbone = ...` (or `model = ...`)")
+        raise RecipeError(
+            f"{at.path}: a [[finetune]] table needs `backbone = ...` (or `model = ...`)"
+        )
     what = f"[[finetune]] model {options['model']!r}"
     at.check_table(options, values.FINETUNE, what)
     for dataset in recipe.datasets:
@@ -181,7 +200,9 @@ class _Where:
         for key, value in table.items():
             wanted = rules[key](value)
             if wanted:
-                raise RecipeError(f"{self.line(key)}: {key} in {name} must be {wanted}; got {value!r}")
+                raise RecipeError(
+                    f"{self.line(key)}: {key} in {name} must be {wanted}; got {value!r}"
+                )
 
     def call(self, function, *args, key: str, value: str | None = None, what: str = "", **kwargs):
         """Call a lookup or check; its user error becomes a RecipeError at the line of `key`."""

@@ -1,4 +1,6 @@
-"""What each recipe value must be, so a bad key, type or range fails before the first run, naming its line.
+"""What each recipe value must be.
+
+A bad key, type or range fails before the first run, naming its line.
 
 `[suite]` rules are declared here; `[[probe]]` and `[[finetune]]` tables take theirs from the
 dataclasses that own those options (`ProbeOptions`, `ExtractOptions`, `TrainConfig`).
@@ -32,8 +34,12 @@ def _list_of(check: Callable[[object], bool], what: str) -> Rule:
 TEXT = _rule(lambda v: isinstance(v, str) and bool(v), "a non-empty string")
 
 SUITE: dict[str, Rule] = {
-    "datasets": _list_of(lambda v: isinstance(v, str) and bool(v), "a non-empty list of dataset names"),
-    "sizes": _list_of(lambda v: _is_int(v) and v >= 1, "a non-empty list of integers (image sizes)"),
+    "datasets": _list_of(
+        lambda v: isinstance(v, str) and bool(v), "a non-empty list of dataset names"
+    ),
+    "sizes": _list_of(
+        lambda v: _is_int(v) and v >= 1, "a non-empty list of integers (image sizes)"
+    ),
     "seeds": _list_of(lambda v: _is_int(v) and v >= 0, "a non-empty list of integers"),
     "out": TEXT,
     "report": TEXT,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cache.options import ExtractOptions
+
 # One thread per test process, and for the processes tests start: on 2 cores a second torch thread
 # only contends with the small tests (single tests drop from ~58 s to ~2 s), and numbers do not
 # depend on it. `make test-slow` gives the compute-heavy real-data tests every core instead.
@@ -21,9 +23,15 @@ EFFNET_WEIGHTS = SHARED / "weights" / "tf_efficientnet_lite0.safetensors"
 
 
 # The smallest fine-tune runs (`TrainConfig` options): timm's test models at 32 px, from scratch, in
-# fp32, without augmentation; a test overrides what it is about (`TINY_RESNET | {"augment": "basic"}`).
+# fp32, without augmentation; a test overrides what it is about (`TINY_RESNET | {"augment":
+# "basic"}`).
 TINY_RESNET = dict(
-    model="timm:test_resnet", pretrained=False, img_size=32, batch_size=16, precision="fp32", augment="none"
+    model="timm:test_resnet",
+    pretrained=False,
+    img_size=32,
+    batch_size=16,
+    precision="fp32",
+    augment="none",
 )
 TINY_VIT = TINY_RESNET | {"model": "timm:test_vit"}
 
@@ -66,14 +74,16 @@ def make_npz(
 
 @pytest.fixture(autouse=True)
 def no_quiet_switch(monkeypatch):
-    """`-q` sets tqdm's process-wide TQDM_DISABLE (for the CLI's process): each test starts and ends
-    without it, so one test's `-q` does not silence another's bars."""
+    """`-q` sets tqdm's process-wide TQDM_DISABLE (for the CLI's process).
+
+    Each test starts and ends without it, so one test's `-q` does not silence another's bars.
+    """
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
 
 
 @pytest.fixture
 def data_root(tmp_path) -> Path:
-    """A data root holding a tiny grayscale `breastmnist.npz` (binary) and `bloodmnist.npz` (RGB)."""
+    """A data root with a tiny grayscale `breastmnist.npz` (binary) and `bloodmnist.npz` (RGB)."""
     root = tmp_path / "data"
     make_npz(root / "breastmnist.npz", n_classes=2)
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(40, 16, 16))
@@ -90,14 +100,18 @@ def offline_hub(monkeypatch):
 
 
 def needs_shared(path: Path):
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} absent (needs ../shared beside the repo)")
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{path} absent (needs ../shared beside the repo)"
+    )
 
 
 @pytest.fixture(scope="session")
 def real_dinov2_cache(tmp_path_factory):
     """Real BreastMNIST through the real DINOv2-S, extracted once per test session (float16)."""
     if not (BREASTMNIST.exists() and DINOV2_WEIGHTS.exists()):
-        pytest.skip("needs ../shared/data/breastmnist.npz and ../shared/weights/dinov2_vits14.safetensors")
+        pytest.skip(
+            "needs ../shared/data/breastmnist.npz and ../shared/weights/dinov2_vits14.safetensors"
+        )
     from cache.extract import extract
 
     cache = tmp_path_factory.mktemp("real-cache")
@@ -106,7 +120,7 @@ def real_dinov2_cache(tmp_path_factory):
         "breastmnist",
         data_root=BREASTMNIST.parent,
         cache_root=cache,
-        weights=DINOV2_WEIGHTS,
         progress=False,
+        options=ExtractOptions(weights=DINOV2_WEIGHTS),
     )
     return cache, result.path

@@ -1,4 +1,4 @@
-"""Augmentation draws only the mirror images that keep a dataset's labels, and says which it drew."""
+"""Augmentation draws only mirror images that keep a dataset's labels, and says which it drew."""
 
 from __future__ import annotations
 
@@ -36,7 +36,9 @@ def test_no_dataset_is_mirrored_into_another_class():
 def test_the_record_and_identity_hold_the_flips_drawn(data_root, tmp_path):
     basic = TINY_RESNET | {"augment": "basic"}
     result = train(
-        TrainConfig(dataset="breastmnist", data_root=str(data_root), epochs=1, out=str(tmp_path), **basic)
+        TrainConfig(
+            dataset="breastmnist", data_root=str(data_root), epochs=1, out=str(tmp_path), **basic
+        )
     )
     assert result.hparams["flips"] == "h" and result.config["flips"] == "h"
 

@@ -73,9 +73,12 @@ def test_mean_excludes_prefix_tokens():
 
 
 def test_last4_is_dinov2s_linear_eval_input_from_the_same_pass():
-    """The class tokens of the last 4 blocks, each through the final norm, then the mean patch token
-    (dinov2/eval/linear.py, create_linear_input), computed here block by block; cls and mean are
-    forward_features' own, bit for bit."""
+    """`last4` is DINOv2's linear-eval input, computed here block by block.
+
+    The class tokens of the last 4 blocks, each through the final norm, then the mean patch
+    token (dinov2/eval/linear.py, create_linear_input); cls and mean are forward_features' own,
+    bit for bit.
+    """
     from medprobe.backbones.factory import feature_dims
 
     spec = get_backbone("timm:test_vit")
@@ -120,8 +123,12 @@ def test_weights_identity_tells_hub_file_and_random_apart(tmp_path):
     file.write_bytes(b"abc")
     identity = dict(pretrained=True, weights=None, seed=0)
     assert weights_identity(spec.model_id, **identity) == f"timm:{spec.model_id}"
-    assert weights_identity(spec.model_id, **identity | {"pretrained": False}) == "random-init:seed0"
-    assert weights_identity(spec.model_id, **identity | {"weights": file}).startswith("sha256:ba7816bf")
+    assert (
+        weights_identity(spec.model_id, **identity | {"pretrained": False}) == "random-init:seed0"
+    )
+    assert weights_identity(spec.model_id, **identity | {"weights": file}).startswith(
+        "sha256:ba7816bf"
+    )
 
 
 @pytest.mark.real
@@ -147,7 +154,10 @@ def test_preprocess_config_without_weights_matches_the_built_model(name):
     from medprobe.backbones.factory import preprocess_config
 
     # The cache key is computed from this before any weights load; it must not drift.
-    assert preprocess_config(name, resize="pad") == create_backbone(name, pretrained=False, resize="pad")[1]
+    assert (
+        preprocess_config(name, resize="pad")
+        == create_backbone(name, pretrained=False, resize="pad")[1]
+    )
 
 
 def test_feature_dims_without_weights_are_what_extraction_yields():

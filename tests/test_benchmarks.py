@@ -41,20 +41,52 @@ def test_compare_runs_both_paths_and_appends_a_row(tmp_path):
 
 
 def test_augment_shift_prints_a_row_per_augmentation_and_split(data_root, tmp_path):
-    cmd = [sys.executable, "-m", "benchmarks.augment_shift", "--backbone", "timm:test_vit", "--no-pretrained",
-           "--img-size", "32", "--dataset", "breastmnist", "--data-root", str(data_root),
-           "--cache-root", str(tmp_path / "cache"), "--n", "8"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.augment_shift",
+        "--backbone",
+        "timm:test_vit",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        str(data_root),
+        "--cache-root",
+        str(tmp_path / "cache"),
+        "--n",
+        "8",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
-    assert len(rows) == 2 * 8 and {r[3] for r in rows} == {"breastmnist train (8)", "breastmnist test (8)"}
+    assert len(rows) == 2 * 8 and {r[3] for r in rows} == {
+        "breastmnist train (8)",
+        "breastmnist test (8)",
+    }
     changes = {r[4]: float(r[5]) for r in rows if "test" in r[3]}
     assert changes["none"] == 0 and changes["flip left-right"] > 0 and "random, flips h" in changes
 
 
 def test_micro_batch_benchmark_prints_a_row_per_micro_batch_size():
-    cmd = [sys.executable, "-m", "benchmarks.micro_batch", "--backbone", "timm:test_vit", "--img-size", "32",
-           "--batch-size", "8", "--micro-batches", "8", "2", "--steps", "1"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.micro_batch",
+        "--backbone",
+        "timm:test_vit",
+        "--img-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--micro-batches",
+        "8",
+        "2",
+        "--steps",
+        "1",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
@@ -71,15 +103,27 @@ def test_without_append_leaves_the_command_to_reproduce():
 
 @pytest.mark.slow
 def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
-    steps = "start-up,frozen,extraction,finetune,notebook,torchrun"  # compile: exercised in test_finetune
-    cmd = [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--out", str(tmp_path), "--steps", steps]
+    # compile: exercised in test_finetune
+    steps = "start-up,frozen,extraction,finetune,notebook,torchrun"
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.gpu",
+        "--tiny",
+        "--out",
+        str(tmp_path),
+        "--steps",
+        steps,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = (tmp_path / "rows.md").read_text().splitlines()
     assert len([r for r in rows if r.startswith("| `") or r.startswith("| extraction")]) >= 12
     figures = json.loads((tmp_path / "figures.json").read_text())
     heads = next(v["heads"] for k, v in figures.items() if k.startswith("`probe fit --head"))
-    assert set(heads) == {"logreg", "linear", "knn"} and all("bootstrap_s" in t for t in heads.values())
+    assert set(heads) == {"logreg", "linear", "knn"} and all(
+        "bootstrap_s" in t for t in heads.values()
+    )
 
 
 def test_heads_against_sklearn_prints_a_row_per_head_and_thread_setting():
@@ -110,11 +154,22 @@ def test_probe_quality_prints_a_row_per_feature_rule_and_head(tmp_path):
     from conftest import make_npz
 
     make_npz(tmp_path / "data" / "breastmnist.npz", n_classes=2)
-    cmd = [sys.executable, "-m", "benchmarks.probe_quality", "--backbone", "timm:test_vit", "--no-pretrained"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "benchmarks.probe_quality",
+        "--backbone",
+        "timm:test_vit",
+        "--no-pretrained",
+    ]
     cmd += ["--img-size", "32", "--heads", "logreg,knn", "--precision", "fp32"]
     cmd += ["--data-root", str(tmp_path / "data"), "--cache-root", str(tmp_path / "cache")]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [line.split(" | ") for line in done.stdout.splitlines() if line.startswith("| 20")]
     assert len(rows) == 2 * 3 * 2 and {r[3] for r in rows} == {"cls+mean", "last4"}
-    assert {(r[5], r[6]) for r in rows} == {("acc", "none"), ("loss", "none"), ("loss", "train+val")}
+    assert {(r[5], r[6]) for r in rows} == {
+        ("acc", "none"),
+        ("loss", "none"),
+        ("loss", "train+val"),
+    }

@@ -19,6 +19,7 @@ from conftest import TINY_RESNET, make_npz
 
 from cache.extract import extract
 from cache.forward import FeatureRunner
+from cache.options import ExtractOptions
 from cache.store import read_split
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig
@@ -40,7 +41,8 @@ def test_streamed_split_equals_np_load_bitwise(tmp_path, save):
         for s, n in [("train", 37), ("val", 5), ("test", 6)]
     }
     arrays |= {
-        f"{s}_labels": rng.integers(0, 3, (len(arrays[f"{s}_images"]), 1)) for s in ("train", "val", "test")
+        f"{s}_labels": rng.integers(0, 3, (len(arrays[f"{s}_images"]), 1))
+        for s in ("train", "val", "test")
     }
     path = tmp_path / "own.npz"
     save(path, **arrays)
@@ -56,17 +58,28 @@ def test_streamed_split_equals_np_load_bitwise(tmp_path, save):
 
 
 def test_streamed_extraction_equals_the_in_memory_path_bitwise(data_root, tmp_path):
-    """The entry written from the stream holds exactly the features of the same batches of the
-    split loaded whole (what extraction did before it streamed)."""
+    """Streamed extraction writes exactly the features of the split loaded whole.
+
+    The same batches as extraction made before it streamed.
+    """
     result = extract(
-        "timm:test_vit", "bloodmnist", data_root=data_root, cache_root=tmp_path, pretrained=False,
-        img_size=32, batch_size=7, precision="fp32", dtype="float32", progress=False,
-    )  # fmt: skip
+        "timm:test_vit",
+        "bloodmnist",
+        data_root=data_root,
+        cache_root=tmp_path,
+        progress=False,
+        options=ExtractOptions(
+            pretrained=False, img_size=32, batch_size=7, precision="fp32", dtype="float32"
+        ),
+    )
     spec = get_backbone("timm:test_vit")
     model, _ = create_backbone(spec, pretrained=False, img_size=32)
-    run = FeatureRunner(model, preprocess_config(spec, img_size=32), spec.family, torch.device("cpu"), "fp32")
+    run = FeatureRunner(
+        model, preprocess_config(spec, img_size=32), spec.family, torch.device("cpu"), "fp32"
+    )
     for split in ("train", "val", "test"):
-        images, labels = load_split("bloodmnist", split, root=data_root)  # the whole split in memory
+        # the whole split in memory
+        images, labels = load_split("bloodmnist", split, root=data_root)
         batches = [run(torch.from_numpy(images[i : i + 7])) for i in range(0, len(images), 7)]
         features, cached_labels = read_split(result.path, split)
         assert np.array_equal(cached_labels, labels)
@@ -106,7 +119,9 @@ def test_disk_copy_resumes_after_a_crash(data_root, tmp_path, monkeypatch, caplo
     with caplog.at_level("INFO", logger="medprobe.data.disk_copy"):
         mapped = disk_images(npz, "train", md5=file_md5(npz), root=tmp_path, chunk=8)
     assert "after 16 of 40 rows" in caplog.text
-    assert np.array_equal(mapped.read(0, len(mapped)), load_split("bloodmnist", "train", root=data_root)[0])
+    assert np.array_equal(
+        mapped.read(0, len(mapped)), load_split("bloodmnist", "train", root=data_root)[0]
+    )
 
 
 @pytest.mark.slow
@@ -128,7 +143,7 @@ def test_disk_copy_resumes_after_kill_9(tmp_path):
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", child], cwd=ROOT)
-    sidecar = tmp_path / "npy" / "m" / "train_images.npy.progress.json"
+    sidecar = tmp_path / "npy" / "m" / "train_images.npy.partial.progress.json"
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not sidecar.exists():
         time.sleep(0.02)
@@ -153,8 +168,11 @@ def test_finetune_from_the_disk_copy_equals_finetune_from_memory(data_root, tmp_
     assert mapped.metrics["test"] == memory.metrics["test"]
 
 
-def test_auto_reads_from_disk_when_it_would_take_over_half_the_memory(data_root, tmp_path, monkeypatch):
-    monkeypatch.setattr("finetune.data.available_memory", lambda: 2 * 40 * 28 * 28 * 3)  # ~ the images
+def test_auto_reads_from_disk_when_it_would_take_over_half_the_memory(
+    data_root, tmp_path, monkeypatch
+):
+    # ~ the images
+    monkeypatch.setattr("finetune.data.available_memory", lambda: 2 * 40 * 28 * 28 * 3)
     data = dict(dataset="bloodmnist", data_root=str(data_root), cache_root=str(tmp_path / "cache"))
     cfg = TrainConfig(**data, epochs=1, out=str(tmp_path / "runs"), **TINY_RESNET)
     train(cfg)
@@ -207,16 +225,19 @@ def _big_npz(path: Path, n_train: int) -> None:
 
 def _peak_rss(args: list[str], cwd: Path) -> int:
     """Peak resident memory (bytes) of one whole CLI process."""
-    done = subprocess.run([sys.executable, "-c", PEAK_RSS, *args], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, *args], cwd=cwd, capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     return int(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_dataset(tmp_path):
-    """224 px data of ~30 MB and ~300 MB: extraction and memory-mapped training peak within 150 MB."""
+    """224 px data of ~30 MB and ~300 MB: extraction and memory-mapped training peak in 150 MB."""
     peaks = {}
-    for name, n in (("small", 160), ("large", 1600)):  # 150,528 bytes an image: ~30 MB, ~300 MB in all
+    # 150,528 bytes an image: ~30 MB, ~300 MB in all
+    for name, n in (("small", 160), ("large", 1600)):
         root = tmp_path / name
         _big_npz(root / "bloodmnist_224.npz", n)
         common = ["--dataset", "bloodmnist", "--size", "224", "--data-root", str(root)]

@@ -1,4 +1,7 @@
-"""cache: content keys, atomic + resumable writes, damaged-file detection, locking, torchrun shards."""
+"""cache.
+
+Content keys, atomic + resumable writes, damaged-file detection, locking, torchrun shards.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from click.testing import CliRunner
 from conftest import make_npz
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from cache.store import CacheError, inspect_entry, list_entries, read_attrs, read_key, read_split
 from cache.writer import open_partial
 from probe.cli import main as probe_main
@@ -26,8 +30,17 @@ TINY = dict(backbone="timm:test_vit", pretrained=False, img_size=32, batch_size=
 def extract_tiny(data_root, cache_root, **overrides):
     options = TINY | overrides
     if options.get("weights") is not None:
-        options["pretrained"] = True  # a weights file is pretrained (`--no-pretrained` contradicts it)
-    return extract(dataset="bloodmnist", data_root=data_root, cache_root=cache_root, **options)
+        # a weights file is pretrained (`--no-pretrained` contradicts it)
+        options["pretrained"] = True
+    backbone, progress = options.pop("backbone"), options.pop("progress")
+    return extract(
+        backbone,
+        "bloodmnist",
+        data_root=data_root,
+        cache_root=cache_root,
+        progress=progress,
+        options=ExtractOptions(**options),
+    )
 
 
 def all_features(path):
@@ -188,7 +201,9 @@ def bigger_data(tmp_path) -> Path:
 @pytest.mark.slow
 def test_kill_9_then_rerun_equals_an_uninterrupted_run(bigger_data, tmp_path):
     cache = tmp_path / "killed"
-    proc = subprocess.Popen(cli_process(*slow_extract_args(bigger_data, cache)), stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cli_process(*slow_extract_args(bigger_data, cache)), stderr=subprocess.DEVNULL
+    )
     sidecars = []
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -208,7 +223,9 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(bigger_data, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     reference = subprocess.run(
-        cli_process(*slow_extract_args(bigger_data, tmp_path / "clean")), capture_output=True, text=True
+        cli_process(*slow_extract_args(bigger_data, tmp_path / "clean")),
+        capture_output=True,
+        text=True,
     )
     assert reference.returncode == 0, reference.stderr
     final = partial.with_name(partial.name.removesuffix(".partial"))
@@ -223,7 +240,8 @@ def test_kill_9_then_rerun_equals_an_uninterrupted_run(bigger_data, tmp_path):
 def test_two_concurrent_extractions_end_with_one_valid_entry(bigger_data, tmp_path):
     args = cli_process(*slow_extract_args(bigger_data, tmp_path / "cache"))
     procs = [
-        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+        subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
     ]
     outputs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
@@ -258,7 +276,14 @@ def test_torchrun_two_processes_equal_one(bigger_data, tmp_path):
     )
     assert single.returncode == 0, single.stderr
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
     sharded = subprocess.run(
         [*torchrun, "-m", "probe", "extract", *common, "--cache-root", str(tmp_path / "two")],
         capture_output=True,
@@ -279,7 +304,15 @@ def test_torchrun_two_processes_equal_one(bigger_data, tmp_path):
 def test_cli_extract_and_cache_commands(data_root, tmp_path):
     runner = CliRunner()
     common = ["--data-root", str(data_root), "--cache-root", str(tmp_path)]
-    args = ["extract", "--backbone", "timm:test_resnet", "--no-pretrained", "--img-size", "32", *common]
+    args = [
+        "extract",
+        "--backbone",
+        "timm:test_resnet",
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        *common,
+    ]
     first = runner.invoke(probe_main, args)
     assert first.exit_code == 0, first.output
     assert runner.invoke(probe_main, args).output.startswith("reused")
@@ -293,17 +326,24 @@ def test_cli_extract_and_cache_commands(data_root, tmp_path):
     assert entry["key"] == digest and entry["rows"] == [40, 16, 16] and entry["state"] == "complete"
     info = runner.invoke(probe_main, ["cache", "info", digest, "--cache-root", str(tmp_path)])
     assert json.loads(info.output)["key"]["backbone"] == "timm:test_resnet"
-    assert runner.invoke(probe_main, ["cache", "verify", "--cache-root", str(tmp_path)]).exit_code == 0
-    removed = runner.invoke(probe_main, ["cache", "rm", digest, "--yes", "--cache-root", str(tmp_path)])
+    assert (
+        runner.invoke(probe_main, ["cache", "verify", "--cache-root", str(tmp_path)]).exit_code == 0
+    )
+    removed = runner.invoke(
+        probe_main, ["cache", "rm", digest, "--yes", "--cache-root", str(tmp_path)]
+    )
     assert removed.exit_code == 0
     assert not list(tmp_path.rglob("*.h5*"))
 
 
 def test_cli_errors_are_one_clean_line(data_root, tmp_path):
     runner = CliRunner()
-    bad = runner.invoke(probe_main, ["extract", "--backbone", "nope", "--data-root", str(data_root)])
+    bad = runner.invoke(
+        probe_main, ["extract", "--backbone", "nope", "--data-root", str(data_root)]
+    )
     assert bad.exit_code == 1 and "choose one of" in bad.output and "Traceback" not in bad.output
     missing = runner.invoke(
-        probe_main, ["extract", "--backbone", "timm:test_vit", "--data-root", str(tmp_path), "--no-download"]
+        probe_main,
+        ["extract", "--backbone", "timm:test_vit", "--data-root", str(tmp_path), "--no-download"],
     )
     assert missing.exit_code == 1 and "--download" in missing.output

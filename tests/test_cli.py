@@ -29,7 +29,10 @@ def test_finetune_help_lists_its_commands():
 
 
 def test_one_vocabulary_with_the_old_spellings_hidden():
-    """`--backbone` and `backbones` in both programs; finetune's `--model` and `models` still work."""
+    """`--backbone` and `backbones` in both programs.
+
+    Finetune's `--model` and `models` still work.
+    """
     commands = CliRunner().invoke(finetune_main, ["--help"]).output
     run_help = CliRunner().invoke(finetune_main, ["run", "--help"]).output
     assert "models" not in commands and "--backbone" in run_help and "--model" not in run_help
@@ -93,7 +96,9 @@ HEAVY = ("torch", "timm", "sklearn", "matplotlib", "scipy", "medmnist", "torchvi
 def modules_loaded_by(code: str) -> list[str]:
     """The heavy top-level modules a fresh interpreter has imported after running `code`."""
     probe_code = f"import sys\n{code}\nprint(__import__('json').dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", probe_code], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", probe_code], capture_output=True, text=True, check=True
+    )
     loaded = json.loads(out.stdout.strip().splitlines()[-1])
     return sorted({name.split(".")[0] for name in loaded} & set(HEAVY))
 
@@ -135,16 +140,20 @@ def test_verbose_and_quiet_work_after_the_subcommand(tmp_path):
     assert runner.invoke(finetune_main, ["models", "--quiet"]).exit_code == 0
     args = ["fit", "--dataset", "nope", "--cache-root", str(tmp_path)]
     clean = runner.invoke(probe_main, args)
-    assert clean.exit_code == 1 and "unknown dataset 'nope'" in clean.output  # one line, no traceback
+    # one line, no traceback
+    assert clean.exit_code == 1 and "unknown dataset 'nope'" in clean.output
     verbose = runner.invoke(probe_main, [*args, "-v"])
-    assert isinstance(verbose.exception, ValueError)  # -v keeps the traceback, after the subcommand too
+    # -v keeps the traceback, after the subcommand too
+    assert isinstance(verbose.exception, ValueError)
 
 
 @pytest.mark.parametrize("program", ["probe", "finetune"])
 def test_python_m_runs_from_a_folder_with_its_own_core_package(program, tmp_path):
     """Research code often has a `core/` package of its own in its working folder."""
     (tmp_path / "core").mkdir()
-    (tmp_path / "core" / "__init__.py").write_text("raise ImportError('the user's own core package')\n")
+    (tmp_path / "core" / "__init__.py").write_text(
+        "raise ImportError('the user's own core package')\n"
+    )
     out = subprocess.run(
         [sys.executable, "-m", program, "--help"], cwd=tmp_path, capture_output=True, text=True
     )
@@ -163,17 +172,41 @@ def test_packaged_recipes_run_by_name(tmp_path):
 def test_fit_and_run_summaries_as_json(data_root, tmp_path, monkeypatch):
     """`--json` prints only JSON on stdout (standard: no NaN), one entry per record written."""
     monkeypatch.setenv("MEDPROBE_CACHE", str(tmp_path / "cache"))
-    model = ["--no-pretrained", "--img-size", "32", "--dataset", "breastmnist", "--data-root", str(data_root)]
+    model = [
+        "--no-pretrained",
+        "--img-size",
+        "32",
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        str(data_root),
+    ]
     out = ["--out", str(tmp_path / "runs"), "--json"]
     fit = CliRunner().invoke(
-        suite_main, ["fit", "--backbone", "timm:test_vit", *model, "--extract", "--head", "logreg,knn", *out]
+        suite_main,
+        ["fit", "--backbone", "timm:test_vit", *model, "--extract", "--head", "logreg,knn", *out],
     )
     assert fit.exit_code == 0, fit.output
     runs = json.loads(fit.stdout, parse_constant=pytest.fail)
-    assert [r["method"] for r in runs] == ["logreg", "knn"] and all(Path(r["record"]).is_file() for r in runs)
+    assert [r["method"] for r in runs] == ["logreg", "knn"] and all(
+        Path(r["record"]).is_file() for r in runs
+    )
     assert set(runs[0]["test"]) >= {"acc", "auc", "macro_f1", "balanced_acc", "ci95"}
-    tiny = ["--model", "timm:test_resnet", "--epochs", "1", "--batch-size", "16", "--precision", "fp32"]
+    tiny = [
+        "--model",
+        "timm:test_resnet",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--precision",
+        "fp32",
+    ]
     run = CliRunner().invoke(finetune_main, ["run", *tiny, *model, *out])
     assert run.exit_code == 0, run.output
     brief = json.loads(run.stdout, parse_constant=pytest.fail)
-    assert brief["best_epoch"] == 1 and brief["defaults"] == "scratch" and Path(brief["record"]).is_file()
+    assert (
+        brief["best_epoch"] == 1
+        and brief["defaults"] == "scratch"
+        and Path(brief["record"]).is_file()
+    )

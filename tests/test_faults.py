@@ -1,5 +1,8 @@
-"""Faults and bad files: every user error is one line with a hint and a non-zero exit, never a
-traceback, and nothing the user had (cache entries, records, their own files) is lost."""
+"""Faults and bad files.
+
+Every user error is one line with a hint and a non-zero exit, never a traceback, and nothing the
+user had (cache entries, records, their own files) is lost.
+"""
 
 from __future__ import annotations
 
@@ -18,12 +21,21 @@ from click.testing import CliRunner
 from conftest import make_npz
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from finetune.cli import main as finetune_main
 from medprobe.results import RunResult, load_results
 from suite.programs import probe as probe_main  # the installed `probe`, suite included
 
 TINY_VIT = ["--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32"]
-TINY_RESNET = ["--model", "timm:test_resnet", "--no-pretrained", "--img-size", "32", "--precision", "fp32"]
+TINY_RESNET = [
+    "--model",
+    "timm:test_resnet",
+    "--no-pretrained",
+    "--img-size",
+    "32",
+    "--precision",
+    "fp32",
+]
 
 
 @pytest.fixture
@@ -33,7 +45,13 @@ def world(tmp_path):
     make_npz(data / "breastmnist.npz", n_classes=2)
     make_npz(data / "own.npz", n_classes=3)
     cache, runs = tmp_path / "cache", tmp_path / "runs"
-    extract("timm:test_vit", "breastmnist", data_root=data, cache_root=cache, pretrained=False, img_size=32)
+    extract(
+        "timm:test_vit",
+        "breastmnist",
+        data_root=data,
+        cache_root=cache,
+        options=ExtractOptions(pretrained=False, img_size=32),
+    )
     result = CliRunner().invoke(
         probe_main,
         ["fit", "--dataset", "breastmnist", "--data-root", str(data), "--cache-root", str(cache)]
@@ -55,7 +73,9 @@ def bad_npz(kind):
     def make(world):
         path = world / "bad.npz"
         good = (world / "data" / "own.npz").read_bytes()
-        path.write_bytes({"truncated": good[: len(good) // 2], "empty": b"", "text": b"not an npz\n"}[kind])
+        path.write_bytes(
+            {"truncated": good[: len(good) // 2], "empty": b"", "text": b"not an npz\n"}[kind]
+        )
         return path
 
     return make
@@ -153,7 +173,16 @@ def corrupt_weights(world):
 def corrupt_checkpoint(world):
     """A fine-tune killed after its first epoch, whose checkpoint then got damaged."""
     data, out = world / "data", world / "ft"
-    args = ["run", *TINY_RESNET, "--dataset", "breastmnist", "--data-root", str(data), "--out", str(out)]
+    args = [
+        "run",
+        *TINY_RESNET,
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        str(data),
+        "--out",
+        str(out),
+    ]
     result = CliRunner().invoke(finetune_main, [*args, "--epochs", "1", "--keep-checkpoint"])
     assert result.exit_code == 0, result.output
     [checkpoint] = out.rglob("checkpoint.pt")
@@ -166,7 +195,9 @@ def corrupt_checkpoint(world):
 def recipe(body):
     def make(world):
         path = world / "recipe.toml"
-        path.write_text(f'[suite]\ndatasets = ["breastmnist"]\ndata_root = "{world / "data"}"\n' + body)
+        path.write_text(
+            f'[suite]\ndatasets = ["breastmnist"]\ndata_root = "{world / "data"}"\n' + body
+        )
         return path
 
     return make
@@ -250,7 +281,12 @@ CASES = [
 def test_fault_is_one_clean_line_and_loses_nothing(world, monkeypatch, case):
     _, cli, args, setup, code, words = case
     made = setup(world) if setup else None
-    places = {"data": world / "data", "cache": world / "cache", "runs": world / "runs", "made": made}
+    places = {
+        "data": world / "data",
+        "cache": world / "cache",
+        "runs": world / "runs",
+        "made": made,
+    }
     args = [a.format(**places) if isinstance(a, str) else a for a in args]
     if cli == PROBE and args[0] in ("extract", "fit") or cli == FINETUNE:
         args += ["--data-root", str(world / "data")]
@@ -292,8 +328,12 @@ def test_bit_flip_fails_verify_and_fit_refuses(world):
         offset = f["train"]["features"]["cls"].id.get_offset()
     data[offset + 5] ^= 0x10
     entry.write_bytes(bytes(data))
-    verify = CliRunner().invoke(probe_main, ["cache", "verify", "--cache-root", str(world / "cache")])
-    assert verify.exit_code == 1 and "train/features/cls does not match its checksum" in verify.output
+    verify = CliRunner().invoke(
+        probe_main, ["cache", "verify", "--cache-root", str(world / "cache")]
+    )
+    assert (
+        verify.exit_code == 1 and "train/features/cls does not match its checksum" in verify.output
+    )
     fit = CliRunner().invoke(
         probe_main,
         [
@@ -314,7 +354,11 @@ def test_bit_flip_fails_verify_and_fit_refuses(world):
 def test_cache_rm_removes_only_the_entry_and_asks_first(world):
     [entry] = (world / "cache").rglob("*.h5")
     folder = entry.parent
-    bystanders = [folder / "mydata.h5.bak", folder / f"{entry.name}_notes.txt", folder / "mydata.txt"]
+    bystanders = [
+        folder / "mydata.h5.bak",
+        folder / f"{entry.name}_notes.txt",
+        folder / "mydata.txt",
+    ]
     for path in bystanders:
         path.write_text("mine")
     digest = json.loads(__import__("h5py").File(entry, "r").attrs["key"]) and entry.stem
@@ -350,7 +394,9 @@ def test_cache_rm_refuses_while_an_extraction_holds_the_entry(world):
 
 def test_report_skips_a_corrupt_record_and_names_it(world):
     (world / "runs" / "torn.json").write_text('{"schema_version": 2, "metrics": {"te')
-    result = CliRunner().invoke(probe_main, ["report", str(world / "runs"), "-o", str(world / "report")])
+    result = CliRunner().invoke(
+        probe_main, ["report", str(world / "runs"), "-o", str(world / "report")]
+    )
     assert result.exit_code == 0, result.output
     assert (world / "report" / "report.html").exists()
 
@@ -380,7 +426,9 @@ def test_concurrent_writers_of_one_record_leave_one_whole_record(tmp_path):
         w.join()
         assert w.exitcode == 0
     assert reads > 0 and len(load_results(tmp_path)) == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in tmp_path.glob("x_28*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        p.name for p in tmp_path.glob("x_28*")
+    )
 
 
 def test_outputs_share_permissions_and_the_checkpoint_is_removed(world):
@@ -426,7 +474,9 @@ def test_disk_full_is_one_line_and_leaves_no_empty_files(tmp_path, small_disk):
     assert "Traceback" not in result.stderr and "could not write" in result.stderr
     assert "free some space" in result.stderr
     assert not [
-        p for p in small_disk.rglob("*") if p.is_file() and p.stat().st_size == 0 and p.suffix != ".lock"
+        p
+        for p in small_disk.rglob("*")
+        if p.is_file() and p.stat().st_size == 0 and p.suffix != ".lock"
     ]
     assert list(small_disk.rglob("*.h5.partial")), "the partial entry stays, to resume"
 
@@ -436,13 +486,26 @@ def test_disk_full_during_a_checkpoint_is_one_line(tmp_path, small_disk):
     data = tmp_path / "data"
     make_npz(data / "breastmnist.npz", n_classes=2)
     result = subprocess.run(
-        [sys.executable, "-m", "finetune", "run", *TINY_RESNET, "--dataset", "breastmnist", "--epochs", "2"]
+        [
+            sys.executable,
+            "-m",
+            "finetune",
+            "run",
+            *TINY_RESNET,
+            "--dataset",
+            "breastmnist",
+            "--epochs",
+            "2",
+        ]
         + ["--data-root", str(data), "--out", str(small_disk / "ft")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and "checkpoint.pt: no space left on device" in result.stderr
+    assert (
+        "Traceback" not in result.stderr
+        and "checkpoint.pt: no space left on device" in result.stderr
+    )
     assert not [p for p in small_disk.rglob("*") if p.is_file()], "no half-written file is left"
 
 
@@ -482,7 +545,10 @@ def _nan_features(f):
 ENTRY_EDITS = {
     "resize-edited": (_edit_key(preprocess=None), ["key does not hash to its file name"]),
     "data-md5-relabelled": (_edit_key(data_md5="0" * 32), ["key does not hash to its file name"]),
-    "labels-edited-crc-restamped": (_flip_labels, ["train/labels are not the labels it was extracted with"]),
+    "labels-edited-crc-restamped": (
+        _flip_labels,
+        ["train/labels are not the labels it was extracted with"],
+    ),
     "nan-features-crc-restamped": (_nan_features, ["train/features/cls holds non-finite values"]),
 }
 
@@ -499,7 +565,16 @@ def test_an_edited_entry_is_refused_by_verify_and_by_fit(world, edit):
     verify = CliRunner().invoke(probe_main, ["cache", "verify", *cache])
     assert verify.exit_code == 1 and all(w in verify.output for w in words), verify.output
     assert f"probe cache rm {entry}" in verify.output
-    fit = ["fit", "--dataset", "breastmnist", "--data-root", str(world / "data"), *cache, "--bootstrap", "0"]
+    fit = [
+        "fit",
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        str(world / "data"),
+        *cache,
+        "--bootstrap",
+        "0",
+    ]
     resize = ["--resize", "pad"] if edit == "resize-edited" else []
     result = CliRunner().invoke(probe_main, [*fit, *resize, "--out", str(world / "runs2")])
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
@@ -526,13 +601,16 @@ def test_an_entry_relabelled_to_other_data_is_refused_by_fit(world):
     result = CliRunner().invoke(probe_main, args)
     assert result.exit_code == 1 and "Traceback" not in result.output, result.output
     assert (
-        "key does not hash to its file name" in result.output and f"probe cache rm {entry}" in result.output
+        "key does not hash to its file name" in result.output
+        and f"probe cache rm {entry}" in result.output
     )
 
 
 def test_the_labels_of_an_entry_must_be_the_data_files(world):
-    """An entry whose labels differ from the npz it is fitted for (restamped, so only a comparison
-    with the data file finds it) is refused by `read_split`."""
+    """`read_split` refuses an entry whose labels differ from the npz it is fitted for.
+
+    Its CRCs were restamped, so only a comparison with the data file finds it.
+    """
     from cache.store import CacheError, read_split
 
     [entry] = (world / "cache").rglob("*.h5")
@@ -552,9 +630,9 @@ def test_non_finite_features_name_their_cause():
         nan, "float32"
     )
     overflow = {"cls": np.array([[np.inf, 1.0]], np.float16)}
-    assert "overflow float16" in non_finite(overflow, "float16") and "--dtype float32" in non_finite(
+    assert "overflow float16" in non_finite(
         overflow, "float16"
-    )
+    ) and "--dtype float32" in non_finite(overflow, "float16")
 
 
 # --- Predictions files are bound to their records (issue #25) ------------------------------------
@@ -583,7 +661,10 @@ def _edit_scores(logreg, knn):
 PREDICTION_FAULTS = {
     "swapped": (_swap, "replaced or edited"),
     "edited": (_edit_scores, "replaced or edited"),
-    "truncated": (lambda logreg, knn: logreg.write_bytes(logreg.read_bytes()[:200]), "replaced or edited"),
+    "truncated": (
+        lambda logreg, knn: logreg.write_bytes(logreg.read_bytes()[:200]),
+        "replaced or edited",
+    ),
     "missing": (lambda logreg, knn: logreg.unlink(), "is missing"),
 }
 
@@ -594,7 +675,9 @@ def test_report_skips_a_record_whose_predictions_are_not_its_own(world, fault, c
     damage, words = PREDICTION_FAULTS[fault]
     damage(logreg, knn)
     with caplog.at_level("WARNING", logger="medprobe.results"):
-        result = CliRunner().invoke(probe_main, ["report", str(world / "runs"), "-o", str(world / "report")])
+        result = CliRunner().invoke(
+            probe_main, ["report", str(world / "runs"), "-o", str(world / "report")]
+        )
     assert result.exit_code == 0, result.output
     warning = [r.getMessage() for r in caplog.records if logreg.stem in r.getMessage()]
     assert len(warning) == 1 and words in warning[0], caplog.text
@@ -611,14 +694,18 @@ def test_report_skips_a_record_whose_predictions_are_not_its_own(world, fault, c
         ("metrics", {"test": {"acc": "high"}}, "test acc is 'high'"),
     ],
 )
-def test_report_skips_a_record_with_a_malformed_field_with_one_warning(world, field, value, named, caplog):
+def test_report_skips_a_record_with_a_malformed_field_with_one_warning(
+    world, field, value, named, caplog
+):
     [record] = (world / "runs").glob("*.json")
     good = record.with_name("copy-" + record.name)
     good.write_text(record.read_text())
     data = json.loads(record.read_text())
     record.write_text(json.dumps(data | {field: value}))
     with caplog.at_level("WARNING", logger="medprobe.results"):
-        result = CliRunner().invoke(probe_main, ["report", str(world / "runs"), "-o", str(world / "report")])
+        result = CliRunner().invoke(
+            probe_main, ["report", str(world / "runs"), "-o", str(world / "report")]
+        )
     assert result.exit_code == 0 and "Traceback" not in result.output, result.output
     skipped = [r for r in caplog.records if record.name in r.getMessage()]
     assert len(skipped) == 1 and named in skipped[0].getMessage()
@@ -647,7 +734,9 @@ def test_a_writer_failing_on_a_full_disk_is_the_disk_error(tmp_path, monkeypatch
 
     monkeypatch.setattr(torch, "save", torch_save_on_a_full_disk)
     monkeypatch.setattr(atomic, "disk_full", lambda folder: True)
-    with pytest.raises(atomic.DiskError, match="checkpoint.pt: no space left on device .*free some space"):
+    with pytest.raises(
+        atomic.DiskError, match="checkpoint.pt: no space left on device .*free some space"
+    ):
         save_checkpoint({"epoch": 1}, tmp_path / "checkpoint.pt")
     monkeypatch.setattr(atomic, "disk_full", lambda folder: False)
     with pytest.raises(RuntimeError, match="enforce fail"):  # a bug on a disk with room stays a bug
@@ -656,18 +745,33 @@ def test_a_writer_failing_on_a_full_disk_is_the_disk_error(tmp_path, monkeypatch
 
 
 def test_disk_full_during_the_training_copy_is_one_line(tmp_path, small_disk):
-    """The uncompressed copy `--data-mode disk` trains from, on a disk too small for it: refused up front
-    with the space needed and the other mode (a disk filled by another writer meanwhile is the one-line
-    disk error: `disk_errors` around the copy)."""
+    """The uncompressed copy `--data-mode disk` trains from, on a disk too small for it.
+
+    Refused up front with the space needed and the other mode (a disk filled by another writer
+    meanwhile is the one-line disk error: `disk_errors` around the copy).
+    """
     data = tmp_path / "data"
     make_npz(data / "breastmnist.npz", n_classes=2, n=(600, 8, 8))
     result = subprocess.run(
-        [sys.executable, "-m", "finetune", "run", *TINY_RESNET, "--dataset", "breastmnist", "--epochs", "1"]
+        [
+            sys.executable,
+            "-m",
+            "finetune",
+            "run",
+            *TINY_RESNET,
+            "--dataset",
+            "breastmnist",
+            "--epochs",
+            "1",
+        ]
         + ["--data-mode", "disk", "--data-root", str(data), "--cache-root", str(small_disk)]
         + ["--out", str(tmp_path / "runs")],
         capture_output=True,
         text=True,
     )
     assert result.returncode == 1, result.stderr
-    assert "Traceback" not in result.stderr and "the uncompressed copy for training needs" in result.stderr
+    assert (
+        "Traceback" not in result.stderr
+        and "the uncompressed copy for training needs" in result.stderr
+    )
     assert "--data-mode memory" in result.stderr

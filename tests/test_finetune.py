@@ -1,4 +1,7 @@
-"""finetune: best-epoch selection, exact resume after kill -9, torchrun, every model, every task type."""
+"""finetune.
+
+Best-epoch selection, exact resume after kill -9, torchrun, every model, every task type.
+"""
 
 from __future__ import annotations
 
@@ -30,12 +33,16 @@ TINY = TINY_RESNET
 
 
 def test_run_writes_history_curves_weights_and_one_record(data_root, tmp_path):
-    common = dict(dataset="breastmnist", data_root=str(data_root), epochs=2, out=str(tmp_path), **TINY)
+    common = dict(
+        dataset="breastmnist", data_root=str(data_root), epochs=2, out=str(tmp_path), **TINY
+    )
     cfg = TrainConfig(keep_checkpoint=True, layer_decay=0.5, **common)
     result = train(cfg)
     run_dir = tmp_path / result.run_name
     history = json.loads((run_dir / "history.json").read_text())
-    assert [h["epoch"] for h in history] == [1, 2] and all(h["train_images_per_s"] > 0 for h in history)
+    assert [h["epoch"] for h in history] == [1, 2] and all(
+        h["train_images_per_s"] > 0 for h in history
+    )
     assert history[0]["lr"] == pytest.approx(
         cfg.lr
     )  # the head's, at the end of warmup (not a decayed layer's)
@@ -74,7 +81,10 @@ def test_the_best_epoch_is_what_gets_scored(tmp_path):
     assert history[-1]["val_acc"] < history[best - 1]["val_acc"] - 0.2, history
     assert result.metrics["val"]["acc"] == pytest.approx(history[best - 1]["val_acc"])
     # Test follows val's rule: scored with the early weights it is far better than the last epoch.
-    assert result.metrics["test"]["acc"] > history[-1]["val_acc"] + 0.15, (result.metrics["test"], history)
+    assert result.metrics["test"]["acc"] > history[-1]["val_acc"] + 0.15, (
+        result.metrics["test"],
+        history,
+    )
 
 
 def test_the_val_loss_or_a_val_metric_picks_the_epoch(tmp_path):
@@ -98,14 +108,17 @@ def test_the_val_loss_or_a_val_metric_picks_the_epoch(tmp_path):
         for select, run in runs.items()
     }
     steps = history["loss"]
-    assert [h["val_loss"] for h in history["auc"]] == pytest.approx([h["val_loss"] for h in steps], rel=1e-6)
+    assert [h["val_loss"] for h in history["auc"]] == pytest.approx(
+        [h["val_loss"] for h in steps], rel=1e-6
+    )
     by_loss = 1 + int(np.argmin([h["val_loss"] for h in steps]))
     by_auc = 1 + int(np.argmax([h["val_auc"] for h in steps]))
     assert by_loss != by_auc, steps  # else this test could not tell the rules apart
     for select, best in (("loss", by_loss), ("auc", by_auc)):
         result = runs[select]
         assert result.hparams["best_epoch"] == best and result.hparams["selected_on"] == select
-        assert result.metrics["val"]["auc"] == pytest.approx(steps[best - 1]["val_auc"])  # its weights
+        # its weights
+        assert result.metrics["val"]["auc"] == pytest.approx(steps[best - 1]["val_auc"])
     assert runs["auc"].run_name != runs["loss"].run_name
 
 
@@ -143,7 +156,9 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
     root = tmp_path / "data"
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(600, 64, 64))
     out = tmp_path / "killed"
-    proc = subprocess.Popen(finetune_cmd(root, out), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        finetune_cmd(root, out), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
+    )
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None and not list(out.glob("*/checkpoint.pt")):
         time.sleep(0.05)
@@ -167,12 +182,24 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
 def test_torchrun_two_processes_write_one_record(tmp_path):
     root = tmp_path / "data"
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(64, 32, 32))
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    torchrun = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+    ]
     records = []
-    for name, extra in (("whole", ()), ("micro", ("--micro-batch", "3"))):  # ranks sync on the last part
+    # ranks sync on the last part
+    for name, extra in (("whole", ()), ("micro", ("--micro-batch", "3"))):
         cmd = [*torchrun, *finetune_cmd(root, tmp_path / name, "--epochs", "2", *extra)[1:]]
         done = subprocess.run(
-            cmd, capture_output=True, text=True, env=os.environ | {"OMP_NUM_THREADS": "1"}, timeout=300
+            cmd,
+            capture_output=True,
+            text=True,
+            env=os.environ | {"OMP_NUM_THREADS": "1"},
+            timeout=300,
         )
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.count("test ACC") == 1
@@ -182,7 +209,9 @@ def test_torchrun_two_processes_write_one_record(tmp_path):
     assert whole.hparams["world_size"] == 2 and whole.metrics["test"]["n"] == 32
     assert (whole.hparams["micro_batch"], micro.hparams["micro_batch"]) == (16, 3)
     assert micro.run_name == whole.run_name
-    np.testing.assert_allclose(micro.predictions["test_score"], whole.predictions["test_score"], atol=1e-4)
+    np.testing.assert_allclose(
+        micro.predictions["test_score"], whole.predictions["test_score"], atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("name", per_family(BACKBONES))
@@ -205,12 +234,17 @@ def test_every_registry_model_trains_one_tiny_step(name, data_root, tmp_path):
 
 @pytest.mark.parametrize(
     "flag,npz",
-    [("chestmnist", dict(n_classes=14, multi_label=True)), ("retinamnist", dict(n_classes=5, channels=3))],
+    [
+        ("chestmnist", dict(n_classes=14, multi_label=True)),
+        ("retinamnist", dict(n_classes=5, channels=3)),
+    ],
 )
 def test_multi_label_and_ordinal_datasets_train(flag, npz, tmp_path):
     root = tmp_path / "data"
     make_npz(root / f"{flag}.npz", n=(64, 24, 24), **npz)
-    result = train(TrainConfig(dataset=flag, data_root=str(root), epochs=2, out=str(tmp_path / "r"), **TINY))
+    result = train(
+        TrainConfig(dataset=flag, data_root=str(root), epochs=2, out=str(tmp_path / "r"), **TINY)
+    )
     test = result.metrics["test"]
     assert test["n"] == 24 and 0 <= test["auc"] <= 1
     assert ("qwk" in test) == (flag == "retinamnist")
@@ -223,7 +257,10 @@ def test_freeze_backbone_trains_only_the_head():
     head = sum(p.numel() for p in model.get_classifier().parameters())
     assert apply_freeze(model, "backbone") == head
     assert apply_freeze(model, "last:1") > head
-    assert TrainConfig(model="timm:test_vit", freeze="backbone", pretrained=False).method == "frozen-sgd"
+    assert (
+        TrainConfig(model="timm:test_vit", freeze="backbone", pretrained=False).method
+        == "frozen-sgd"
+    )
     with pytest.raises(ValueError, match="last:K"):
         TrainConfig(freeze="half")
 
@@ -237,10 +274,14 @@ def test_resume_of_another_configuration_starts_it_beside_the_first(data_root, t
 
 
 def test_skip_existing_returns_the_record_without_training(data_root, tmp_path):
-    common = dict(dataset="breastmnist", data_root=str(data_root), out=str(tmp_path), epochs=1, **TINY)
+    common = dict(
+        dataset="breastmnist", data_root=str(data_root), out=str(tmp_path), epochs=1, **TINY
+    )
     first = train(TrainConfig(**common))
     again = train(TrainConfig(skip_existing=True, **common))
-    assert again.created == first.created and again.metrics == json.loads(first.to_json())["metrics"]
+    assert (
+        again.created == first.created and again.metrics == json.loads(first.to_json())["metrics"]
+    )
 
 
 def test_warmup_then_cosine():
@@ -269,7 +310,9 @@ def test_cli_run_prints_the_result_and_names_errors(data_root, tmp_path):
     result = CliRunner().invoke(finetune_main, args)
     assert result.exit_code == 0, result.output
     assert "test ACC" in result.output
-    bad = CliRunner().invoke(finetune_main, ["run", "--model", "nope", "--data-root", str(data_root)])
+    bad = CliRunner().invoke(
+        finetune_main, ["run", "--model", "nope", "--data-root", str(data_root)]
+    )
     assert bad.exit_code == 1 and "choose one of" in bad.output
 
 
@@ -292,12 +335,16 @@ def test_real_resnet18_from_scratch_on_breastmnist(tmp_path):
     )
     test = result.metrics["test"]
     print(
-        f"ResNet-18 (28) scratch on BreastMNIST: test ACC {test['acc']:.3f}, AUC {test['auc']:.3f}, "
-        f"best epoch {result.hparams['best_epoch']}, {result.timings['train_s']:.0f} s"
+        f"ResNet-18 (28) scratch on BreastMNIST: test ACC {test['acc']:.3f}, AUC "
+        f"{test['auc']:.3f}, best epoch {result.hparams['best_epoch']}, "
+        f"{result.timings['train_s']:.0f} s"
     )
     assert test["acc"] >= 0.80 and test["auc"] >= 0.85
     _, labels = load_split("breastmnist", "test", root=BREASTMNIST.parent)
-    assert evaluate(labels, result.predictions["test_score"], task="binary-class")["acc"] == test["acc"]
+    assert (
+        evaluate(labels, result.predictions["test_score"], task="binary-class")["acc"]
+        == test["acc"]
+    )
 
 
 def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
@@ -312,16 +359,24 @@ def test_epoch_loss_is_the_image_weighted_mean_of_its_steps(capsys):
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     loss_fn, device = TaskLoss("binary-class"), torch.device("cpu")
-    parts = dict(optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, pcfg=pcfg, device=device)
-    steps = TrainSteps(net=model, model=model, channels_last=True, precision="fp32", flips="none", **parts)
+    parts = dict(
+        optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, pcfg=pcfg, device=device
+    )
+    steps = TrainSteps(
+        net=model, model=model, channels_last=True, precision="fp32", flips="none", **parts
+    )
     images = torch.randint(0, 256, (10, 28, 28, 1), dtype=torch.uint8)
     labels = torch.randint(0, 2, (10, 1))
     order = torch.arange(10)
     mean_loss, seen = steps.epoch(images, labels, order, None, batch_size=4)
     with torch.no_grad():
-        losses = [loss_fn(model(to_input(images[b], pcfg, True)), labels[b]) * len(b) for b in order.split(4)]
+        losses = [
+            loss_fn(model(to_input(images[b], pcfg, True)), labels[b]) * len(b)
+            for b in order.split(4)
+        ]
     assert seen == 10 and mean_loss == pytest.approx(float(sum(losses)) / 10, rel=1e-5)
-    assert capsys.readouterr().err == ""  # progress=False; and None is quiet when stderr is no terminal
+    # progress=False; and None is quiet when stderr is no terminal
+    assert capsys.readouterr().err == ""
     steps.epoch(images, labels, order, None, batch_size=4, progress=None)
     assert capsys.readouterr().err == ""
     steps.epoch(images, labels, order, None, batch_size=4, progress=True, desc="epoch 1/3")
@@ -335,4 +390,6 @@ def test_compile_trains_the_same_run(data_root, tmp_path):
     eager = train(TrainConfig(out=str(tmp_path / "eager"), **common))
     compiled = train(TrainConfig(out=str(tmp_path / "compiled"), compile=True, **common))
     assert compiled.run_name == eager.run_name  # how it runs is not part of what it is
-    np.testing.assert_allclose(compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-4)
+    np.testing.assert_allclose(
+        compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-4
+    )

@@ -1,4 +1,4 @@
-"""On a GPU: data kept on the device, extraction and fine-tuning there, torch.compile (else skipped)."""
+"""On a GPU: data kept on the device, extraction and fine-tuning there, torch.compile."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from conftest import TINY_RESNET
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from cache.store import read_split
 from finetune.config import TrainConfig
 from finetune.data import place_data
@@ -36,11 +37,10 @@ def test_extraction_on_the_gpu_matches_the_cpu(data_root, tmp_path):
             "bloodmnist",
             data_root=data_root,
             cache_root=tmp_path / device,
-            pretrained=False,
-            precision="fp32",
-            dtype="float32",
-            device=device,
             progress=False,
+            options=ExtractOptions(
+                pretrained=False, precision="fp32", dtype="float32", device=device
+            ),
         )
         features[device] = read_split(entry.path, "test")[0]["cls"]
     np.testing.assert_allclose(features["cuda"], features["cpu"], atol=1e-3)
@@ -49,6 +49,10 @@ def test_extraction_on_the_gpu_matches_the_cpu(data_root, tmp_path):
 def test_finetune_on_the_gpu_eager_and_compiled(data_root, tmp_path):
     common = dict(dataset="bloodmnist", data_root=str(data_root), epochs=2, **TINY)
     eager = train(TrainConfig(out=str(tmp_path / "eager"), device="cuda", **common))
-    compiled = train(TrainConfig(out=str(tmp_path / "compiled"), device="cuda", compile=True, **common))
+    compiled = train(
+        TrainConfig(out=str(tmp_path / "compiled"), device="cuda", compile=True, **common)
+    )
     assert eager.hparams["world_size"] == 1 and eager.timings["train_images_per_s"] > 0
-    np.testing.assert_allclose(compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-3)
+    np.testing.assert_allclose(
+        compiled.predictions["test_score"], eager.predictions["test_score"], atol=1e-3
+    )

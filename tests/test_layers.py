@@ -39,14 +39,17 @@ def test_packages_import_only_the_layers_below_them(package):
     modules = [p for p in sorted((ROOT / package).rglob("*.py")) if p.name != "__main__.py"]
     assert modules, f"{package}/ has no modules"
     crossings = {
-        str(p.relative_to(ROOT)): sorted(imported_packages(p) - ALLOWED[package] - {package}) for p in modules
+        str(p.relative_to(ROOT)): sorted(imported_packages(p) - ALLOWED[package] - {package})
+        for p in modules
     }
     assert {m: bad for m, bad in crossings.items() if bad} == {}
 
 
 def test_the_walk_sees_imports_inside_functions(tmp_path):
     module = tmp_path / "m.py"
-    module.write_text("import os\n\ndef f():\n    from probe.run import run_probe\n    import suite.cli\n")
+    module.write_text(
+        "import os\n\ndef f():\n    from probe.run import run_probe\n    import suite.cli\n"
+    )
     assert imported_packages(module) == {"probe", "suite"}
 
 
@@ -69,13 +72,15 @@ MEDPROBE_PARTS = {
 
 
 def medprobe_parts_imported(path: Path) -> set[str]:
-    """The parts of medprobe (`data`, `report`, `errors`, ...) a module imports, anywhere in its body."""
+    """The parts of medprobe (`data`, `report`, `errors`, ...) a module imports, anywhere."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module == "medprobe":
             names |= {alias.name for alias in node.names} - {"__version__"}
         elif (
-            isinstance(node, ast.ImportFrom) and node.level == 0 and str(node.module).startswith("medprobe.")
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and str(node.module).startswith("medprobe.")
         ):
             names.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
@@ -90,7 +95,9 @@ def test_medprobe_parts_import_only_the_parts_below_them():
         if relative == Path("__init__.py"):
             continue
         part = relative.parts[0].removesuffix(".py")
-        assert part in MEDPROBE_PARTS, f"medprobe/{relative}: a new part; place it in MEDPROBE_PARTS"
+        assert part in MEDPROBE_PARTS, (
+            f"medprobe/{relative}: a new part; place it in MEDPROBE_PARTS"
+        )
         bad = medprobe_parts_imported(path) - MEDPROBE_PARTS[part] - {part}
         if bad:
             crossings[str(relative)] = sorted(bad)
@@ -117,7 +124,12 @@ def test_main_modules_import_only_the_assembled_programs():
 
 
 def test_every_source_folder_is_a_regular_package():
-    """A folder of modules without its __init__.py imports as a namespace package here and breaks
-    elsewhere (an ignore rule once kept medprobe/report/__init__.py out of the repository)."""
+    """Every source folder is a regular package (it has an __init__.py).
+
+    A folder of modules without one imports as a namespace package here and breaks elsewhere (an
+    ignore rule once kept medprobe/report/__init__.py out of the repository).
+    """
     folders = {p.parent for package in ALLOWED for p in (ROOT / package).rglob("*.py")}
-    assert sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
+    assert (
+        sorted(str(f.relative_to(ROOT)) for f in folders if not (f / "__init__.py").is_file()) == []
+    )

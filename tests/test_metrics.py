@@ -53,7 +53,9 @@ def test_single_label_extras_equal_sklearn(task):
     pred = (score[:, -1] > 0.5).astype(int) if task == "binary-class" else score.argmax(1)
     result = evaluate(y, score, task=task)
     assert result["macro_f1"] == pytest.approx(f1_score(y[:, 0], pred, average="macro"), abs=1e-12)
-    assert result["balanced_acc"] == pytest.approx(balanced_accuracy_score(y[:, 0], pred), abs=1e-12)
+    assert result["balanced_acc"] == pytest.approx(
+        balanced_accuracy_score(y[:, 0], pred), abs=1e-12
+    )
     assert np.trace(result["confusion_matrix"]) == (pred == y[:, 0]).sum()
     assert len(result["per_class_recall"]) == TASKS[task]
     if task == "ordinal-regression":

@@ -22,12 +22,25 @@ CPU = torch.device("cpu")
 
 
 def _one_step(model, pcfg, task_loss, images, labels, micro_batch):
-    """The loss and the weights after one SGD step (lr 1: the weights move by the clipped gradient)."""
+    """The loss and the weights after one SGD step (lr 1.
+
+    The weights move by the clipped gradient).
+    """
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    steps = TrainSteps(net=model, model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=task_loss,
-                       pcfg=pcfg, channels_last=False, device=CPU, precision="fp32", flips="none",
-                       micro_batch=micro_batch)  # fmt: skip
+    steps = TrainSteps(
+        net=model,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loss_fn=task_loss,
+        pcfg=pcfg,
+        channels_last=False,
+        device=CPU,
+        precision="fp32",
+        flips="none",
+        micro_batch=micro_batch,
+    )
     loss = steps.step(images, labels, None)
     return float(loss), [p.detach().clone() for p in model.parameters()]
 
@@ -35,7 +48,8 @@ def _one_step(model, pcfg, task_loss, images, labels, micro_batch):
 @pytest.mark.parametrize(
     "task, n_out, weight, smoothing",
     [
-        ("multi-class", 3, torch.tensor([0.5, 1.0, 4.0]), 0.1),  # weighted mean: shares by class weight
+        # weighted mean: shares by class weight
+        ("multi-class", 3, torch.tensor([0.5, 1.0, 4.0]), 0.1),
         ("multi-class", 3, None, 0.0),
         (MULTI_LABEL, 4, torch.tensor([1.0, 2.0, 3.0, 0.5]), 0.0),  # positives' weights
     ],
@@ -47,7 +61,8 @@ def test_micro_batches_take_the_batchs_step(task, n_out, weight, smoothing):
     if task == MULTI_LABEL:
         labels = torch.randint(0, 2, (10, n_out))
     else:
-        labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 0]).reshape(-1, 1)  # unequal shares per part
+        # unequal shares per part
+        labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1, 2, 0]).reshape(-1, 1)
     task_loss = TaskLoss(task, smoothing, weight)
     whole_loss, whole = _one_step(copy.deepcopy(model), pcfg, task_loss, images, labels, None)
     parts_loss, parts = _one_step(copy.deepcopy(model), pcfg, task_loss, images, labels, 3)
@@ -72,7 +87,9 @@ def test_micro_batch_defaults_and_refusals():
     assert micro_batch_size(vit, 500, batch_size=128, device="cpu") == 128
     # BatchNorm in training mode normalizes by the images of one pass: never split silently ...
     assert micro_batch_size(resnet, None, batch_size=128, device="cpu") == 128
-    with pytest.raises(UserError, match="--micro-batch 32: this network trains BatchNorm.*--batch-size 32"):
+    with pytest.raises(
+        UserError, match="--micro-batch 32: this network trains BatchNorm.*--batch-size 32"
+    ):
         micro_batch_size(resnet, 32, batch_size=128, device="cpu")
     # ... but frozen BatchNorm layers keep their running statistics, so the head alone may be split.
     apply_freeze(resnet, "backbone")
@@ -85,7 +102,9 @@ def test_a_micro_batched_run_is_the_same_run(data_root, tmp_path):
     parts = train(TrainConfig(out=str(tmp_path / "parts"), micro_batch=5, **common))
     assert parts.run_name == whole.run_name  # how it runs, not what it computes
     assert (whole.hparams["micro_batch"], parts.hparams["micro_batch"]) == (16, 5)
-    np.testing.assert_allclose(parts.predictions["test_score"], whole.predictions["test_score"], atol=1e-4)
+    np.testing.assert_allclose(
+        parts.predictions["test_score"], whole.predictions["test_score"], atol=1e-4
+    )
 
 
 def test_micro_batch_is_refused_for_a_batch_norm_run(data_root, tmp_path):

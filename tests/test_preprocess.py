@@ -31,7 +31,9 @@ def test_gray_is_repeated_to_three_identical_channels():
 
 def test_pad_centres_the_image_on_black():
     images = torch.full((1, 28, 28, 1), 255, dtype=torch.uint8)
-    out = preprocess(images, PreprocessConfig(input_size=56, mean=(0.0,) * 3, std=(1.0,) * 3, resize="pad"))
+    out = preprocess(
+        images, PreprocessConfig(input_size=56, mean=(0.0,) * 3, std=(1.0,) * 3, resize="pad")
+    )
     assert out[0, 0, 14:42, 14:42].eq(1).all()
     assert out[0, 0, :14].eq(0).all() and out[0, 0, 42:].eq(0).all()
 
@@ -49,4 +51,6 @@ def test_bad_input_and_mode_are_rejected():
     with pytest.raises(ValueError, match="bicubic"):
         PreprocessConfig(**CFG, resize="lanczos")
     with pytest.raises(ValueError, match="cannot zero-pad"):
-        preprocess(torch.zeros((1, 64, 64, 1), dtype=torch.uint8), PreprocessConfig(**CFG, resize="pad"))
+        preprocess(
+            torch.zeros((1, 64, 64, 1), dtype=torch.uint8), PreprocessConfig(**CFG, resize="pad")
+        )

@@ -8,11 +8,13 @@ from click.testing import CliRunner
 from conftest import make_npz
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from medprobe.metrics import evaluate
 from medprobe.results import load_results
 from probe.cli import main as probe_main
 from probe.fit import fit_probe, subsample
 from probe.heads import HEADS, KNNHead, LinearHead, LogRegHead, make_head
+from probe.options import ProbeOptions
 from probe.run import run_probe
 
 FAST = {"linear": {"epochs": 30}}
@@ -62,10 +64,13 @@ def test_selection_never_looks_at_test_labels(name):
 def test_selection_follows_val():
     train, val, test = splits(sep=0.6)
     by_loss = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3)
-    best_params, best_loss = min(by_loss.val_scores, key=lambda item: item[1])  # the default: lower wins
+    # the default: lower wins
+    best_params, best_loss = min(by_loss.val_scores, key=lambda item: item[1])
     assert by_loss.selected_on == "log_loss" and by_loss.params == best_params
     assert by_loss.val["log_loss"] == pytest.approx(best_loss)
-    by_acc = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3, select="acc")
+    by_acc = fit_probe(
+        train, val, test, head="logreg", task="multi-class", n_classes=3, select="acc"
+    )
     best_params, best_acc = max(by_acc.val_scores, key=lambda item: item[1])
     assert by_acc.params == best_params and by_acc.val["acc"] == pytest.approx(best_acc)
     grid = [p["C"] for p, _ in by_loss.val_scores]
@@ -75,8 +80,11 @@ def test_selection_follows_val():
 @pytest.mark.parametrize("C", [0.01, 1.0])
 @pytest.mark.parametrize("task", ["binary-class", "multi-class", "multi-label, binary-class"])
 def test_logreg_equals_sklearn_coefficients_and_probabilities(task, C):
-    """scikit-learn's LogisticRegression on the same standardized features: one sigmoid for binary
-    tasks, multinomial otherwise, one-vs-rest per label for multi-label tasks; the same C."""
+    """scikit-learn's LogisticRegression on the same standardized features.
+
+    One sigmoid for binary tasks, multinomial otherwise, one-vs-rest per label for multi-label
+    tasks; the same C.
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
@@ -90,10 +98,14 @@ def test_logreg_equals_sklearn_coefficients_and_probabilities(task, C):
         ),
     }[task].astype(int)
     columns = (
-        [labels[:, j] for j in range(labels.shape[1])] if task.startswith("multi-label") else [labels[:, 0]]
+        [labels[:, j] for j in range(labels.shape[1])]
+        if task.startswith("multi-label")
+        else [labels[:, 0]]
     )
     refs = [LogisticRegression(C=C, max_iter=5000, tol=1e-10).fit(x, column) for column in columns]
-    ours = LogRegHead(C=C, task=task, n_classes=int(labels.max()) + 1, max_iter=1000, tol=1e-8).fit(X, labels)
+    ours = LogRegHead(C=C, task=task, n_classes=int(labels.max()) + 1, max_iter=1000, tol=1e-8).fit(
+        X, labels
+    )
     if task.startswith("multi-label"):
         coef, proba = (
             np.concatenate([r.coef_ for r in refs]),
@@ -179,9 +191,8 @@ def cached(tmp_path):
             "bloodmnist",
             data_root=root,
             cache_root=cache,
-            pretrained=False,
-            img_size=32,
             progress=False,
+            options=ExtractOptions(pretrained=False, img_size=32),
         )
     return root, cache
 
@@ -190,12 +201,10 @@ def test_run_probe_writes_one_record_per_entry_head_and_seed(cached, tmp_path):
     root, cache = cached
     results = run_probe(
         "bloodmnist",
-        heads=("logreg", "linear"),
-        seeds=(0, 1),
         data_root=root,
         cache_root=cache,
         out=tmp_path / "runs",
-        bootstrap=50,
+        options=ProbeOptions(heads=("logreg", "linear"), seeds=(0, 1), bootstrap=50),
     )
     assert len(results) == 2 * (1 + 2)  # logreg is deterministic: one fit, whatever the seeds
     loaded = load_results(tmp_path / "runs")
@@ -216,15 +225,15 @@ def test_label_efficiency_runs_are_tagged_and_differ_by_seed(cached, tmp_path):
         "bloodmnist",
         data_root=root,
         backbone="timm:test_vit",
-        heads=("logreg",),
-        seeds=(0, 1, 2),
-        train_fraction=0.5,
-        features="cls",
         cache_root=cache,
         out=tmp_path,
-        bootstrap=0,
+        options=ProbeOptions(
+            heads=("logreg",), seeds=(0, 1, 2), train_fraction=0.5, features="cls", bootstrap=0
+        ),
     )
-    assert {r.tag for r in results} == {"cls-frac0.5"} and all(r.hparams["n_train"] == 40 for r in results)
+    assert {r.tag for r in results} == {"cls-frac0.5"} and all(
+        r.hparams["n_train"] == 40 for r in results
+    )
     assert len(list(tmp_path.glob("*.json"))) == 3
 
 
@@ -237,12 +246,24 @@ def test_cli_fit_without_backbone_fits_every_entry(cached, tmp_path):
         + ["--out", str(out), "--bootstrap", "0"],
     )
     assert result.exit_code == 0, result.output
-    assert "timm:test_vit" in result.output and "timm:test_resnet" in result.output and "knn" in result.output
+    assert (
+        "timm:test_vit" in result.output
+        and "timm:test_resnet" in result.output
+        and "knn" in result.output
+    )
     assert len(list(out.glob("*.json"))) == 4
 
 
 def test_cli_fit_missing_entry_names_the_extract_command(data_root, tmp_path):
-    args = ["fit", "--backbone", "vit_tiny", "--data-root", str(data_root), "--cache-root", str(tmp_path)]
+    args = [
+        "fit",
+        "--backbone",
+        "vit_tiny",
+        "--data-root",
+        str(data_root),
+        "--cache-root",
+        str(tmp_path),
+    ]
     result = CliRunner().invoke(probe_main, args)
     assert result.exit_code == 1
     assert "probe extract --backbone vit_tiny --dataset bloodmnist --size 28" in result.output
@@ -277,7 +298,9 @@ def test_linear_head_direct_fit_runs_fixed_epochs():
 
 def test_fraction_and_shots_together_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not both"):
-        run_probe("bloodmnist", train_fraction=0.5, shots=3, cache_root=tmp_path)
+        run_probe(
+            "bloodmnist", cache_root=tmp_path, options=ProbeOptions(train_fraction=0.5, shots=3)
+        )
 
 
 def imbalanced(n, *, seed, prior=(0.7, 0.2, 0.1), dim=32, signal=0.2):
@@ -289,8 +312,11 @@ def imbalanced(n, *, seed, prior=(0.7, 0.2, 0.1), dim=32, signal=0.2):
 
 
 def test_the_default_selection_does_not_pick_the_majority_class_head():
-    """ACC on a small imbalanced val split is highest for the head that predicts the majority class
-    (val ACC = its share); the val log-loss, the default, picks a head that tells classes apart."""
+    """The default selection on val log-loss avoids the majority-class head that ACC picks.
+
+    On a small imbalanced val split, ACC is highest for the head that predicts the majority
+    class (val ACC = its share); the val log-loss picks a head that tells classes apart.
+    """
     train, val, test = imbalanced(400, seed=3), imbalanced(50, seed=103), imbalanced(400, seed=203)
     common = dict(task="multi-class", n_classes=3, bootstrap=500)
     by_acc = fit_probe(train, val, test, select="acc", **common)
@@ -318,7 +344,10 @@ def test_collapse_is_one_class_or_chance():
     assert collapse(y, right, task="multi-class", metrics=at_chance)["chance"] is True
     labels = np.array([[0, 1], [1, 0], [1, 1], [0, 0]] * 10)
     assert (
-        collapse(labels, np.full((40, 2), 0.1), task="multi-label, binary-class", metrics={})["share"] == 1.0
+        collapse(labels, np.full((40, 2), 0.1), task="multi-label, binary-class", metrics={})[
+            "share"
+        ]
+        == 1.0
     )
 
 
@@ -329,7 +358,9 @@ def test_a_collapsed_run_is_flagged_warned_and_marked_in_the_report(tmp_path, ca
     y = np.array([[0], [1]] * 20)
     scores = np.tile([0.9, 0.1], (40, 1))
     metrics = evaluate(y, scores, task="binary-class", bootstrap=200)
-    detail = named_class({"split": "test", "share": 1.0, "chance": True, "class": 0}, ["benign", "malignant"])
+    detail = named_class(
+        {"split": "test", "share": 1.0, "chance": True, "class": 0}, ["benign", "malignant"]
+    )
     record = RunResult(
         dataset="breastmnist",
         size=28,
@@ -354,13 +385,16 @@ def test_a_collapsed_run_is_flagged_warned_and_marked_in_the_report(tmp_path, ca
 
 def test_refit_on_train_and_val_is_the_chosen_head_fitted_on_both():
     train, val, test = splits(sep=0.6)
-    fit = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3, refit="train+val")
+    fit = fit_probe(
+        train, val, test, head="logreg", task="multi-class", n_classes=3, refit="train+val"
+    )
     alone = LogRegHead(C=fit.params["C"], task="multi-class", n_classes=3).fit(
         np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]])
     )
     assert fit.refit == "train+val" and np.allclose(fit.head.coef_, alone.coef_)
     plain = fit_probe(train, val, test, head="logreg", task="multi-class", n_classes=3)
-    assert plain.params == fit.params and plain.val == fit.val  # selection and val metrics before the refit
+    # selection and val metrics before the refit
+    assert plain.params == fit.params and plain.val == fit.val
     assert not np.allclose(plain.head.coef_, fit.head.coef_)
 
 
@@ -368,20 +402,26 @@ def test_the_warm_started_path_equals_cold_fits():
     from probe.heads import LOGREG_CS
 
     X, y = blobs(300, sep=0.6)
-    tight = dict(task="multi-class", n_classes=3, max_iter=1000, tol=1e-7)  # both fits at the optimum
+    # both fits at the optimum
+    tight = dict(task="multi-class", n_classes=3, max_iter=1000, tol=1e-7)
     warm = LogRegHead(warm_start=True, **tight)
     for C in LOGREG_CS:
         warm.C = C
         warm.fit(X, y)
         cold = LogRegHead(C=C, **tight).fit(X, y)
-        assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3), C  # float32's floor
+        # float32's floor
+        assert np.allclose(warm.predict_proba(X), cold.predict_proba(X), atol=1e-3), C
 
 
 def test_last4_is_fitted_only_when_asked_and_named_in_the_record(cached, tmp_path):
     root, cache = cached
-    where = dict(size=28, cache_root=cache, data_root=root, out=tmp_path / "runs", bootstrap=0)
-    [default] = run_probe("bloodmnist", backbone="timm:test_vit", **where)
-    [last4] = run_probe("bloodmnist", backbone="timm:test_vit", features="last4", **where)
+    where = dict(size=28, cache_root=cache, data_root=root, out=tmp_path / "runs")
+    default_options, last4_options = (
+        ProbeOptions(bootstrap=0),
+        ProbeOptions(features="last4", bootstrap=0),
+    )
+    [default] = run_probe("bloodmnist", backbone="timm:test_vit", options=default_options, **where)
+    [last4] = run_probe("bloodmnist", backbone="timm:test_vit", options=last4_options, **where)
     assert default.hparams["features"] == "cls+mean" and default.tag == ""
     assert last4.hparams["features"] == "last4" and last4.tag == "last4"
     assert last4.run_name != default.run_name and last4.config["features"] == "last4"
@@ -395,7 +435,9 @@ def test_an_entry_holding_more_kinds_supersedes_one_built_alike():
     from probe.entries import superseding
 
     common = dict(backbone="b", model_id="m", weights="w", dataset="d", size=28, data_md5="x")
-    common |= dict(preprocess={"resize": "bicubic"}, splits=("train", "val", "test"), precision="fp32")
+    common |= dict(
+        preprocess={"resize": "bicubic"}, splits=("train", "val", "test"), precision="fp32"
+    )
     old = CacheKey(features=("cls", "mean"), **common)
     new = CacheKey(features=("cls", "mean", "last4"), **common)
     other = CacheKey(features=("cls", "mean"), **(common | {"preprocess": {"resize": "pad"}}))

@@ -1,4 +1,7 @@
-"""Real data and real weights (../shared): the numbers a user would see, within what the issues promise."""
+"""Real data and real weights (../shared).
+
+The numbers a user would see, within what the issues promise.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +10,7 @@ import pytest
 from conftest import BREASTMNIST, DINOV2_WEIGHTS
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from cache.store import read_split
 from medprobe.data.splits import load_split
 from probe.fit import fit_probe, select_features
@@ -20,7 +24,9 @@ def logreg_on(path, kinds=("cls", "mean")):
     for split in ("train", "val", "test"):
         features, labels = read_split(path, split)
         splits[split] = (select_features(features, kinds), labels)
-    return fit_probe(splits["train"], splits["val"], splits["test"], head="logreg", task=TASK, n_classes=2)
+    return fit_probe(
+        splits["train"], splits["val"], splits["test"], head="logreg", task=TASK, n_classes=2
+    )
 
 
 def test_float16_storage_costs_at_most_half_a_point(real_dinov2_cache):
@@ -30,9 +36,8 @@ def test_float16_storage_costs_at_most_half_a_point(real_dinov2_cache):
         "breastmnist",
         data_root=BREASTMNIST.parent,
         cache_root=cache,
-        weights=DINOV2_WEIGHTS,
-        dtype="float32",
         progress=False,
+        options=ExtractOptions(weights=DINOV2_WEIGHTS, dtype="float32"),
     ).path
     assert fp32_path != fp16_path
     half, full = logreg_on(fp16_path), logreg_on(fp32_path)
@@ -47,15 +52,17 @@ def test_dinov2_logreg_beats_raw_pixels_and_a_random_vit(real_dinov2_cache, tmp_
     for split in ("train", "val", "test"):
         images, labels = load_split("breastmnist", split, root=BREASTMNIST.parent)
         pixels[split] = (images.reshape(len(images), -1).astype(np.float32) / 255, labels)
-    raw = fit_probe(pixels["train"], pixels["val"], pixels["test"], head="logreg", task=TASK, n_classes=2)
+    raw = fit_probe(
+        pixels["train"], pixels["val"], pixels["test"], head="logreg", task=TASK, n_classes=2
+    )
 
     random_vit = extract(
         "dinov2_small",
         "breastmnist",
         data_root=BREASTMNIST.parent,
         cache_root=tmp_path,
-        pretrained=False,
         progress=False,
+        options=ExtractOptions(pretrained=False),
     ).path
     random = logreg_on(random_vit)
     for name in ("acc", "auc"):

@@ -1,4 +1,7 @@
-"""medprobe.report and `probe report`: rows, best and indistinguishable marks, csv, self-contained html."""
+"""medprobe.report and `probe report`.
+
+Rows, best and indistinguishable marks, csv, self-contained html.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ def scores(accuracy: float, seed: int) -> np.ndarray:
 
 def record(model, method, accuracy, *, size=28, seed=0, tag="", hparams=None, score_seed=None):
     s = scores(
-        accuracy, seed=score_seed if score_seed is not None else hash((model, method, size, seed)) % 1000
+        accuracy,
+        seed=score_seed if score_seed is not None else hash((model, method, size, seed)) % 1000,
     )
     test = evaluate(Y, s, task="multi-class", bootstrap=200)
     return RunResult(
@@ -65,7 +69,9 @@ def write_runs(runs_dir):
         record("resnet18", "scratch", 0.70, size=64),
         *[record("vit_tiny", "linear", 0.8 + 0.01 * s, seed=s) for s in range(3)],
         *[
-            record("vit_tiny", "logreg", 0.6 + 0.2 * f, tag=f"frac{f:g}", hparams={"train_fraction": f})
+            record(
+                "vit_tiny", "logreg", 0.6 + 0.2 * f, tag=f"frac{f:g}", hparams={"train_fraction": f}
+            )
             for f in (0.1, 0.5, 1.0)
         ],
     ]
@@ -75,7 +81,13 @@ def write_runs(runs_dir):
     finetune.hparams = {"best_epoch": 2, "flips": "h"}
     finetune.save(runs_dir)
     history = [
-        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.2 / e, "val_acc": 0.5 + e / 10, "val_auc": 0.7}
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "val_loss": 1.2 / e,
+            "val_acc": 0.5 + e / 10,
+            "val_auc": 0.7,
+        }
         for e in (1, 2, 3)
     ]
     (runs_dir / finetune.run_name).mkdir()
@@ -84,7 +96,10 @@ def write_runs(runs_dir):
 
 def test_rows_best_and_indistinguishable(tmp_path):
     write_runs(tmp_path)
-    rows = {(r.model, r.method_label, r.size): r for r in build_rows(load_results(tmp_path), n_resamples=300)}
+    rows = {
+        (r.model, r.method_label, r.size): r
+        for r in build_rows(load_results(tmp_path), n_resamples=300)
+    }
     assert len(rows) == 10
     logreg, knn = rows["dinov2_small", "logreg", 28], rows["dinov2_small", "knn", 28]
     scratch = rows["resnet18", "scratch", 28]
@@ -102,7 +117,9 @@ def test_report_files_and_html_embeds_every_figure(tmp_path):
     write_runs(runs)
     html_path = write_report(runs, tmp_path / "report", n_resamples=200)
     md = (tmp_path / "report" / "report.md").read_text()
-    assert "## bloodmnist" in md and "ACC @28" in md and "ACC @64" in md and "≈" in md and "**" in md
+    assert (
+        "## bloodmnist" in md and "ACC @28" in md and "ACC @64" in md and "≈" in md and "**" in md
+    )
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
     assert figures == sorted(
         [
@@ -178,10 +195,12 @@ def test_html_writes_ties_out_and_shows_classes_choices_provenance_and_links(tmp
     assert "command: " in page
     finetune = record("vit_tiny", "finetune", 0.85)
     assert (
-        f"href='../runs/{finetune.run_name}.json'" in page and f"href='../runs/{finetune.run_name}/'" in page
+        f"href='../runs/{finetune.run_name}.json'" in page
+        and f"href='../runs/{finetune.run_name}/'" in page
     )
     assert "best_epoch=2 flips=h" in page and "torch " in page and "class='sortable'" in page
-    assert page.count("<script>") == 1 and "addEventListener" in page  # sorting, inline: still one file
+    # sorting, inline: still one file
+    assert page.count("<script>") == 1 and "addEventListener" in page
 
 
 def test_one_size_draws_no_resolution_figure(tmp_path):
@@ -193,9 +212,12 @@ def test_one_size_draws_no_resolution_figure(tmp_path):
     assert "bloodmnist_resolution.png" not in figures and "bloodmnist_28_forest.png" in figures
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = (
+    shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+)
 # Injected first into a copy of the page: records script errors, then, once loaded, whether every
-# image decoded and whether a click on a header sorted its table, into the DOM that --dump-dom prints.
+# image decoded and whether a click on a header sorted its table, into the DOM that --dump-dom
+# prints.
 PROBE = """<script>
 window.errors = [];
 window.addEventListener("error", e => window.errors.push(String(e.message)));
@@ -203,7 +225,8 @@ window.addEventListener("load", () => {
   const images = Array.from(document.images);
   const broken = images.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt);
   const table = document.querySelector("table.sortable"), header = table.tHead.rows[0].cells[3];
-  const column = () => Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent));
+  const column = () =>
+    Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent));
   header.click();
   const sorted = column().filter(x => !isNaN(x)).every((x, i, all) => i === 0 || all[i - 1] <= x);
   const out = document.createElement("pre");
@@ -224,10 +247,21 @@ def test_report_renders_in_a_real_browser(tmp_path):
     probed = tmp_path / "report" / "probed.html"
     probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
     done = subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-         "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            probed.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     found = re.search(r'<pre id="probe">(.*?)</pre>', done.stdout, re.S)
     assert found, done.stdout[-2000:] + done.stderr[-2000:]

@@ -29,10 +29,14 @@ def make_result(**overrides):
 def test_round_trip_keeps_every_field(tmp_path):
     result = make_result()
     path = result.save(tmp_path)
-    assert path.name == f"bloodmnist_28__vit_tiny__logreg__seed0__{config_digest(result.config)}.json"
+    assert (
+        path.name == f"bloodmnist_28__vit_tiny__logreg__seed0__{config_digest(result.config)}.json"
+    )
     loaded = RunResult.from_json(path.read_text())
     assert loaded.metrics["test"]["auc"] is None  # NaN is stored as null: standard JSON
-    assert loaded.hparams == {"C": 1.0} and loaded.cache_key == "abc" and loaded.task == "multi-class"
+    assert (
+        loaded.hparams == {"C": 1.0} and loaded.cache_key == "abc" and loaded.task == "multi-class"
+    )
     assert loaded.config == result.config
     assert loaded.versions["torch"] and loaded.schema_version == SCHEMA_VERSION
     assert not list(tmp_path.glob("*.partial"))
@@ -43,7 +47,10 @@ def test_load_results_reads_every_record_and_skips_other_json(tmp_path):
     make_result(seed=1, method="knn").save(tmp_path / "nested")
     (tmp_path / "history.json").write_text(json.dumps({"epochs": []}))
     names = [r.run_name.rsplit("__", 1)[0] for r in load_results(tmp_path)]
-    assert names == ["bloodmnist_28__vit_tiny__knn__seed1", "bloodmnist_28__vit_tiny__logreg__seed0"]
+    assert names == [
+        "bloodmnist_28__vit_tiny__knn__seed1",
+        "bloodmnist_28__vit_tiny__logreg__seed0",
+    ]
 
 
 def test_other_schema_version_is_refused(tmp_path):

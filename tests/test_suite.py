@@ -1,4 +1,7 @@
-"""`probe suite`: recipes are checked before any run, run end to end, and re-runs skip finished work."""
+"""`probe suite`.
+
+Recipes are checked before any run, run end to end, and re-runs skip finished work.
+"""
 
 from __future__ import annotations
 
@@ -57,7 +60,10 @@ def test_shipped_recipes_are_valid():
     for name in ("notebook_bloodmnist", "resolution_sweep"):
         recipe = load_recipe(RECIPES / f"{name}.toml")
         assert recipe.datasets == ["bloodmnist"] and recipe.probes and len(recipe.finetunes) == 5
-        assert all(f["epochs"] == 20 and f["lr"] == 1e-3 and f["batch_size"] == 128 for f in recipe.finetunes)
+        assert all(
+            f["epochs"] == 20 and f["lr"] == 1e-3 and f["batch_size"] == 128
+            for f in recipe.finetunes
+        )
     assert load_recipe(RECIPES / "resolution_sweep.toml").sizes == [28, 64, 128, 224]
 
 
@@ -70,22 +76,39 @@ def test_shipped_recipes_are_valid():
         ),
         (
             '[[probe]]\nbackbone = "vit_tiny"\nheads = ["svm"]\n',
-            r":3: heads in \[\[probe\]\] must be a non-empty list of logreg, linear, knn; got \['svm'\]",
+            r":3: heads in \[\[probe\]\] must be a non-empty list of logreg, linear, knn; "
+            r"got \['svm'\]",
         ),
-        ('[[probe]]\nbackbone = "dino"\n', r":2: unknown backbone 'dino'; choose one of .*dinov2_small"),
-        ('[suite]\ndatasets = ["bloodmnistt"]\n', r":2: unknown dataset 'bloodmnistt'; choose one of"),
+        (
+            '[[probe]]\nbackbone = "dino"\n',
+            r":2: unknown backbone 'dino'; choose one of .*dinov2_small",
+        ),
+        (
+            '[suite]\ndatasets = ["bloodmnistt"]\n',
+            r":2: unknown dataset 'bloodmnistt'; choose one of",
+        ),
         ("[suite]\nsizes = [32]\n", r":2: sizes \[32\] not available"),
         (
             '[[finetune]]\nmodel = "vit_tiny"\nepochz = 2\n',
-            r":3: unknown key 'epochz' in \[\[finetune\]\] model 'vit_tiny'; valid keys: augment, batch_size",
+            r":3: unknown key 'epochz' in \[\[finetune\]\] model 'vit_tiny'; "
+            r"valid keys: augment, batch_size",
         ),
-        ('[[finetune]]\nmodel = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
-        ('[[finetune]]\nbackbone = "nope"\n', r":2: \[\[finetune\]\] model 'nope': .*unknown backbone"),
+        (
+            '[[finetune]]\nmodel = "nope"\n',
+            r":2: \[\[finetune\]\] model 'nope': .*unknown backbone",
+        ),
+        (
+            '[[finetune]]\nbackbone = "nope"\n',
+            r":2: \[\[finetune\]\] model 'nope': .*unknown backbone",
+        ),
         (
             '[[finetune]]\nmodel = "vit_tiny"\nepochs = 0\n',
             r":3: epochs in \[\[finetune\]\] .* must be an integer >= 1",
         ),
-        ('[[finetune]]\nmodel = "vit_tiny"\nlr = "fast"\n', r":3: lr in .* must be a number; got 'fast'"),
+        (
+            '[[finetune]]\nmodel = "vit_tiny"\nlr = "fast"\n',
+            r":3: lr in .* must be a number; got 'fast'",
+        ),
         (
             '[[probe]]\nbackbone = "vit_tiny"\nresize = "lanczos"\n',
             r":3: resize in \[\[probe\]\] must be one of bicubic",
@@ -106,14 +129,20 @@ def test_real_recipe_on_breastmnist_with_real_dinov2(real_dinov2_cache, tmp_path
     cache, _ = real_dinov2_cache
     recipe = tmp_path / "real.toml"
     recipe.write_text(
-        f'[suite]\ndatasets = ["breastmnist"]\ndata_root = "{BREASTMNIST.parent}"\ncache_root = "{cache}"\n'
+        f'[suite]\ndatasets = ["breastmnist"]\ndata_root = "{BREASTMNIST.parent}"\n'
+        f'cache_root = "{cache}"\n'
         f'out = "{tmp_path / "runs"}"\nreport = "{tmp_path / "report"}"\n\n'
-        f'[[probe]]\nbackbone = "dinov2_small"\nweights = "{DINOV2_WEIGHTS}"\nheads = ["logreg", "knn"]\n\n'
+        f'[[probe]]\nbackbone = "dinov2_small"\nweights = "{DINOV2_WEIGHTS}"\n'
+        'heads = ["logreg", "knn"]\n\n'
         f'[[finetune]]\nmodel = "resnet18"\nepochs = 3\nbatch_size = 64\n'
     )
     report = run_suite(load_recipe(recipe))
     records = {(r.model, r.method): r for r in load_results(tmp_path / "runs")}
-    assert set(records) == {("dinov2_small", "logreg"), ("dinov2_small", "knn"), ("resnet18", "scratch")}
+    assert set(records) == {
+        ("dinov2_small", "logreg"),
+        ("dinov2_small", "knn"),
+        ("resnet18", "scratch"),
+    }
     assert records["dinov2_small", "logreg"].metrics["test"]["acc"] > 0.75
     assert "breastmnist" in report.read_text()
 
@@ -125,7 +154,10 @@ def test_plan_lists_runs_data_and_cache_space_and_runs_nothing(tiny_data, tmp_pa
     lines = result.output.splitlines()
     assert "probe    timm:test_vit [logreg,knn] on bloodmnist_28" in lines
     given = "pretrained=False img_size=32 epochs=1 batch_size=16"
-    assert f"finetune timm:test_resnet on bloodmnist_28 seed 0 [{given}]" in lines and "2 run(s)" in lines
+    assert (
+        f"finetune timm:test_resnet on bloodmnist_28 seed 0 [{given}]" in lines
+        and "2 run(s)" in lines
+    )
     assert "data: 1 file(s), 1 present" in result.output
     # 80 images x (64 cls + 64 mean + 5 x 64 last4) float16 values: what the entry will hold
     assert f"feature cache: {80 * 448 * 2 / 1e6:.1f} MB" in result.output
@@ -137,7 +169,8 @@ def test_medmnist_plus_recipe_plans_every_dataset_and_size(tmp_path):
     assert len(recipe.datasets) == 12 and recipe.sizes == [28, 64, 128, 224]
     assert all(p["resize"] == "pad" and p["heads"] == ["linear", "knn"] for p in recipe.probes)
     result = CliRunner().invoke(
-        probe_main, ["suite", str(RECIPES / "medmnist_plus.toml"), "--plan", "--data-root", str(tmp_path)]
+        probe_main,
+        ["suite", str(RECIPES / "medmnist_plus.toml"), "--plan", "--data-root", str(tmp_path)],
     )
     assert result.exit_code == 0, result.output
     assert f"{12 * 4 * len(recipe.probes)} run(s)" in result.output

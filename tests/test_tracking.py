@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from cache.options import ExtractOptions
+from probe.options import ProbeOptions
+
 pytest.importorskip("tensorboard")  # the `tensorboard` extra; `make test` installs it
 from conftest import TINY_RESNET
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -36,16 +39,20 @@ def test_finetune_logs_every_step_epoch_and_the_test_metrics(data_root, tmp_path
 
 def test_probe_logs_its_selection_sweep_and_test_metrics(data_root, tmp_path):
     extract = dict(pretrained=False, img_size=32)
-    from cache.options import ExtractOptions
 
     where = dict(data_root=data_root, cache_root=tmp_path / "cache", out=tmp_path / "runs")
-    [result] = run_probe("bloodmnist", backbone="timm:test_vit", **where, extract=ExtractOptions(**extract),
-                         tracker="tensorboard")  # fmt: skip
+    [result] = run_probe(
+        "bloodmnist",
+        backbone="timm:test_vit",
+        **where,
+        extract=ExtractOptions(**extract),
+        options=ProbeOptions(tracker="tensorboard"),
+    )
     log = events(tmp_path / "runs" / "tensorboard" / result.run_name)
     sweep = log.Scalars("sweep/val_log_loss")  # the default selection
-    assert len(sweep) == len(LOGREG_CS) and [e.value for e in log.Scalars("sweep/C")] == pytest.approx(
-        LOGREG_CS
-    )
+    assert len(sweep) == len(LOGREG_CS) and [
+        e.value for e in log.Scalars("sweep/C")
+    ] == pytest.approx(LOGREG_CS)
     assert log.Scalars("test/acc")[0].value == pytest.approx(result.metrics["test"]["acc"])
 
 

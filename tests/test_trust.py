@@ -1,8 +1,12 @@
-"""Every number bound to exactly what produced it: run identity, content-matched entries, strict
-weights, validated labels, meaningful seeds, defined selection, honest throughput."""
+"""Every number bound to exactly what produced it.
+
+Run identity, content-matched entries, strict weights, validated labels, meaningful seeds, defined
+selection, honest throughput.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -13,6 +17,7 @@ from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, make_npz, needs_shared
 from safetensors.torch import save_file
 
 from cache.extract import extract
+from cache.options import ExtractOptions
 from finetune.cli import main as finetune_main
 from finetune.config import TrainConfig
 from finetune.train import train
@@ -23,7 +28,7 @@ from medprobe.results import load_results
 from probe.cli import main as probe_main
 from probe.fit import fit_probe
 
-TINY_VIT = dict(pretrained=False, img_size=32, progress=False)
+TINY_VIT = ExtractOptions(pretrained=False, img_size=32)
 
 
 def fit_cli(*args):
@@ -45,12 +50,24 @@ def test_same_file_name_in_two_folders_scores_the_named_file(tmp_path):
     a = make_npz(tmp_path / "a" / "set.npz", n_classes=3, seed=1)
     b = make_npz(tmp_path / "b" / "set.npz", n_classes=3, seed=2)
     cache, runs = tmp_path / "cache", tmp_path / "runs"
-    extract("timm:test_vit", str(a), task="multi-class", cache_root=cache, **TINY_VIT)
+    extract(
+        "timm:test_vit",
+        str(a),
+        task="multi-class",
+        cache_root=cache,
+        options=TINY_VIT,
+    )
 
     refused = fit_cli("--dataset", b, "--task", "multi-class", "--cache-root", cache, "--out", runs)
     one_line_error(refused, "other bytes", str(b))
 
-    extract("timm:test_vit", str(b), task="multi-class", cache_root=cache, **TINY_VIT)
+    extract(
+        "timm:test_vit",
+        str(b),
+        task="multi-class",
+        cache_root=cache,
+        options=TINY_VIT,
+    )
     done = fit_cli("--dataset", b, "--task", "multi-class", "--cache-root", cache, "--out", runs)
     assert done.exit_code == 0, done.output
     [record] = load_results(runs)
@@ -61,7 +78,13 @@ def test_same_file_name_in_two_folders_scores_the_named_file(tmp_path):
 def test_labels_edited_after_extraction_are_never_scored(tmp_path):
     path = make_npz(tmp_path / "own.npz", n_classes=3)
     cache = tmp_path / "cache"
-    extract("timm:test_vit", str(path), task="multi-class", cache_root=cache, **TINY_VIT)
+    extract(
+        "timm:test_vit",
+        str(path),
+        task="multi-class",
+        cache_root=cache,
+        options=TINY_VIT,
+    )
     with np.load(path) as npz:
         arrays = dict(npz)
     arrays["test_labels"] = (arrays["test_labels"] + 1) % 3
@@ -74,15 +97,31 @@ def test_bicubic_and_pad_entries_give_two_records_and_two_report_rows(data_root,
     cache, runs = tmp_path / "cache", tmp_path / "runs"
     for resize in ("bicubic", "pad"):
         extract(
-            "timm:test_vit", "breastmnist", data_root=data_root, cache_root=cache, resize=resize, **TINY_VIT
+            "timm:test_vit",
+            "breastmnist",
+            data_root=data_root,
+            cache_root=cache,
+            options=dataclasses.replace(TINY_VIT, resize=resize),
         )
-    common = ("--dataset", "breastmnist", "--data-root", data_root, "--cache-root", cache, "--out", runs)
+    common = (
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        data_root,
+        "--cache-root",
+        cache,
+        "--out",
+        runs,
+    )
     assert fit_cli(*common).exit_code == 0
     records = load_results(runs)
     assert len(records) == 2 and len({r.run_name for r in records}) == 2
     assert {r.config["entry"]["preprocess"]["resize"] for r in records} == {"bicubic", "pad"}
     labels = sorted(row.label for row in build_rows(records, n_resamples=0))
-    assert labels == ["timm:test_vit · logreg [resize=bicubic]", "timm:test_vit · logreg [resize=pad]"]
+    assert labels == [
+        "timm:test_vit · logreg [resize=bicubic]",
+        "timm:test_vit · logreg [resize=pad]",
+    ]
 
     only_pad = fit_cli(*common, "--resize", "pad", "--out", tmp_path / "pad")
     assert only_pad.exit_code == 0, only_pad.output
@@ -92,8 +131,23 @@ def test_bicubic_and_pad_entries_give_two_records_and_two_report_rows(data_root,
 
 def test_rerunning_one_configuration_rewrites_its_own_record(data_root, tmp_path):
     cache, runs = tmp_path / "cache", tmp_path / "runs"
-    extract("timm:test_vit", "breastmnist", data_root=data_root, cache_root=cache, **TINY_VIT)
-    common = ("--dataset", "breastmnist", "--data-root", data_root, "--cache-root", cache, "--out", runs)
+    extract(
+        "timm:test_vit",
+        "breastmnist",
+        data_root=data_root,
+        cache_root=cache,
+        options=TINY_VIT,
+    )
+    common = (
+        "--dataset",
+        "breastmnist",
+        "--data-root",
+        data_root,
+        "--cache-root",
+        cache,
+        "--out",
+        runs,
+    )
     for _ in range(2):
         assert fit_cli(*common).exit_code == 0
     assert fit_cli(*common, "--select", "auc").exit_code == 0
@@ -120,14 +174,17 @@ def test_finetune_configurations_never_share_a_record(data_root, tmp_path):
     assert len(list(tmp_path.glob("*.json"))) == 2 and scratch.task == "binary-class"
 
 
-# --- strict weights ----------------------------------------------------------------------------------
+# --- strict weights
+# ----------------------------------------------------------------------------------
 
 
 def test_weights_of_another_architecture_fail_with_counts(data_root, tmp_path):
     resnet, _ = create_backbone("timm:test_resnet", pretrained=False)
     path = tmp_path / "resnet.safetensors"
     save_file({k: v.contiguous() for k, v in resnet.state_dict().items()}, str(path))
-    with pytest.raises(WeightsError, match=r"does not fit timm:test_vit: of its \d+ tensors, \d+ missing"):
+    with pytest.raises(
+        WeightsError, match=r"does not fit timm:test_vit: of its \d+ tensors, \d+ missing"
+    ):
         create_backbone("timm:test_vit", weights=path)
     result = CliRunner().invoke(
         probe_main,
@@ -189,7 +246,8 @@ def test_real_dinov2_weights_load_exactly_as_timm_loads_them():
         assert torch.equal(ours.state_dict()[name], tensor), name
 
 
-# --- labels are validated at load ----------------------------------------------------------------------
+# --- labels are validated at load
+# ----------------------------------------------------------------------
 
 
 def corrupt_labels(tmp_path, edit, *, n_classes=3, multi_label=False):
@@ -204,14 +262,37 @@ def corrupt_labels(tmp_path, edit, *, n_classes=3, multi_label=False):
 @pytest.mark.parametrize(
     "edit,task,needle",
     [
-        (lambda y: np.where(np.arange(len(y))[:, None] == 5, -1, y), "multi-class", "label -1 at row 5"),
-        (lambda y: np.where(np.arange(len(y))[:, None] == 2, 0.5, y), "multi-class", "row 2 is [0.5]"),
-        (lambda y: np.where(np.arange(len(y))[:, None] == 4, np.nan, y), "multi-class", "row 4 is [nan]"),
-        (lambda y: np.where(np.arange(len(y))[:, None] == 1, 2, y), "binary-class", "label 2 at row 1"),
+        (
+            lambda y: np.where(np.arange(len(y))[:, None] == 5, -1, y),
+            "multi-class",
+            "label -1 at row 5",
+        ),
+        (
+            lambda y: np.where(np.arange(len(y))[:, None] == 2, 0.5, y),
+            "multi-class",
+            "row 2 is [0.5]",
+        ),
+        (
+            lambda y: np.where(np.arange(len(y))[:, None] == 4, np.nan, y),
+            "multi-class",
+            "row 4 is [nan]",
+        ),
+        (
+            lambda y: np.where(np.arange(len(y))[:, None] == 1, 2, y),
+            "binary-class",
+            "label 2 at row 1",
+        ),
         (lambda y: np.hstack([y, y]), "multi-class", "2 columns"),
         (lambda y: y * 3, "multi-label, binary-class", "must be 0 or 1"),
     ],
-    ids=["negative", "fractional", "nan", "task-contradicted", "two-columns", "multi-label-not-0-1"],
+    ids=[
+        "negative",
+        "fractional",
+        "nan",
+        "task-contradicted",
+        "two-columns",
+        "multi-label-not-0-1",
+    ],
 )
 def test_bad_labels_are_one_line_naming_file_split_and_row(tmp_path, edit, task, needle):
     multi_label = task.startswith("multi-label")
@@ -248,7 +329,15 @@ def test_out_of_range_label_of_an_official_dataset_is_refused(tmp_path):
     np.savez(path, **arrays)
     result = CliRunner().invoke(
         finetune_main,
-        ["run", "--model", "timm:test_resnet", "--dataset", "breastmnist", "--data-root", str(root)],
+        [
+            "run",
+            "--model",
+            "timm:test_resnet",
+            "--dataset",
+            "breastmnist",
+            "--data-root",
+            str(root),
+        ],
     )
     one_line_error(result, "breastmnist.npz train", "label 2 at row 7", "0 or 1")
 
@@ -261,7 +350,11 @@ def test_empty_split_and_wrong_image_dtype_are_refused(tmp_path):
     with np.load(path) as npz:
         arrays = dict(npz)
     np.savez(
-        path, **(arrays | {"val_images": arrays["val_images"][:0], "val_labels": arrays["val_labels"][:0]})
+        path,
+        **(
+            arrays
+            | {"val_images": arrays["val_images"][:0], "val_labels": arrays["val_labels"][:0]}
+        ),
     )
     with pytest.raises(DataError, match="own.npz val.*empty"):
         get_dataset(str(path), task="multi-class")
@@ -270,13 +363,20 @@ def test_empty_split_and_wrong_image_dtype_are_refused(tmp_path):
         load_split(get_dataset(str(path), task="multi-class"), "test")
 
 
-# --- records keep the task, so every report feature works for own data ---------------------------------
+# --- records keep the task, so every report feature works for own data
+# ---------------------------------
 
 
 def test_own_data_report_has_ties_and_a_confusion_figure(tmp_path):
     path = make_npz(tmp_path / "own.npz", n_classes=3, n=(60, 30, 30))
     cache, runs = tmp_path / "cache", tmp_path / "runs"
-    extract("timm:test_vit", str(path), task="multi-class", cache_root=cache, **TINY_VIT)
+    extract(
+        "timm:test_vit",
+        str(path),
+        task="multi-class",
+        cache_root=cache,
+        options=TINY_VIT,
+    )
     result = fit_cli(
         "--dataset",
         path,
@@ -291,19 +391,30 @@ def test_own_data_report_has_ties_and_a_confusion_figure(tmp_path):
     )
     assert result.exit_code == 0, result.output
     records = load_results(runs)
-    assert {r.task for r in records} == {"multi-class"} and records[0].class_names == ["0", "1", "2"]
+    assert {r.task for r in records} == {"multi-class"} and records[0].class_names == [
+        "0",
+        "1",
+        "2",
+    ]
     write_report(runs, tmp_path / "report", n_resamples=200)
     assert (tmp_path / "report" / "figures" / "own_confusion.png").exists()
     rows = build_rows(records, n_resamples=200)
     assert any(row.tied or len(row.best) == 4 for row in rows)  # the paired test ran on own data
 
 
-# --- seeds vary what is random, nothing else ---------------------------------------------------------------
+# --- seeds vary what is random, nothing else
+# ---------------------------------------------------------------
 
 
 def test_seeds_on_deterministic_heads_give_one_run(data_root, tmp_path):
     cache, runs = tmp_path / "cache", tmp_path / "runs"
-    extract("timm:test_vit", "bloodmnist", data_root=data_root, cache_root=cache, **TINY_VIT)
+    extract(
+        "timm:test_vit",
+        "bloodmnist",
+        data_root=data_root,
+        cache_root=cache,
+        options=TINY_VIT,
+    )
     common = ("--data-root", data_root, "--cache-root", cache, "--seeds", "0,1,2")
     result = fit_cli(*common, "--head", "logreg,knn,linear", "--out", runs)
     assert result.exit_code == 0, result.output
@@ -326,7 +437,8 @@ def test_finetune_seed_changes_the_initialisation(data_root, tmp_path):
     assert not torch.equal(next(a.parameters()), next(b.parameters()))
 
 
-# --- selection with a class missing from val ---------------------------------------------------------------
+# --- selection with a class missing from val
+# ---------------------------------------------------------------
 
 
 def val_without_class_2():
@@ -376,7 +488,8 @@ def test_finetune_auc_selection_falls_back_and_says_so(tmp_path):
     assert result.hparams["best_epoch"] >= 1
 
 
-# --- throughput is images over the wall time of its phase ---------------------------------------------
+# --- throughput is images over the wall time of its phase
+# ---------------------------------------------
 
 
 def test_train_throughput_is_images_over_train_time(data_root, tmp_path):

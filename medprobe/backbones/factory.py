@@ -1,4 +1,6 @@
-"""The backbone factory: registry models built by timm, their preprocessing and the features they yield.
+"""The backbone factory.
+
+Registry models built by timm, their preprocessing and the features they yield.
 
 The names live in `medprobe.backbones.registry`, which lists them without importing torch.
 """
@@ -46,7 +48,8 @@ def create_backbone(
         weights: a local .safetensors / .pth file in the timm layout of the model; it must cover
             every parameter but the classifier (`medprobe.backbones.weights.load_local_weights`).
         img_size: input size override; defaults to the spec's, else timm's.
-        resize: how stored images reach the input size (see `medprobe.backbones.registry.RESIZE_MODES`).
+        resize: how stored images reach the input size (see
+            `medprobe.backbones.registry.RESIZE_MODES`).
         num_classes: 0 for a headless feature extractor; else a fresh classifier head of that size.
         init_seed: seeds whatever is initialised at random (all of a random-init model, a fresh
             head), so the same seed builds the same model.
@@ -87,13 +90,15 @@ def preprocess_config(
 
 
 def feature_dims(name: str | BackboneSpec, *, img_size: int | None = None) -> dict[str, int]:
-    """The width of each feature kind (`extract_features`), from the module tree on the meta device."""
+    """The width of each feature kind (`extract_features`), from the module tree on `meta`."""
     spec = get_backbone(name) if isinstance(name, str) else name
     _, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
         model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
     blocks = min(LAST_BLOCKS, len(getattr(model, "blocks", ())))
-    return {kind: model.num_features * (blocks + 1 if kind == "last4" else 1) for kind in spec.features}
+    return {
+        kind: model.num_features * (blocks + 1 if kind == "last4" else 1) for kind in spec.features
+    }
 
 
 def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, dict]:
@@ -119,10 +124,14 @@ def _check_patch_multiple(model: torch.nn.Module, size: int | None) -> None:
     patch = patch[0] if isinstance(patch, tuple | list) else patch
     if size is not None and patch and size % patch:
         fit = -(-size // patch) * patch
-        raise ValueError(f"--img-size {size} is not a multiple of the patch size {patch}; use e.g. {fit}")
+        raise ValueError(
+            f"--img-size {size} is not a multiple of the patch size {patch}; use e.g. {fit}"
+        )
 
 
-def extract_features(model: torch.nn.Module, x: torch.Tensor, family: str) -> dict[str, torch.Tensor]:
+def extract_features(
+    model: torch.nn.Module, x: torch.Tensor, family: str
+) -> dict[str, torch.Tensor]:
     """All feature kinds of one forward pass.
 
     Args:
@@ -155,7 +164,7 @@ def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Modul
         return timm.create_model(spec.model_id, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
         raise WeightsUnavailableError(
-            f"could not load pretrained weights for {spec.name} from the hub ({spec.model_id}): {e}. "
-            "Offline? Pass --weights PATH to a local .safetensors/.pth file, "
-            "or --no-pretrained for random init"
+            f"could not load pretrained weights for {spec.name} from the hub ({spec.model_id}): "
+            f"{e}. Offline? Pass --weights PATH to a local .safetensors/.pth file, or "
+            "--no-pretrained for random init"
         ) from e

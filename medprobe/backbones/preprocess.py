@@ -1,4 +1,7 @@
-"""Batched preprocessing on the model's device: uint8 (B, H, W, C) -> normalized float (B, 3, S, S)."""
+"""Batched preprocessing on the model's device.
+
+Uint8 (B, H, W, C) -> normalized float (B, 3, S, S).
+"""
 
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ class PreprocessConfig:
             raise ValueError(f"unknown resize mode {self.resize!r}; choose one of {RESIZE_MODES}")
 
     def to_dict(self) -> dict:
+        """The settings as a plain dict, for a record."""
         return asdict(self)
 
 
@@ -58,7 +62,9 @@ def resize(x: torch.Tensor, size: int, *, mode: str = "bicubic") -> torch.Tensor
         return x.contiguous()
     if mode == "pad":
         if height > size or width > size:
-            raise ValueError(f"cannot zero-pad {height}x{width} images to {size}; use a resize mode")
+            raise ValueError(
+                f"cannot zero-pad {height}x{width} images to {size}; use a resize mode"
+            )
         top, left = (size - height) // 2, (size - width) // 2
         return F.pad(x, (left, size - width - left, top, size - height - top))
     if mode == "nearest":

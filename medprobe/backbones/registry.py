@@ -1,5 +1,6 @@
-"""The backbone registry: named timm models, the features they yield and how they are run and fed,
-importable without torch.
+"""The backbone registry.
+
+Named timm models, the features they yield and how they are run and fed, importable without torch.
 
 `medprobe.backbones.factory` builds the models; this module only names them, so listing backbones
 and checking a suite's recipe cost no import of torch or timm (only `timm:<model>` names load timm,
@@ -10,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# What extraction writes per family. `last4` is DINOv2's linear-evaluation input: the class tokens of
+# What extraction writes per family. `last4` is DINOv2's linear-evaluation input: the class tokens
+# of
 # the last 4 blocks, then the mean patch token, concatenated (facebookresearch/dinov2,
 # dinov2/eval/linear.py, `create_linear_input`); written in the same pass, fitted only when asked.
 # How a backbone is run and fed: the words --precision and --resize take (`medprobe.device` and
@@ -25,7 +27,10 @@ LAST_BLOCKS = 4
 
 
 def default_kinds(kinds: tuple[str, ...]) -> tuple[str, ...]:
-    """The kinds a probe fits unless `--features` says otherwise: all an entry holds but the extras."""
+    """The kinds a probe fits unless `--features` says otherwise.
+
+    All an entry holds but the extras.
+    """
     return tuple(k for k in kinds if k not in EXTRA_KINDS)
 
 
@@ -44,6 +49,7 @@ class BackboneSpec:
 
     @property
     def features(self) -> tuple[str, ...]:
+        """The feature kinds this backbone's entries hold."""
         return VIT_FEATURES if self.family == "vit" else CNN_FEATURES
 
 
@@ -75,7 +81,9 @@ def get_backbone(name: str) -> BackboneSpec:
         if not timm.is_model(model_id):
             raise ValueError(f"timm has no model {model_id!r} (see timm.list_models())")
         return BackboneSpec(name, model_id, _family_of(model_id))
-    raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>")
+    raise ValueError(
+        f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>"
+    )
 
 
 def _family_of(model_id: str) -> str:

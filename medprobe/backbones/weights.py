@@ -19,11 +19,17 @@ from medprobe.data.files import file_digest
 from medprobe.errors import WeightsError
 
 EXAMPLES = 3
-COUNTERS = "num_batches_tracked"  # BatchNorm step counters: not weights; ported checkpoints lack them
+# BatchNorm step counters: not weights; ported checkpoints lack them
+COUNTERS = "num_batches_tracked"
 
 
-def weights_identity(model_id: str, *, pretrained: bool, weights: str | os.PathLike | None, seed: int) -> str:
-    """What fixes a backbone's numbers: a local file's sha256, a timm tag, or a seeded random init."""
+def weights_identity(
+    model_id: str, *, pretrained: bool, weights: str | os.PathLike | None, seed: int
+) -> str:
+    """What fixes a backbone's numbers.
+
+    A local file's sha256, a timm tag, or a seeded random init.
+    """
     if weights is not None:
         if not Path(weights).is_file():
             raise WeightsError(f"weights file {weights} does not exist")
@@ -50,9 +56,15 @@ def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name:
     own = model.state_dict()
     classifier = _classifier_keys(model)
     # A classifier the model lacks or has for another class count is left out; the rest must fit.
-    state = {k: v for k, v in state.items() if k not in classifier or (k in own and own[k].shape == v.shape)}
+    state = {
+        k: v
+        for k, v in state.items()
+        if k not in classifier or (k in own and own[k].shape == v.shape)
+    }
     mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-    missing = [k for k in own if k not in state and k not in classifier and not k.endswith(COUNTERS)]
+    missing = [
+        k for k in own if k not in state and k not in classifier and not k.endswith(COUNTERS)
+    ]
     unexpected = [k for k in state if k not in own]
     if missing or unexpected or mismatched:
         raise WeightsError(_mismatch_message(path, name, len(own), missing, unexpected, mismatched))
@@ -76,8 +88,9 @@ def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise WeightsError(
-            f"{path} holds non-finite values (NaN or inf) in {len(bad)} of its {len(state)} tensors "
-            f"(e.g. {', '.join(bad[:EXAMPLES])}); it is damaged, or the training that made it diverged"
+            f"{path} holds non-finite values (NaN or inf) in {len(bad)} of its {len(state)} "
+            f"tensors (e.g. {', '.join(bad[:EXAMPLES])}); it is damaged, or the training that made "
+            "it diverged"
         )
 
 
@@ -89,7 +102,11 @@ def _classifier_keys(model: torch.nn.Module) -> set[str]:
 
 def _mismatch_message(path, name, n_params, missing, unexpected, mismatched) -> str:
     parts = []
-    for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", mismatched)):
+    for what, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("of another shape", mismatched),
+    ):
         if keys:
             parts.append(f"{len(keys)} {what} (e.g. {', '.join(keys[:EXAMPLES])})")
     return (

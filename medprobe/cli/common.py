@@ -16,27 +16,38 @@ from medprobe.results import json_safe
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Log lines as plain messages: INFO, or DEBUG with `-v`."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
 
 
 def extended(group: click.Group, *commands: click.Command) -> click.Group:
-    """A new group with `group`'s options, callback and commands, and `commands` too (`group` is
-    left as it is): how a layer above adds its commands to a program below it."""
+    """A new group: `group`'s options, callback and commands, and `commands` too.
+
+    `group` is left as it is: this is how a layer above adds its commands to a program below it.
+    """
     every = {**group.commands, **{command.name: command for command in commands}}
-    settings = {"context_settings": group.context_settings, "help": group.help, "params": group.params}
+    settings = {
+        "context_settings": group.context_settings,
+        "help": group.help,
+        "params": group.params,
+    }
     return click.Group(name=group.name, commands=every, callback=group.callback, **settings)
 
 
 def add_verbosity(command: click.Command) -> click.Command:
-    """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it, so they
-    work after the subcommand too (`probe fit -v`), not only before it."""
+    """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it.
+
+    They then work after the subcommand too (`probe fit -v`), not only before it.
+    """
     names = {p.name for p in command.params}
     for flags, help in (
         (["-v", "--verbose"], "Debug logging."),
         (["-q", "--quiet"], "Warnings and results only."),
     ):
         if flags[1][2:] not in names:
-            option = click.Option(flags, is_flag=True, expose_value=False, callback=_verbosity, help=help)
+            option = click.Option(
+                flags, is_flag=True, expose_value=False, callback=_verbosity, help=help
+            )
             command.params.append(option)
     for sub in getattr(command, "commands", {}).values():
         add_verbosity(sub)
@@ -73,13 +84,18 @@ def print_rows(rows: list[dict], *, as_json: bool) -> None:
 def _cell(value) -> str:
     if isinstance(value, list | tuple):
         return (
-            "+".join(map(str, value)) if all(isinstance(v, str) for v in value) else "/".join(map(str, value))
+            "+".join(map(str, value))
+            if all(isinstance(v, str) for v in value)
+            else "/".join(map(str, value))
         )
     return "" if value is None else str(value)
 
 
 def list_datasets(*, as_json: bool = False) -> None:
-    """Print every dataset: task, channels, classes, split sizes and the flips augmentation may draw."""
+    """Print every dataset.
+
+    Task, channels, classes, split sizes and the flips augmentation may draw.
+    """
     rows = [
         {
             "dataset": flag,
@@ -113,8 +129,11 @@ def list_backbones(*, as_json: bool = False) -> None:
 
 
 def clean_errors_of(errors: tuple[type[Exception], ...]):
-    """A decorator: `errors` become a one-line message and exit status 1 (with -v they keep their
-    traceback, like every other exception); a process group (torchrun) is closed either way."""
+    """A decorator.
+
+    `errors` become a one-line message and exit status 1 (with -v they keep their traceback, like
+    every other exception); a process group (torchrun) is closed either way.
+    """
 
     def decorate(command):
         @functools.wraps(command)
@@ -143,7 +162,8 @@ def _close_process_group() -> None:
 def _verbose() -> bool:
     context = click.get_current_context(silent=True)
     return bool(
-        context and (context.find_root().params.get("verbose") or context.meta.get("medprobe.verbose"))
+        context
+        and (context.find_root().params.get("verbose") or context.meta.get("medprobe.verbose"))
     )
 
 
@@ -183,5 +203,8 @@ cache_root_option = click.option(
     "--cache-root",
     type=click.Path(file_okay=False),
     default=None,
-    help="Cache of features and mapped data copies [default: $MEDPROBE_CACHE, else ~/.cache/medprobe].",
+    help=(
+        "Cache of features and mapped data copies "
+        "[default: $MEDPROBE_CACHE, else ~/.cache/medprobe]."
+    ),
 )

@@ -1,4 +1,6 @@
-"""Options declared once, on the dataclass that uses them: its CLI flags and recipe checks derive from it.
+"""Options declared once, on the dataclass that uses them.
+
+Its CLI flags and recipe checks derive from it.
 
 A field made with `option(...)` carries its help text, allowed values and bounds. Three readers
 apply the same rules with the same words: `click_options(cls)` turns the fields into click options
@@ -31,10 +33,13 @@ def option(
     show_default: bool = True,
     cli: bool = True,
 ) -> dataclasses.Field:
-    """A dataclass field with what its flag says: help, choices, bounds (`min` <= value <= `max`, or
-    strictly inside a bound marked open by `min_open` / `max_open`), a flag name other than
-    `--field-name`, old spellings that still work but stay out of --help (`aliases`, e.g.
-    "--model"); `cli=False` keeps it off the command line (set by the program, not the user)."""
+    """A dataclass field with what its flag says.
+
+    Help, choices, bounds (`min` <= value <= `max`, or strictly inside a bound marked open by
+    `min_open` / `max_open`), a flag name other than `--field-name`, old spellings that still work
+    but stay out of --help (`aliases`, e.g. "--model"); `cli=False` keeps it off the command line
+    (set by the program, not the user).
+    """
     meta = {
         "help": help,
         "choices": choices,
@@ -51,7 +56,9 @@ def option(
 def click_options(cls: type, *, skip: Sequence[str] = ()) -> Callable:
     """A decorator adding one click option per `option` field of `cls`, in declaration order."""
     hints = typing.get_type_hints(cls)
-    declared = [f for f in dataclasses.fields(cls) if f.metadata.get("cli", False) and f.name not in skip]
+    declared = [
+        f for f in dataclasses.fields(cls) if f.metadata.get("cli", False) and f.name not in skip
+    ]
 
     def decorate(command):
         for f in reversed(declared):
@@ -81,8 +88,9 @@ def check_value(cls: type, name: str, value) -> str | None:
 
 
 def check_fields(instance) -> None:
-    """Refuse an instance whose fields break their declared choices or bounds (types are the
-    caller's: a library user may pass a Path or a numpy number).
+    """Refuse an instance whose fields break their declared choices or bounds.
+
+    Types are the caller's: a library user may pass a Path or a numpy number.
 
     Raises:
         ValueError: naming the flag, the value and what it must be.
@@ -98,10 +106,14 @@ def check_fields(instance) -> None:
 
 
 def refuse_contradicting_weights(weights, pretrained: bool | None) -> None:
-    """Refuse `--weights FILE --no-pretrained`: a file of weights is pretrained weights. `pretrained`
-    None (not given) contradicts nothing."""
+    """Refuse `--weights FILE --no-pretrained`: a file of weights is pretrained weights.
+
+    `pretrained` None (not given) contradicts nothing.
+    """
     if pretrained is False and weights is not None:
-        raise ValueError(f"--weights {weights} and --no-pretrained contradict each other; give one of them")
+        raise ValueError(
+            f"--weights {weights} and --no-pretrained contradict each other; give one of them"
+        )
 
 
 def flag_of(f: dataclasses.Field) -> str:
@@ -114,7 +126,9 @@ def _rule_problem(f: dataclasses.Field, kind: type, value) -> str | None:
     choices = f.metadata.get("choices")
     if choices is not None:
         return None if value in choices else f"one of {', '.join(map(str, choices))}"
-    low, high, open_low, open_high = (f.metadata.get(k) for k in ("min", "max", "min_open", "max_open"))
+    low, high, open_low, open_high = (
+        f.metadata.get(k) for k in ("min", "max", "min_open", "max_open")
+    )
     if kind not in (int, float) or (low is None and high is None):
         return None
     above = low is None or (value > low if open_low else value >= low)
@@ -132,13 +146,17 @@ def _bounds_phrase(kind: type, low, high, open_low: bool, open_high: bool) -> st
 
 
 def field_names(cls: type, *, cli_only: bool = True) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", False) or not cli_only)
+    """The fields of an options dataclass (only those that are flags, by default)."""
+    return tuple(
+        f.name for f in dataclasses.fields(cls) if f.metadata.get("cli", False) or not cli_only
+    )
 
 
 class AliasedOption(click.Option):
     """An option whose old spellings (every name after the first) work but stay out of --help."""
 
     def get_help_record(self, ctx):
+        """Show only the option's first name in `--help`."""
         shown, self.opts = self.opts, self.opts[:1]
         try:
             return super().get_help_record(ctx)
@@ -150,7 +168,11 @@ def _click_option(f: dataclasses.Field, hint) -> Callable:
     meta, kind = f.metadata, _base_type(hint)
     flag = flag_of(f)
     names = (flag, *meta["aliases"], f.name) if meta["flag"] else (flag, *meta["aliases"])
-    kwargs = {"default": f.default, "help": meta["help"] or None, "show_default": meta["show_default"]}
+    kwargs = {
+        "default": f.default,
+        "help": meta["help"] or None,
+        "show_default": meta["show_default"],
+    }
     if meta["aliases"]:
         kwargs["cls"] = AliasedOption
     if kind is tuple:  # a comma-separated list on the command line
@@ -192,7 +214,11 @@ def _is_a(value, kind: type) -> bool:
 
 
 def _comma_list(item: type, choices: Sequence[str] | None) -> Callable:
-    what = f"choose from {', '.join(choices)}" if choices else f"expected comma-separated {item.__name__}s"
+    what = (
+        f"choose from {', '.join(choices)}"
+        if choices
+        else f"expected comma-separated {item.__name__}s"
+    )
 
     def parse(ctx, param, value: str) -> tuple:
         try:

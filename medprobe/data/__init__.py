@@ -1,4 +1,6 @@
-"""The data: what a MedMNIST+ dataset is, where its npz lives, and how its splits are validated and read.
+"""The data.
+
+What a MedMNIST+ dataset is, where its npz lives, and how its splits are validated and read.
 
 - `specs`: dataset specs (`DatasetSpec`, `DATASETS`, `get_dataset`), sizes, flips;
 - `files`: the data and cache folders, downloads with their MD5, file digests, labels of an npz;

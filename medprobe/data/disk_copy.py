@@ -1,10 +1,10 @@
-"""Uncompressed copies of npz images on disk, read a batch at a time: training on data larger than memory.
+"""Uncompressed copies of npz images on disk, read a batch at a time: data larger than memory.
 
 A split's images are converted once, streamed from the npz in chunks, into
-`{cache}/npy/{npz md5}/{split}_images.npy`: written into a `.partial` file allocated up front,
-with the rows done recorded in an atomically replaced sidecar after each fsync, so a `kill -9`
-loses at most one chunk and the next run resumes. The file is renamed into place only when
-complete; a file lock keeps a second process off the same conversion.
+`{cache}/npy/{npz md5}/{split}_images.npy`, a `medprobe.atomic.PartialFile`: written into its
+`.partial` file allocated up front, with the rows done in a progress note rewritten after each
+fsync, so a `kill -9` loses at most one chunk and the next run resumes. The file is renamed into
+place only when complete; its lock keeps a second process off the same conversion.
 
 Rows are written and read with positioned reads and writes, not through a memory map: the pages
 of a mapped file count toward the process's resident memory as it is read, so an epoch over a
@@ -14,7 +14,6 @@ of a mapped file count toward the process's resident memory as it is read, so an
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -23,14 +22,15 @@ from pathlib import Path
 import filelock
 import numpy as np
 
-from medprobe.atomic import disk_errors, fsync, write_atomic
+from medprobe.atomic import PartialFile, disk_errors
 from medprobe.data.files import cache_home
 from medprobe.data.npz import member_info, read_header, read_rows
 from medprobe.errors import DataError
 
 log = logging.getLogger(__name__)
 
-FLUSH_BYTES = 64 << 20  # rows reach the disk (and the sidecar) at least this often
+FLUSH_BYTES = 64 << 20  # rows reach the disk (and the progress note) at least this often
+NOTE = "progress"
 
 
 def disk_images(
@@ -45,16 +45,19 @@ def disk_images(
     path = cache_home(root) / "npy" / md5 / f"{split}_images.npy"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        with filelock.FileLock(f"{path}.lock"), disk_errors(path.with_name(path.name + ".partial")):
+        copy = PartialFile(path)
+        with filelock.FileLock(copy.lock), disk_errors(copy.partial):
             if not path.exists():
-                _convert(npz, f"{split}_images", path, chunk=chunk)
+                _convert(npz, f"{split}_images", copy, chunk=chunk)
     return NpyRows(path)
 
 
 class NpyRows:
-    """An uncompressed .npy of images (N, H, W[, C]) uint8, read by rows: `images[idx]` returns the
-    rows of `idx` (N, H, W, C) in the order asked, read in row order with one read per run of
-    consecutive rows; `images.read(start, stop)` a contiguous range."""
+    """An uncompressed .npy of images (N, H, W[, C]) uint8, read by rows.
+
+    `images[idx]` returns the rows of `idx` (N, H, W, C) in the order asked, read in row order with
+    one read per run of consecutive rows; `images.read(start, stop)` a contiguous range.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -70,10 +73,14 @@ class NpyRows:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of all the rows."""
         return self.shape[0] * self.row_bytes
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        data = os.pread(self._fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes)
+        """Rows `start:stop` as an array, read from disk now."""
+        data = os.pread(
+            self._fd, (stop - start) * self.row_bytes, self.offset + start * self.row_bytes
+        )
         return np.frombuffer(data, self.dtype).reshape((stop - start, *self.shape[1:]))
 
     def __getitem__(self, idx) -> np.ndarray:
@@ -87,7 +94,9 @@ class NpyRows:
                 first, last = rows[run_positions[0]], rows[run_positions[-1]]
                 block = self.read(first, last + 1)
                 batch[order[run_positions]] = (
-                    block if len(block) == len(run_positions) else block[rows[run_positions] - first]
+                    block
+                    if len(block) == len(run_positions)
+                    else block[rows[run_positions] - first]
                 )
         return batch
 
@@ -96,32 +105,36 @@ class NpyRows:
             os.close(self._fd)
 
 
-def _convert(npz: Path, key: str, path: Path, *, chunk: int) -> None:
-    partial, sidecar = path.with_name(path.name + ".partial"), path.with_name(path.name + ".progress.json")
+def _convert(npz: Path, key: str, copy: PartialFile, *, chunk: int) -> None:
+    partial = copy.partial
     member = member_info(npz, key)
-    done = json.loads(sidecar.read_text())["rows"] if partial.exists() and sidecar.exists() else 0
+    done = copy.read_note(NOTE).get("rows", 0) if partial.exists() else 0
     if done == 0:
-        _check_space(path.parent, member.nbytes)
-        header = np.lib.format.open_memmap(partial, mode="w+", dtype=member.dtype, shape=member.shape)
+        _check_space(partial.parent, member.nbytes)
+        header = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=member.dtype, shape=member.shape
+        )
         offset = header.offset  # the file is allocated (sparse); no page of it was touched
         del header
     else:
         offset = NpyRows(partial).offset
-        log.info("resuming the copy of %s %s after %d of %d rows", npz.name, key, done, member.shape[0])
+        log.info(
+            "resuming the copy of %s %s after %d of %d rows", npz.name, key, done, member.shape[0]
+        )
     n, flush_rows = member.shape[0], max(1, FLUSH_BYTES // max(1, member.row_bytes))
     fd = os.open(partial, os.O_WRONLY)
     try:
-        for start, stop, rows in read_rows(npz, key, [(s, min(s + chunk, n)) for s in range(done, n, chunk)]):
+        for start, stop, rows in read_rows(
+            npz, key, [(s, min(s + chunk, n)) for s in range(done, n, chunk)]
+        ):
             os.pwrite(fd, rows.tobytes(), offset + start * member.row_bytes)
             if stop - done >= flush_rows or stop == n:
                 os.fsync(fd)
-                write_atomic(sidecar, json.dumps({"rows": stop}))
+                copy.write_note(NOTE, {"rows": stop})
                 done = stop
     finally:
         os.close(fd)
-    os.replace(partial, path)
-    fsync(path.parent)
-    sidecar.unlink(missing_ok=True)
+    copy.finish()
 
 
 def _check_space(folder: Path, size: int) -> None:
@@ -129,8 +142,8 @@ def _check_space(folder: Path, size: int) -> None:
     if size > free * 0.95:
         raise DataError(
             f"the uncompressed copy for training needs {size / 1e9:.1f} GB in {folder}, which has "
-            f"{free / 1e9:.1f} GB free; free space there, point $MEDPROBE_CACHE elsewhere, or train "
-            "with the data in memory (--data-mode memory)"
+            f"{free / 1e9:.1f} GB free; free space there, point $MEDPROBE_CACHE elsewhere, or "
+            "train with the data in memory (--data-mode memory)"
         )
 
 

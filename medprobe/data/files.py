@@ -1,5 +1,7 @@
-"""Where medprobe's files live and how they are fetched and read: the data and cache folders,
-MedMNIST downloads with their MD5, file digests, and an npz's labels read and checked.
+"""Where medprobe's files live and how they are fetched and read.
+
+The data and cache folders, MedMNIST downloads with their MD5, file digests, and an npz's labels
+read and checked.
 
 Nothing here knows what a dataset is (`medprobe.data.specs`): a spec is only asked for its flag,
 its own path and its file name at a size.
@@ -47,7 +49,11 @@ def cache_home(root: str | os.PathLike | None = None) -> Path:
 
 
 def dataset_path(
-    spec: DatasetSpec, *, size: int = 28, root: str | os.PathLike | None = None, download: bool = True
+    spec: DatasetSpec,
+    *,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> Path:
     """The npz file of `spec` at `size`, downloading it first when missing and `download` is set."""
     if spec.path is not None:
@@ -120,6 +126,7 @@ def _member(npz, path: Path, key: str) -> np.ndarray:
 
 
 def unreadable(path: Path, e: Exception) -> DataError:
+    """The refusal for an npz that cannot be read."""
     return DataError(
         f"{path} is not a readable npz ({type(e).__name__}: {e}); download it again or re-save it "
         "with numpy.savez"
@@ -127,6 +134,7 @@ def unreadable(path: Path, e: Exception) -> DataError:
 
 
 def checked_labels(npz, path: Path, split: str, *, task: str, n_classes: int | None) -> np.ndarray:
+    """A split's labels read from the npz and checked against the task."""
     labels = _member(npz, path, f"{split}_labels")
     return check_labels(labels, task=task, n_classes=n_classes, where=f"{path.name} {split}")
 
@@ -143,7 +151,7 @@ def _check_keys(npz, path: Path) -> None:
 
 @functools.cache
 def medmnist_info() -> dict:
-    """medmnist's INFO table (tasks, labels, split sizes, URLs, MD5s).
+    """Medmnist's INFO table (tasks, labels, split sizes, URLs, MD5s).
 
     Read from medmnist's own `info.py` without running its package `__init__`, which imports
     its datasets and evaluator and with them torch and torchvision (seconds, for a dict).

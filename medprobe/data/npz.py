@@ -25,10 +25,12 @@ class Member:
 
     @property
     def row_bytes(self) -> int:
+        """Bytes of one image."""
         return int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 
     @property
     def nbytes(self) -> int:
+        """Bytes of all the images."""
         return self.shape[0] * self.row_bytes
 
 
@@ -40,10 +42,14 @@ def open_member(path: str | os.PathLike, key: str):
 
 
 def read_header(f, name: str) -> Member:
-    """Read an .npy header from `f` (left at the first row); C order is required (rows are read
-    as runs of bytes)."""
+    """Read an .npy header from `f` (left at the first row).
+
+    C order is required (rows are read as runs of bytes).
+    """
     major, _ = np.lib.format.read_magic(f)
-    header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    header = (
+        np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+    )
     shape, fortran, dtype = header(f)
     if fortran and len(shape) > 1:
         raise ValueError(f"{name} is stored in Fortran order; re-save it with numpy.savez")
@@ -57,18 +63,28 @@ def member_info(path: str | os.PathLike, key: str) -> Member:
 
 
 def read_rows(
-    path: str | os.PathLike, key: str, ranges: list[tuple[int, int]] | None = None, *, chunk: int = 256
+    path: str | os.PathLike,
+    key: str,
+    ranges: list[tuple[int, int]] | None = None,
+    *,
+    chunk: int = 256,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield (start, stop, rows) for each [start, stop) of `ranges` (sorted, not overlapping; None:
-    every row in chunks of `chunk`), reading the member once from the front; rows between the
-    ranges are decompressed and dropped."""
+    """Yield (start, stop, rows) for each [start, stop) of `ranges` (sorted, not overlapping.
+
+    None: every row in chunks of `chunk`), reading the member once from the front; rows between the
+        ranges are decompressed and dropped.
+    """
     with open_member(path, key) as (member, f):
         n = member.shape[0]
-        ranges = ranges if ranges is not None else [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        ranges = (
+            ranges if ranges is not None else [(s, min(s + chunk, n)) for s in range(0, n, chunk)]
+        )
         position = 0
         for start, stop in ranges:
             if start < position or stop > n:
-                raise ValueError(f"rows [{start}, {stop}) of {key}: ranges must be sorted and within {n}")
+                raise ValueError(
+                    f"rows [{start}, {stop}) of {key}: ranges must be sorted and within {n}"
+                )
             _skip(f, (start - position) * member.row_bytes)
             yield start, stop, _read(f, member, stop - start)
             position = stop

@@ -1,5 +1,7 @@
-"""What a MedMNIST+ dataset is: its flag, task, channels, classes, split sizes, image sizes and the
-mirror images augmentation may draw; `get_dataset` resolves a flag or a user's own npz to one.
+"""What a MedMNIST+ dataset is.
+
+Its flag, task, channels, classes, split sizes, image sizes and the mirror images augmentation may
+draw; `get_dataset` resolves a flag or a user's own npz to one.
 
 Where a dataset's file lives and how it is read is `medprobe.data.files`.
 """
@@ -31,8 +33,10 @@ FLAGS_2D = (
 )
 # The mirror images that are still images of the same class, which `finetune --augment basic` may
 # draw: h (left-right), v (up-down). Microscopy and dermoscopy have no up or down. Ultrasound, OCT
-# and fundus images keep their vertical axis (depth: posterior acoustic shadowing, a malignancy sign,
-# lies below a breast lesion; retinal layers) but their left-right is arbitrary. X-rays and CT slices
+# and fundus images keep their vertical axis (depth: posterior acoustic shadowing, a malignancy
+# sign,
+# lies below a breast lesion; retinal layers) but their left-right is arbitrary. X-rays and CT
+# slices
 # keep both (the heart is on the left), and OrganA/C/SMNIST's classes name left and right organs:
 # mirrored, a left kidney is a right kidney still labelled left.
 FLIPS = {
@@ -74,6 +78,7 @@ class DatasetSpec:
         return len(self.labels)
 
     def filename(self, size: int) -> str:
+        """The official file name of the dataset at `size` px."""
         return f"{self.flag}.npz" if size == 28 else f"{self.flag}_{size}.npz"
 
 
@@ -106,8 +111,8 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         spec = DATASETS[name]
         if task is not None and task != spec.task:
             raise ValueError(
-                f"--task {task} contradicts {name}, a {spec.task} dataset; --task is for your own .npz, "
-                "drop it"
+                f"--task {task} contradicts {name}, a {spec.task} dataset; --task is for your own "
+                ".npz, drop it"
             )
         return spec
     if not name.endswith(".npz"):
@@ -122,7 +127,9 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         raise ValueError(f"{path.name} is a custom dataset: give --task, one of {', '.join(TASKS)}")
     known = 2 if task == "binary-class" else None  # other class counts are what the labels say
     with open_npz(path) as npz:
-        labels = {split: checked_labels(npz, path, split, task=task, n_classes=known) for split in SPLITS}
+        labels = {
+            split: checked_labels(npz, path, split, task=task, n_classes=known) for split in SPLITS
+        }
     n_out = infer_n_classes(labels, task=task, where=path.name)
     return DatasetSpec(
         flag=path.stem,

@@ -30,7 +30,10 @@ DAMAGED = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.err
 
 @dataclass(frozen=True)
 class SplitFile:
-    """A split of an npz: its labels in memory, its images' shape (N, H, W, C), their rows on demand."""
+    """A split of an npz.
+
+    Its labels in memory, its images' shape (N, H, W, C), their rows on demand.
+    """
 
     path: Path
     split: str
@@ -39,13 +42,19 @@ class SplitFile:
 
     @property
     def nbytes(self) -> int:
+        """Bytes of the split's images."""
         return int(np.prod(self.shape, dtype=np.int64))
 
     def chunks(self, ranges: list[tuple[int, int]] | None = None, *, chunk: int = 256) -> Iterator:
-        """Yield (start, stop, images (stop - start, H, W, C) uint8) for each of `ranges` (sorted;
-        None: every row, `chunk` at a time), reading the file once from the front."""
+        """Yield (start, stop, images (stop - start, H, W, C) uint8) for each of `ranges`.
+
+        `ranges` are sorted; None means every row, `chunk` at a time. The file is read once
+        from the front.
+        """
         try:
-            for start, stop, rows in read_rows(self.path, f"{self.split}_images", ranges, chunk=chunk):
+            for start, stop, rows in read_rows(
+                self.path, f"{self.split}_images", ranges, chunk=chunk
+            ):
                 yield start, stop, rows.reshape((stop - start, *self.shape[1:]))
         except DAMAGED as e:
             raise unreadable(self.path, e) from e
@@ -76,7 +85,7 @@ def open_split(
     root: str | os.PathLike | None = None,
     download: bool = True,
 ) -> SplitFile:
-    """Validate one split (labels read and checked, images by their header) without loading images."""
+    """Validate one split (labels read and checked, images by their header) without its images."""
     spec = get_dataset(spec) if isinstance(spec, str) else spec
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
@@ -89,27 +98,37 @@ def open_split(
     shape = check_image_shape(member.shape, member.dtype, where=f"{path.name} {split}")
     if shape[0] != len(labels):
         raise DataError(
-            f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per image"
+            f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per "
+            "image"
         )
     if spec.path is None and shape[1:3] != (size, size):
         raise DataError(
-            f"{path.name} {split}: images are {_pixels(shape)}, but {spec.flag} at --size {size} has "
-            f"{size} x {size}; give the --size of this file, or put the official {spec.filename(size)} there"
+            f"{path.name} {split}: images are {_pixels(shape)}, but {spec.flag} at --size {size} "
+            f"has {size} x {size}; give the --size of this file, or put the official "
+            f"{spec.filename(size)} there"
         )
     return SplitFile(path, split, shape, labels)
 
 
 def open_splits(
-    spec: DatasetSpec, splits, *, size: int = 28, root: str | os.PathLike | None = None, download: bool = True
+    spec: DatasetSpec,
+    splits,
+    *,
+    size: int = 28,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
 ) -> dict[str, SplitFile]:
     """`open_split` for each of `splits`, which must share one image shape (H, W, C)."""
-    sources = {split: open_split(spec, split, size=size, root=root, download=download) for split in splits}
+    sources = {
+        split: open_split(spec, split, size=size, root=root, download=download) for split in splits
+    }
     first, *others = sources.values()
     for other in others:
         if other.shape[1:] != first.shape[1:]:
             raise DataError(
-                f"{first.path.name}: {first.split} images are {_pixels(first.shape)} but {other.split} "
-                f"images are {_pixels(other.shape)}; every split needs the same image shape"
+                f"{first.path.name}: {first.split} images are {_pixels(first.shape)} but "
+                f"{other.split} images are {_pixels(other.shape)}; every split needs the same "
+                "image shape"
             )
     return sources
 
@@ -127,7 +146,9 @@ def load_split(
     root: str | os.PathLike | None = None,
     download: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Images (N, H, W, C) uint8 and labels (N, L) int64 of one split, validated (`open_split`) and
-    read whole."""
+    """One split's images and labels, validated and read whole.
+
+    Images (N, H, W, C) uint8 and labels (N, L) int64, validated by `open_split`.
+    """
     source = open_split(spec, split, size=size, root=root, download=download)
     return source.load(), source.labels

@@ -1,5 +1,7 @@
-"""One validation step for every dataset split, official or a user's own npz, and the task types
-the rules are written for (light: no torch, no medmnist; every layer can import it).
+"""One validation step for every dataset split, official or a user's own npz.
+
+Also the task types the rules are written for. Light: no torch, no medmnist; every layer can import
+it.
 
 Images must be uint8 (N, H, W) or (N, H, W, 1|3) with one label row each; labels must be
 integral, finite and within the task's range and shape. Each error names the file, the split and
@@ -26,13 +28,17 @@ EXAMPLES = 5
 
 
 def check_image_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) -> tuple[int, ...]:
-    """Images as an npz header describes them: (N, H, W) or (N, H, W, 1|3) uint8, N > 0; returns
-    (N, H, W, C)."""
+    """Images as an npz header describes them: (N, H, W) or (N, H, W, 1|3) uint8, N > 0.
+
+    Returns (N, H, W, C).
+    """
     if len(shape) >= 1 and shape[0] == 0:
         raise DataError(f"{where}: the split is empty; every split needs at least one image")
     nhwc = (*shape, 1) if len(shape) == 3 else tuple(shape)
     if dtype != np.uint8 or len(nhwc) != 4 or nhwc[-1] not in (1, 3):
-        raise DataError(f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {dtype} {shape}")
+        raise DataError(
+            f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {dtype} {shape}"
+        )
     return nhwc
 
 
@@ -49,7 +55,9 @@ def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where:
     if labels.dtype.kind not in "biuf":
         raise DataError(f"{where}: labels must be numbers, got dtype {labels.dtype}")
     if len(labels) == 0:
-        raise DataError(f"{where}: the split is empty; every split needs at least one labelled image")
+        raise DataError(
+            f"{where}: the split is empty; every split needs at least one labelled image"
+        )
     rows = labels.reshape(len(labels), -1)
     _check_integral(rows, where)
     if task == MULTI_LABEL:
@@ -60,8 +68,10 @@ def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where:
 
 
 def infer_n_classes(labels: dict[str, np.ndarray], *, task: str, where: str) -> int:
-    """Classes of a user's npz from its (already checked) labels of every split: 0..max, each of
-    which must have an image somewhere (a class no image has cannot be learned or scored).
+    """Classes of a user's npz from its (already checked) labels of every split.
+
+    0..max, each of which must have an image somewhere (a class no image has cannot be learned or
+    scored).
 
     Args:
         labels: split -> (N, L) labels as `check_labels` returns them.
@@ -84,8 +94,10 @@ def infer_n_classes(labels: dict[str, np.ndarray], *, task: str, where: str) -> 
 
 
 def check_trainable(labels: np.ndarray, *, task: str, where: str) -> None:
-    """Refuse train labels a classifier cannot learn from: fewer than two classes. For multi-label
-    data a label whose column holds one value only is learnable by nothing but a constant: warned.
+    """Refuse train labels a classifier cannot learn from: fewer than two classes.
+
+    For multi-label data a label whose column holds one value only is learnable by nothing but a
+    constant: warned.
 
     Args:
         labels: (N, L) train labels (after any subsampling).
@@ -94,7 +106,11 @@ def check_trainable(labels: np.ndarray, *, task: str, where: str) -> None:
     if task == MULTI_LABEL:
         constant = [j for j in range(labels.shape[1]) if len(np.unique(labels[:, j])) < 2]
         if constant:
-            log.warning("%s: label(s) %s have one value only; their scores will be constant", where, constant)
+            log.warning(
+                "%s: label(s) %s have one value only; their scores will be constant",
+                where,
+                constant,
+            )
         return
     classes, counts = np.unique(labels.reshape(-1), return_counts=True)
     if len(classes) < 2:
@@ -108,7 +124,9 @@ def _check_integral(rows: np.ndarray, where: str) -> None:
     bad = ~np.isfinite(rows)
     if bad.any():
         row = int(np.argwhere(bad)[0, 0])
-        raise DataError(f"{where}: label row {row} is {rows[row].tolist()}; labels must be finite numbers")
+        raise DataError(
+            f"{where}: label row {row} is {rows[row].tolist()}; labels must be finite numbers"
+        )
     fractional = rows != np.round(rows)
     if fractional.any():
         row = int(np.argwhere(fractional)[0, 0])
@@ -120,8 +138,8 @@ def _check_integral(rows: np.ndarray, where: str) -> None:
 def _check_single_label(rows: np.ndarray, task: str, n_classes: int | None, where: str) -> None:
     if rows.shape[1] != 1:
         raise DataError(
-            f"{where}: labels have {rows.shape[1]} columns, but a {task} task has one class per row "
-            f"(for one 0/1 column per label use --task '{MULTI_LABEL}')"
+            f"{where}: labels have {rows.shape[1]} columns, but a {task} task has one class per "
+            f"row (for one 0/1 column per label use --task '{MULTI_LABEL}')"
         )
     top = n_classes - 1 if n_classes else MAX_CLASSES - 1
     bad = (rows[:, 0] < 0) | (rows[:, 0] > top)
@@ -131,13 +149,16 @@ def _check_single_label(rows: np.ndarray, task: str, n_classes: int | None, wher
         valid += "" if n_classes else f" (a dataset of your own has at most {MAX_CLASSES} classes)"
         hint = " (more than two classes? use --task multi-class)" if task == "binary-class" else ""
         raise DataError(
-            f"{where}: label {rows[row, 0]:g} at row {row} is outside {valid} for a {task} task{hint}"
+            f"{where}: label {rows[row, 0]:g} at row {row} is outside {valid} for a {task} "
+            f"task{hint}"
         )
 
 
 def _check_multi_label(rows: np.ndarray, n_classes: int | None, where: str) -> None:
     if n_classes is not None and rows.shape[1] != n_classes:
-        raise DataError(f"{where}: labels have {rows.shape[1]} columns; this dataset has {n_classes} labels")
+        raise DataError(
+            f"{where}: labels have {rows.shape[1]} columns; this dataset has {n_classes} labels"
+        )
     bad = (rows != 0) & (rows != 1)
     if bad.any():
         row, column = (int(i) for i in np.argwhere(bad)[0])

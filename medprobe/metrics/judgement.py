@@ -1,11 +1,17 @@
-"""What a run's test numbers say beside another run's (a paired bootstrap) or beside chance (collapse)."""
+"""What a run's test numbers say beside another run's (paired bootstrap) or chance (collapse)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from medprobe.data.validate import MULTI_LABEL
-from medprobe.metrics.scores import check_resamples, interval, resample_counts, validate, weighted_scores
+from medprobe.metrics.scores import (
+    check_resamples,
+    interval,
+    resample_counts,
+    validate,
+    weighted_scores,
+)
 
 # A split's predictions have collapsed when this share of them is one class (one label set).
 COLLAPSED_SHARE = 0.95
@@ -44,7 +50,9 @@ def paired_bootstrap(
     return float(point), lower, upper
 
 
-def collapse_of(splits: dict[str, tuple[np.ndarray, np.ndarray, dict]], *, task: str) -> dict | None:
+def collapse_of(
+    splits: dict[str, tuple[np.ndarray, np.ndarray, dict]], *, task: str
+) -> dict | None:
     """The first split whose predictions collapsed (`collapse`), with how, or None.
 
     Args:
@@ -58,8 +66,10 @@ def collapse_of(splits: dict[str, tuple[np.ndarray, np.ndarray, dict]], *, task:
 
 
 def collapse(y_true: np.ndarray, y_score: np.ndarray, *, task: str, metrics: dict) -> dict | None:
-    """How a split's predictions collapsed, or None: (nearly) all in one class, or a balanced accuracy
-    whose bootstrap interval holds chance (1/K; 0.5 per label for multi-label tasks).
+    """How a split's predictions collapsed, or None.
+
+    (nearly) all in one class, or a balanced accuracy whose bootstrap interval holds chance (1/K;
+    0.5 per label for multi-label tasks).
 
     Args:
         y_true, y_score: as for `evaluate`.

@@ -1,5 +1,6 @@
-"""The scores of one split's predictions: MedMNIST ACC/AUC plus macro-F1, balanced accuracy, kappa,
-log-loss, with bootstrap intervals.
+"""The scores of one split's predictions.
+
+MedMNIST ACC/AUC plus macro-F1, balanced accuracy, kappa, log-loss, with bootstrap intervals.
 
 Every metric is computed from sample weights, so the point estimate (all weights 1) and the
 bootstrap (weights = resample counts, one row per resample) share one vectorized code path.
@@ -57,13 +58,18 @@ def evaluate(
     if bootstrap:
         counts = resample_counts(len(y_true), bootstrap, seed).astype(np.float32)
         boot = weighted_scores(y_true, y_score, task, counts, threshold)
-        result["ci95"] = {name: interval(values) for name, values in boot.items() if name in SCALARS}
+        result["ci95"] = {
+            name: interval(values) for name, values in boot.items() if name in SCALARS
+        }
     return result
 
 
 def check_resamples(n_resamples: int) -> None:
+    """Refuse a bootstrap resample count outside [0, MAX_RESAMPLES]."""
     if not 0 <= n_resamples <= MAX_RESAMPLES:
-        raise ValueError(f"bootstrap resamples {n_resamples}: must be an integer in [0, {MAX_RESAMPLES}]")
+        raise ValueError(
+            f"bootstrap resamples {n_resamples}: must be an integer in [0, {MAX_RESAMPLES}]"
+        )
 
 
 def interval(values: np.ndarray) -> list[float]:
@@ -104,6 +110,7 @@ def weighted_auc(positive: np.ndarray, score: np.ndarray, weights: np.ndarray) -
 
 
 def weighted_scores(y_true, y_score, task, weights, threshold) -> dict[str, np.ndarray]:
+    """Every metric under per-sample `weights` (B, N): one value per weighting."""
     if task == MULTI_LABEL:
         scores = _multi_label_scores(y_true, y_score, weights, threshold)
     else:
@@ -113,8 +120,10 @@ def weighted_scores(y_true, y_score, task, weights, threshold) -> dict[str, np.n
 
 
 def sample_log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> np.ndarray:
-    """(n,) each sample's cross-entropy: -log p(true class), or the mean binary cross-entropy over
-    its labels for multi-label tasks; probabilities clipped to [1e-15, 1 - 1e-15].
+    """(n,) each sample's cross-entropy.
+
+    -log p(true class), or the mean binary cross-entropy over its labels for multi-label tasks;
+    probabilities clipped to [1e-15, 1 - 1e-15].
 
     Args:
         y_true: (n,) classes, or (n, L) 0/1 for multi-label tasks (as `_validate` returns them).
@@ -127,7 +136,10 @@ def sample_log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> np
 
 
 def log_loss(y_true: np.ndarray, y_score: np.ndarray, *, task: str) -> float:
-    """Mean cross-entropy of probabilities (a proper score: lower is better); see `sample_log_loss`."""
+    """Mean cross-entropy of probabilities (a proper score: lower is better).
+
+    See `sample_log_loss`.
+    """
     y_true, y_score = validate(y_true, y_score, task)
     return float(sample_log_loss(y_true, y_score, task=task).mean())
 
@@ -199,6 +211,7 @@ def _quadratic_kappa(confusion: np.ndarray) -> np.ndarray:
 
 
 def validate(y_true, y_score, task) -> tuple[np.ndarray, np.ndarray]:
+    """Check a task's labels and probabilities (shapes, range); returns them as arrays."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {TASKS}")
     y_true, y_score = np.asarray(y_true), np.asarray(y_score, dtype=np.float64)
@@ -222,7 +235,9 @@ def validate(y_true, y_score, task) -> tuple[np.ndarray, np.ndarray]:
             f"got {y_true.shape} and {y_score.shape}"
         )
     if y_true.min() < 0 or y_true.max() >= n_classes:
-        raise ValueError(f"y_true holds classes outside 0..{n_classes - 1} (y_score has {n_classes})")
+        raise ValueError(
+            f"y_true holds classes outside 0..{n_classes - 1} (y_score has {n_classes})"
+        )
     if not np.allclose(y_score.sum(axis=1), 1.0, atol=1e-3):
         raise ValueError(f"y_score rows must be softmax probabilities summing to 1 for {task!r}")
     return y_true.astype(np.int64), y_score

@@ -1,4 +1,4 @@
-"""What picks a probe's hyper-parameters or a fine-tune's best epoch on val, and which way is better."""
+"""What picks a probe's hyper-parameters or a fine-tune's best epoch on val, and which way wins."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ SELECT_METRICS = {"acc": "acc", "auc": "auc", "f1": "macro_f1", "bacc": "balance
 LOWER_IS_BETTER = ("log_loss",)
 
 
-def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: str) -> tuple[str, str | None]:
+def selection_metric(
+    y_val: np.ndarray, *, task: str, n_classes: int, select: str
+) -> tuple[str, str | None]:
     """The val metric that picks hyper-parameters or the best epoch, and why it had to change.
 
     AUC is undefined when a class (or, for multi-label tasks, a label's positives or negatives) is
@@ -28,7 +30,8 @@ def selection_metric(y_val: np.ndarray, *, task: str, n_classes: int, select: st
         return "log_loss", None
     if select not in SELECT_METRICS:
         raise ValueError(
-            f"unknown selection metric {select!r}; choose loss or one of {', '.join(SELECT_METRICS)}"
+            f"unknown selection metric {select!r}; choose loss or one of "
+            f"{', '.join(SELECT_METRICS)}"
         )
     metric = SELECT_METRICS[select]
     if metric != "auc":

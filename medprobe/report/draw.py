@@ -52,12 +52,19 @@ def lines(
 
 
 def forest(panels: dict[str, list[tuple[str, float, float, float]]], *, title: str):
-    """One panel per metric: a point and its interval per row (label, mean, lo, hi), rows top-down."""
+    """One panel per metric.
+
+    A point and its interval per row (label, mean, lo, hi), rows top-down.
+    """
     n_rows = max(len(points) for points in panels.values())
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 + 2.6 * len(panels), 0.9 + 0.32 * n_rows), sharey=True,
-        constrained_layout=True, squeeze=False,
-    )  # fmt: skip
+        1,
+        len(panels),
+        figsize=(3.2 + 2.6 * len(panels), 0.9 + 0.32 * n_rows),
+        sharey=True,
+        constrained_layout=True,
+        squeeze=False,
+    )
     for ax, (metric, points) in zip(axes[0], panels.items(), strict=True):
         labels, mean, lo, hi = zip(*points, strict=True)
         y = np.arange(len(points))[::-1]

@@ -1,5 +1,8 @@
-"""The figures of a report: ACC vs resolution, the best row's confusion matrix, label efficiency,
-training curves; each drawn by `medprobe.report.draw` from the report's rows."""
+"""The figures of a report.
+
+ACC vs resolution, the best row's confusion matrix, label efficiency, training curves; each drawn by
+`medprobe.report.draw` from the report's rows.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ def report_figures(rows: list[Row], runs_dir: Path):
         if len({r.size for r in plain}) >= 2:  # a line needs two sizes
             yield (
                 f"{dataset}: test ACC vs resolution",
-                draw.lines(series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True),
+                draw.lines(
+                    series, xlabel="image size (px)", ylabel="test ACC", title=dataset, log_x=True
+                ),
                 f"{dataset}_resolution.png",
             )
         for size in sorted({r.size for r in mine}):
@@ -56,7 +61,9 @@ def report_figures(rows: list[Row], runs_dir: Path):
             history = runs_dir / run.run_name / "history.json"
             if history.exists():
                 fig = draw.training_curves(
-                    json.loads(history.read_text()), run.hparams.get("best_epoch", 0), title=run.run_name
+                    json.loads(history.read_text()),
+                    run.hparams.get("best_epoch", 0),
+                    title=run.run_name,
                 )
                 yield f"training curves: {run.run_name}", fig, f"curves_{run.run_name}.png"
 
@@ -74,7 +81,7 @@ def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, flo
 
 
 def _forest(rows: list[Row]) -> dict[str, list[tuple[str, float, float, float]]]:
-    """metric -> (row label, mean, lo, hi) of every row with an interval (bootstrap, or ± std)."""
+    """Metric -> (row label, mean, lo, hi) of every row with an interval (bootstrap, or ± std)."""
     out = defaultdict(list)
     for r in sorted(rows, key=lambda r: r.label):
         for name, metric in (("test ACC", "acc"), ("test AUC", "auc")):

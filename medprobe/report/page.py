@@ -1,8 +1,8 @@
 """report.html: one self-contained page (figures embedded), every table sortable by its headers.
 
 Per dataset: the comparison table (≈ written out, not only shaded), per-class recall; then the
-figures; then one line per run with what it chose (C, k, lr / weight decay, best epoch, training defaults),
-its val metrics, its provenance (versions, cache entry, weights) and links to its files.
+figures; then one line per run with what it chose (C, k, lr / weight decay, best epoch, training
+defaults), its val metrics, its provenance (versions, cache entry, weights) and links to its files.
 """
 
 from __future__ import annotations
@@ -15,18 +15,21 @@ from pathlib import Path
 
 import numpy as np
 
-from medprobe.report.rows import Row
+from medprobe.report.rows import Row, short
 from medprobe.results import RunResult, describe_collapse
 
 COLLAPSED_MARK = "⚠"
 COLLAPSED_LEGEND = (
-    f"{COLLAPSED_MARK} collapsed: at that size a run's val or test predictions fall (>= 95%) into one "
-    "class, or its test balanced accuracy's 95% interval holds chance; the runs table says how."
+    f"{COLLAPSED_MARK} collapsed: at that size a run's val or test predictions fall (>= 95%) into "
+    "one class, or its test balanced accuracy's 95% interval holds chance; the runs table says "
+    "how."
 )
 
-# A click on a header sorts its table by that column (numbers as numbers, then text); again: reversed.
+# A click on a header sorts its table by that column (numbers as numbers, then text); again:
+# reversed.
 SORT_SCRIPT = """
-document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEventListener("click", () => {
+const headers = document.querySelectorAll("table.sortable th");
+headers.forEach((th, column) => th.addEventListener("click", () => {
   const body = th.closest("table").tBodies[0], ascending = th.dataset.order !== "asc";
   const key = row => { const text = row.cells[column].textContent.trim(), n = parseFloat(text);
                        return isNaN(n) ? [1, text] : [0, n]; };
@@ -41,8 +44,10 @@ document.querySelectorAll("table.sortable th").forEach((th, column) => th.addEve
 }));
 """
 STYLE = (
-    "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
-    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{cursor:pointer;background:#f6f6f6}"
+    "body{font-family:sans-serif;margin:2em}"
+    "table{border-collapse:collapse;font-size:13px;margin:0.5em 0}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+    "th{cursor:pointer;background:#f6f6f6}"
     "th[data-order=asc]::after{content:' ▲'}th[data-order=desc]::after{content:' ▼'}"
     "td.best{font-weight:bold;background:#e6f4ea}td.tied{background:#f4f9f5}"
     "td.text{text-align:left}img{max-width:100%;margin:1em 0}"
@@ -63,18 +68,25 @@ VERSIONS = ("medprobe", "torch", "timm")
 
 
 def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir: Path) -> str:
-    """The page. `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report.write`."""
+    """The page. `tables`.
+
+    Dataset -> (header, cells of (text, mark)) from `medprobe.report.write`.
+    """
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title>",
         f"<style>{STYLE}</style></head><body><h1>medprobe report</h1>",
         "<p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed. "
-        "<b>Bold</b>: best in its column; ≈: statistically indistinguishable from it (paired bootstrap on "
-        "the same test set: the 95% interval of the difference contains 0). Click a header to sort.</p>",
+        "<b>Bold</b>: best in its column; ≈: statistically indistinguishable from it (paired "
+        "bootstrap on the same test set: the 95% interval of the difference contains 0). Click a "
+        "header to sort.</p>",
         f"<p>{html.escape(COLLAPSED_LEGEND)}</p>",
     ]
     for dataset, (header, body) in tables.items():
         parts += [f"<h2>{html.escape(dataset)}</h2>", _table(header, body)]
-        parts += ["<h3>Recall / F1 per class</h3>", _per_class([r for r in rows if r.dataset == dataset])]
+        parts += [
+            "<h3>Recall / F1 per class</h3>",
+            _per_class([r for r in rows if r.dataset == dataset]),
+        ]
     parts.append("<h2>Figures</h2>")
     for title, png, _ in figs:
         data = base64.b64encode(png).decode()
@@ -82,16 +94,23 @@ def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir
             f"<figure><img alt='{html.escape(title)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{html.escape(title)}</figcaption></figure>"
         )
-    parts += ["<h2>Runs</h2>", _runs(rows, link_to=os.path.relpath(runs_dir, out_dir), runs_dir=runs_dir)]
+    parts += [
+        "<h2>Runs</h2>",
+        _runs(rows, link_to=os.path.relpath(runs_dir, out_dir), runs_dir=runs_dir),
+    ]
     return "\n".join([*parts, f"<script>{SORT_SCRIPT}</script></body></html>"])
 
 
 def _table(header: list[str], body: list[list[tuple[str, str]]]) -> str:
-    """A sortable table; a cell is (text, mark), mark one of best, tied, text (left-aligned), html
-    (markup, left-aligned, not escaped) or ''."""
+    """A sortable table.
+
+    A cell is (text, mark), mark one of best, tied, text (left-aligned), html (markup, left-aligned,
+    not escaped) or ''.
+    """
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     lines = ["<tr>" + "".join(_td(text, mark) for text, mark in line) + "</tr>" for line in body]
-    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{''.join(lines)}</tbody></table>"
+    body = "".join(lines)
+    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _td(text: str, mark: str) -> str:
@@ -101,23 +120,31 @@ def _td(text: str, mark: str) -> str:
 
 
 def _per_class(rows: list[Row]) -> str:
-    """Test recall / F1 of every class, one line per row (means over its seeds), from each run's
-    confusion matrix (multi-label runs keep none: their line stays empty)."""
+    """Test recall / F1 of every class, one line per row (means over its seeds).
+
+    From each run's confusion matrix; multi-label runs keep none, so their line stays empty.
+    """
     names = max((r.runs[0].class_names for r in rows), key=len, default=[])
     body = []
     for row in sorted(rows, key=lambda r: (r.size, r.label)):
         matrices = [r.metrics["test"].get("confusion_matrix") for r in row.runs]
         scores = [_recall_f1(m) for m in matrices if m and np.ndim(m) == 2]
-        with warnings.catch_warnings():  # a class no run of the row predicts or holds: NaN, shown as –
+        # a class no run of the row predicts or holds: NaN, shown as –
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             mean = np.nanmean(np.array(scores, dtype=float), axis=0) if scores else np.zeros((2, 0))
-        cells = [f"{r:.3f} / {f:.3f}" if np.isfinite(r) else "–" for r, f in zip(*mean, strict=True)]
+        cells = [
+            f"{r:.3f} / {f:.3f}" if np.isfinite(r) else "–" for r, f in zip(*mean, strict=True)
+        ]
         body.append([(row.label, "text"), (str(row.size), "")] + [(c, "") for c in cells])
     return _table(["model · method", "size", *names], body)
 
 
 def _recall_f1(confusion) -> np.ndarray:
-    """(2, classes): recall and F1 per class of a confusion matrix (true on rows); NaN where undefined."""
+    """(2, classes): recall and F1 per class of a confusion matrix (true on rows).
+
+    NaN where undefined.
+    """
     matrix = np.asarray(confusion, dtype=float)
     tp, actual, predicted = np.diag(matrix), matrix.sum(axis=1), matrix.sum(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -147,12 +174,18 @@ def _runs(rows: list[Row], *, link_to: str, runs_dir: Path) -> str:
                     (_links(run, link_to, runs_dir), "html"),
                     (f"{run.dataset}_{run.size}", "text"),
                     (str(run.seed), ""),
-                    (" ".join(filter(None, [_chosen(run), describe_collapse(run.collapse)])), "text"),
+                    (
+                        " ".join(filter(None, [_chosen(run), describe_collapse(run.collapse)])),
+                        "text",
+                    ),
                     (str(run.hparams.get("selected_on", "")), "text"),
                     (_metric(val.get("acc")), ""),
                     (_metric(val.get("auc")), ""),
                     (_metric(run.metrics["test"].get("acc")), ""),
-                    (", ".join(f"{k} {run.versions[k]}" for k in VERSIONS if k in run.versions), "text"),
+                    (
+                        ", ".join(f"{k} {run.versions[k]}" for k in VERSIONS if k in run.versions),
+                        "text",
+                    ),
                     (_provenance(run), "text"),
                 ]
             )
@@ -171,23 +204,18 @@ def _links(run: RunResult, link_to: str, runs_dir: Path) -> str:
 
 def _chosen(run: RunResult) -> str:
     """The hyper-parameters the run chose or was given, e.g. `C=1` or `lr=6.25e-05 best_epoch=3`."""
-    return " ".join(f"{k}={_short(run.hparams[k])}" for k in HPARAMS if run.hparams.get(k) is not None)
+    return " ".join(
+        f"{k}={short(run.hparams[k], 40)}" for k in HPARAMS if run.hparams.get(k) is not None
+    )
 
 
 def _provenance(run: RunResult) -> str:
-    parts = [f"weights {_short(run.hparams.get('weights') or '')}"]
+    parts = [f"weights {short(run.hparams.get('weights') or '', 40)}"]
     if run.cache_key:
         parts.append(f"cache {run.cache_key[:12]}")
     parts.append(f"data md5 {str(run.config.get('data_md5', ''))[:8]}")
     parts.append(f"command: {run.command or 'not recorded'}")
     return "; ".join(p for p in parts if not p.endswith(" "))
-
-
-def _short(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    text = str(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _metric(value) -> str:

@@ -1,6 +1,8 @@
-"""A report's rows: records grouped into configurations (model x method x variant, per dataset and
-size) over their seeds, summarized per metric, with the best row of each column marked and every row
-a paired bootstrap on the same test set cannot tell apart from it.
+"""A report's rows.
+
+Records grouped into configurations (model x method x variant, per dataset and size) over their
+seeds, summarized per metric, with the best row of each column marked and every row a paired
+bootstrap on the same test set cannot tell apart from it.
 """
 
 from __future__ import annotations
@@ -38,11 +40,15 @@ class Row:
 
     @property
     def method_label(self) -> str:
-        """The method column: variant and detail (`logreg`, `logreg-frac0.1`, `logreg [resize=pad]`)."""
+        """The method column.
+
+        Variant and detail (`logreg`, `logreg-frac0.1`, `logreg [resize=pad]`).
+        """
         return f"{self.variant} [{self.detail}]" if self.detail else self.variant
 
     @property
     def label(self) -> str:
+        """The row's name in tables and figures: model and method."""
         return f"{self.model} · {self.method_label}"
 
     @property
@@ -52,12 +58,15 @@ class Row:
 
     @property
     def tag(self) -> str:
+        """The runs' variant tag (feature kinds, fraction, shots, refit)."""
         return self.runs[0].tag
 
     @property
     def collapsed(self) -> bool:
-        """Whether a run of the row collapsed (`RunResult.collapsed`): its decisions are not to be
-        read as a classifier's."""
+        """Whether a run of the row collapsed (`RunResult.collapsed`).
+
+        Its decisions are not to be read as a classifier's.
+        """
         return any(r.collapsed for r in self.runs)
 
     @property
@@ -73,17 +82,23 @@ class Row:
 
     @property
     def images_per_s(self) -> float | None:
+        """Extraction or training images/s of the first run, if recorded."""
         timings = self.runs[0].timings
         return timings.get("extract_images_per_s") or timings.get("train_images_per_s")
 
 
 def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row]:
-    """Group records into rows, summarize them, mark best and (with `n_resamples` > 0)
-    indistinguishable cells."""
+    """Group records into rows, summarize them, and mark best and indistinguishable cells.
+
+    Indistinguishable cells are marked only when `n_resamples` > 0.
+    """
     groups: dict[tuple, list[RunResult]] = defaultdict(list)
     for r in results:
         groups[r.dataset, r.size, r.model, r.variant, r.group].append(r)
-    rows = [Row(*key[:4], runs=sorted(runs, key=lambda r: r.seed)) for key, runs in sorted(groups.items())]
+    rows = [
+        Row(*key[:4], runs=sorted(runs, key=lambda r: r.seed))
+        for key, runs in sorted(groups.items())
+    ]
     _name_alike_rows(rows)
     for row in rows:
         row.stats = {m: _summarize([r.metrics["test"] for r in row.runs], m) for _, m in METRICS}
@@ -109,11 +124,13 @@ def _name_alike_rows(rows: list[Row]) -> None:
     for (dataset, _, model, variant), group in alike.items():
         configs = [_flatten(row.runs[0].config) for row in group]
         keys = set().union(*configs) - NOT_DISTINGUISHING
-        fields[dataset, model, variant] |= {k for k in keys if len({repr(c.get(k)) for c in configs}) > 1}
+        fields[dataset, model, variant] |= {
+            k for k in keys if len({repr(c.get(k)) for c in configs}) > 1
+        }
     for row in rows:
         keys = sorted(fields[row.dataset, row.model, row.variant])
         config = _flatten(row.runs[0].config)
-        row.detail = ", ".join(f"{k.rsplit('.', 1)[-1]}={_short(config.get(k))}" for k in keys)
+        row.detail = ", ".join(f"{k.rsplit('.', 1)[-1]}={short(config.get(k))}" for k in keys)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
@@ -126,16 +143,21 @@ def _flatten(config: dict, prefix: str = "") -> dict:
     return flat
 
 
-def _short(value) -> str:
+def short(value, width: int = 20) -> str:
+    """A value as a report cell shows it: floats to 3 digits, lists joined by +, cut to `width`."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
     text = "+".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-    return text if len(text) <= 20 else text[:19] + "…"
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _summarize(metrics: list[dict], name: str) -> tuple[float, float, float | None, float | None]:
     values = [m[name] for m in metrics if m.get(name) is not None]
     if not values:
         return (np.nan, np.nan, None, None)
-    lo, hi = metrics[0].get("ci95", {}).get(name, (None, None)) if len(values) == 1 else (None, None)
+    lo, hi = (
+        metrics[0].get("ci95", {}).get(name, (None, None)) if len(values) == 1 else (None, None)
+    )
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, lo, hi
 
 

@@ -21,7 +21,9 @@ from medprobe.report.rows import METRICS, Row, build_rows
 from medprobe.results import load_results
 
 
-def write_report(runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_resamples: int = 1000) -> Path:
+def write_report(
+    runs_dir: str | os.PathLike, out_dir: str | os.PathLike, *, n_resamples: int = 1000
+) -> Path:
     """Write report.md, report.csv, report.html (figures embedded) and figures/*.png.
 
     Returns:
@@ -76,10 +78,15 @@ def _table(rows: list[Row], dataset: str) -> tuple[list[str], list[list[tuple[st
         line = [
             (model, ""),
             (
-                f"{method} {page.COLLAPSED_MARK} collapsed @{','.join(collapsed)}" if collapsed else method,
+                f"{method} {page.COLLAPSED_MARK} collapsed @{','.join(collapsed)}"
+                if collapsed
+                else method,
                 "",
             ),
-            (str(max(len(r.runs) for r in mine if (r.model, r.method_label) == (model, method))), ""),
+            (
+                str(max(len(r.runs) for r in mine if (r.model, r.method_label) == (model, method))),
+                "",
+            ),
         ]
         for size in sizes:
             row = lookup.get((model, method, size))
@@ -120,7 +127,14 @@ def _markdown(tables, figs) -> str:
 def _write_csv(rows: list[Row], path: Path) -> None:
     fields = ["dataset", "size", "model", "method", "seeds"]
     for _, m in METRICS:
-        fields += [f"{m}_mean", f"{m}_std", f"{m}_ci_lo", f"{m}_ci_hi", f"{m}_best", f"{m}_indistinguishable"]
+        fields += [
+            f"{m}_mean",
+            f"{m}_std",
+            f"{m}_ci_lo",
+            f"{m}_ci_hi",
+            f"{m}_best",
+            f"{m}_indistinguishable",
+        ]
     fields += ["collapsed", "fit_or_train_s", "extract_s", "images_per_s"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
