@@ -21,7 +21,7 @@ from datetime import date
 
 from benchmarks.common import machine
 from cache.options import ExtractOptions
-from medprobe.results import describe_collapse
+from medprobe.metrics import describe_collapse
 from probe.options import ProbeOptions
 from probe.run import run_probe
 

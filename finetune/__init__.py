@@ -6,5 +6,6 @@
 - `data`: where a run's images live (memory or a disk copy); `augment`: flips and affine on the
   device;
 - `steps`: batches and steps; `checkpoint`: training state that survives kill -9;
-- `train`: the loop, top to bottom; `cli`: the `finetune` program (`program(head_initializer=)`).
+- `train`: the loop, top to bottom; `record`: the end of a run (test scored once, its record and
+  files); `cli`: the `finetune` program (`program(head_initializer=)`).
 """

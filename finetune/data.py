@@ -24,9 +24,9 @@ MEMORY_SHARE = 0.5  # `auto` keeps data in memory up to this share of the availa
 
 
 def training_data(dspec: DatasetSpec, *, size: int, root, mode: str, cache_root) -> dict:
-    """Split -> (images (N, H, W, C) uint8, in memory or on disk (`NpyRows`).
+    """Each split's images (N, H, W, C) uint8 and labels (N, L) int64, by split name.
 
-    Labels (N, L) int64).
+    The images are in memory or on disk (`NpyRows`), as `mode` says.
     """
     sources = open_splits(dspec, SPLITS, size=size, root=root)
     total, free = sum(s.nbytes for s in sources.values()), available_memory()

@@ -69,10 +69,9 @@ def micro_batch_size(
 
 
 def trains_batch_norm(model: torch.nn.Module) -> bool:
-    """Frozen ones stay in eval mode (`train_mode`).
+    """Whether a BatchNorm layer of `model` normalizes by batch statistics in training.
 
-    Whether a BatchNorm layer of `model` normalizes by batch statistics in training (frozen ones
-    stay in eval mode: `train_mode`).
+    Frozen ones stay in eval mode (`train_mode`).
     """
     norms = (m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
     return any(not _frozen(m) for m in norms)

@@ -146,9 +146,9 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
 
 
 def epoch_selection(select: str, y_val: np.ndarray, dspec: DatasetSpec) -> tuple[str, str | None]:
-    """What picks the best epoch: the val loss, or a val metric (`selection_metric`.
+    """What picks the best epoch: the val loss or a val metric, and a note when it fell back.
 
-    AUC falls back to ACC where it is undefined); and a note when it had to fall back.
+    A metric comes from `selection_metric`: AUC falls back to ACC where it is undefined.
     """
     if select == "loss":
         return "loss", None

@@ -8,7 +8,6 @@ model is wrapped in DistributedDataParallel and each rank trains on its shard.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -24,22 +23,20 @@ from finetune.checkpoint import (
     load_checkpoint,
     restore,
     save_checkpoint,
-    save_weights,
     snapshot,
 )
 from finetune.config import HOW_IT_RUNS, TrainConfig
 from finetune.model import trains_batch_norm
+from finetune.record import finish
 from finetune.setup import Run, run_config, setup
 from finetune.steps import TrainSteps
-from medprobe.atomic import write_atomic
 from medprobe.backbones.registry import get_backbone
 from medprobe.data import dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed
 from medprobe.errors import UserError
-from medprobe.metrics import collapse_of, evaluate
+from medprobe.metrics import evaluate
 from medprobe.outputs import probabilities
-from medprobe.report.draw import save_png, training_curves
-from medprobe.results import RunResult, named_class, run_name
+from medprobe.results import RunResult, run_name
 from medprobe.tracking import open_tracker, split_scalars
 
 log = logging.getLogger(__name__)
@@ -85,7 +82,7 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
                 break
     except torch.cuda.OutOfMemoryError as error:
         raise UserError(out_of_memory(run.steps, cfg.batch_size)) from error
-    return _finish(run, state, seconds=time.perf_counter() - started)
+    return finish(run, state, seconds=time.perf_counter() - started)
 
 
 def out_of_memory(steps: TrainSteps, batch_size: int) -> str:
@@ -208,101 +205,6 @@ def _track_epoch(run: Run, epoch: dict, val: dict) -> None:
         run.tracker.scalars({"train/step_loss": value}, step)
     scalars = {"train/loss": epoch["train_loss"], "val/loss": epoch["val_loss"], "lr": epoch["lr"]}
     run.tracker.scalars(scalars | split_scalars(val, "val"), epoch["epoch"])
-
-
-def _finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
-    """Score val and test once with the best epoch's weights.
-
-    Write the record and the run's files.
-    """
-    model, task = run.steps.model, run.dspec.task
-    if state.best_state is not None:
-        model.load_state_dict(state.best_state)
-    scores = {
-        s: probabilities(run.steps.predict(run.data[s][0], rank=run.rank, world=run.world), task)
-        for s in ("val", "test")
-    }
-    metrics = {
-        "val": evaluate(run.truth["val"], scores["val"], task=task),
-        "test": evaluate(
-            run.truth["test"], scores["test"], task=task, bootstrap=1000, seed=run.cfg.seed
-        ),
-    }
-    collapse = collapse_of({s: (run.truth[s], scores[s], metrics[s]) for s in metrics}, task=task)
-    result = RunResult(
-        dataset=run.dspec.flag,
-        size=run.cfg.size,
-        model=run.spec.name,
-        method=run.cfg.method,
-        seed=run.cfg.seed,
-        metrics=metrics,
-        config=run.config,
-        task=task,
-        class_names=list(run.dspec.labels),
-        hparams=_hparams(run, state),
-        timings=_timings(state.history, seconds),
-        predictions={
-            "test_score": scores["test"].astype(np.float32),
-            "test_true": run.truth["test"],
-        },
-        collapsed=collapse is not None,
-        collapse=collapse and named_class(collapse, run.dspec.labels),
-    )
-    assert result.run_name == run.name, (
-        "the record's name is the one resume and skip_existing look for"
-    )
-    if run.rank == 0:
-        _write_files(run, state, result)
-    test = split_scalars(result.metrics["test"], "test")
-    run.tracker.scalars(test, state.epoch)
-    run.tracker.finish({k: v for k, v in run.config.items() if k != "weights"}, test)
-    barrier()
-    return result
-
-
-def _hparams(run: Run, state: TrainState) -> dict:
-    return asdict(run.cfg) | {
-        "img_size": run.steps.pcfg.input_size,
-        "best_epoch": state.best_epoch,
-        "epochs_run": len(state.history),
-        "trainable_params": run.n_trainable,
-        "precision": run.steps.precision,
-        "flips": run.steps.flips,
-        "micro_batch": run.steps.micro_batch,
-        "world_size": run.world,
-        "selected_on": run.select,
-        "selection_note": run.selection_note,
-        "defaults": run.cfg.defaults,
-        "head_init": run.head_init,
-        "weights": run.config["weights"],
-    }
-
-
-def _timings(history: list[dict], seconds: float) -> dict:
-    """Wall time, mean epoch time, and images trained over the wall time of the training phases."""
-    train_seconds = sum(h["train_seconds"] for h in history)
-    return {
-        "train_s": round(seconds, 3),
-        "epoch_s": float(np.mean([h["seconds"] for h in history])) if history else None,
-        "train_images_per_s": sum(h["train_images"] for h in history) / train_seconds
-        if train_seconds > 0
-        else None,
-    }
-
-
-def _write_files(run: Run, state: TrainState, result: RunResult) -> None:
-    """Weights, history, curves and the record.
-
-    Then the checkpoint goes (nothing left to resume).
-    """
-    save_weights(run.steps.model.state_dict(), run.dir / "weights.safetensors")
-    write_atomic(run.dir / "history.json", json.dumps(state.history, indent=2))
-    save_png(
-        training_curves(state.history, state.best_epoch, title=run.name), run.dir / "curves.png"
-    )
-    result.save(run.cfg.out)
-    if not run.cfg.keep_checkpoint:
-        (run.dir / "checkpoint.pt").unlink(missing_ok=True)
 
 
 def _check_same_run(saved: dict, cfg: TrainConfig) -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from medprobe.atomic import atomic_path
-from medprobe.metrics import COLLAPSED_SHARE, SCALARS
+from medprobe.metrics import SCALARS, describe_collapse
 
 log = logging.getLogger(__name__)
 
@@ -168,33 +168,6 @@ class RunResult:
         return path
 
 
-def named_class(collapse: dict, class_names) -> dict:
-    """A collapse (`medprobe.metrics.collapse_of`) with the name of the class it fell into."""
-    if "class" not in collapse:
-        return collapse
-    return collapse | {"class_name": list(class_names)[collapse["class"]]}
-
-
-def describe_collapse(collapse: dict | None) -> str:
-    """One line on how a run's predictions collapsed, for a warning or a report's note."""
-    if not collapse:
-        return ""
-    split, parts = collapse.get("split", "?"), []
-    if collapse.get("share", 0) >= COLLAPSED_SHARE:
-        what = (
-            f"class {collapse.get('class_name', collapse.get('class'))}"
-            if "class" in collapse
-            else None
-        )
-        parts.append(f"predicts {what or 'one label set'} for {collapse['share']:.0%} of {split}")
-    if collapse.get("chance"):
-        parts.append(f"its {split} balanced accuracy is within its 95% interval of chance")
-    return (
-        f"collapsed: {' and '.join(parts)}; its decisions tell the classes apart no better than "
-        "chance"
-    )
-
-
 def variant_of(method: str, tag: str) -> str:
     """The method with its tag, as run names and reports show it."""
     return f"{method}-{tag}" if tag else method
@@ -315,10 +288,7 @@ def package_versions() -> dict[str, str]:
 
 
 def json_safe(value):
-    """NaN/inf -> None, so the JSON stays standard (undefined metrics become null.
-
-    Jq and browsers reject NaN).
-    """
+    """NaN/inf -> None, so the JSON stays standard: undefined metrics become null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -27,7 +27,8 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
-from medprobe.results import RunResult, named_class
+from medprobe.metrics import named_class
+from medprobe.results import RunResult
 from medprobe.tracking import open_tracker, split_scalars
 from probe.entries import matching_entries
 from probe.fit import ProbeFit, fit_probe, select_features, subsample
@@ -63,7 +64,7 @@ def run_probe(
         skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
     """
     options = options or ProbeOptions()
-    spec = get_dataset(dataset, task=task)
+    dspec = get_dataset(dataset, task=task)
     if extract is not None:
         if backbone is None:
             raise ValueError("extracting first (--extract) needs --backbone")
@@ -78,14 +79,14 @@ def run_probe(
         ).path
         entries = [(path, read_key(path))]
     else:
-        entries = _matching(spec, size, data_root, cache_root, backbone, where or EntryFilter())
-    npz = dataset_path(spec, size=size, root=data_root, download=False)
+        entries = _matching(dspec, size, data_root, cache_root, backbone, where or EntryFilter())
+    npz = dataset_path(dspec, size=size, root=data_root, download=False)
     results = []
     for path, key in entries:
-        todo = _todo(options, key, spec, out, skip_existing)
-        splits = _read_entry(path, npz, spec) if todo else None
+        todo = _todo(options, key, dspec, out, skip_existing)
+        splits = _read_entry(path, npz, dspec) if todo else None
         for settings in todo:
-            result = _one_run(splits, key, path, spec, settings)
+            result = _one_run(splits, key, path, dspec, settings)
             result.save(out)
             _track(result, options.tracker, out)
             results.append(result)
@@ -93,7 +94,7 @@ def run_probe(
 
 
 def _todo(
-    options: ProbeOptions, key: CacheKey, spec: DatasetSpec, out, skip_existing
+    options: ProbeOptions, key: CacheKey, dspec: DatasetSpec, out, skip_existing
 ) -> list[FitSettings]:
     """The (head, seed) configurations to fit on one entry, less those whose record exists."""
     kinds = options.kinds or default_kinds(key.features)
@@ -116,7 +117,7 @@ def _todo(
                 bootstrap=options.bootstrap,
                 seed=seed,
             )
-            record = Path(out) / f"{settings.run_name(spec, key)}.json"
+            record = Path(out) / f"{settings.run_name(dspec, key)}.json"
             if skip_existing and record.exists():
                 log.info("skip %s: the record exists", record.name)
             else:
@@ -124,18 +125,18 @@ def _todo(
     return todo
 
 
-def _read_entry(path: Path, npz: Path, spec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
+def _read_entry(path: Path, npz: Path, dspec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
     """Every split of an entry, whose labels must be those of the data file it is used for."""
-    expected = {s: load_labels(npz, s, task=spec.task, n_classes=spec.n_classes) for s in SPLITS}
+    expected = {s: load_labels(npz, s, task=dspec.task, n_classes=dspec.n_classes) for s in SPLITS}
     return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
 
 
-def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
+def _matching(dspec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
     """(path, key) of the complete entries built from the file the user names, as `where` asks."""
-    npz = dataset_path(spec, size=size, root=data_root, download=False)
+    npz = dataset_path(dspec, size=size, root=data_root, download=False)
     return matching_entries(
         cache_root,
-        dataset=spec.flag,
+        dataset=dspec.flag,
         size=size,
         data_md5=file_md5(npz),
         npz=npz,
@@ -145,12 +146,12 @@ def _matching(spec, size, data_root, cache_root, backbone, where) -> list[tuple[
 
 
 def _one_run(
-    splits, key: CacheKey, path: Path, spec: DatasetSpec, settings: FitSettings
+    splits, key: CacheKey, path: Path, dspec: DatasetSpec, settings: FitSettings
 ) -> RunResult:
     (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
     rows = subsample(
         y_train,
-        task=spec.task,
+        task=dspec.task,
         seed=settings.seed,
         fraction=settings.fraction,
         shots=settings.shots,
@@ -161,16 +162,16 @@ def _one_run(
         (select_features(val[0], settings.kinds), val[1]),
         (select_features(test[0], settings.kinds), test[1]),
         head=settings.head,
-        task=spec.task,
-        n_classes=spec.n_classes,
+        task=dspec.task,
+        n_classes=dspec.n_classes,
         select=settings.select,
         refit=settings.refit,
         bootstrap=settings.bootstrap,
         seed=settings.seed,
-        where=f"{spec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
+        where=f"{dspec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
     )
     return _record(
-        fit, key, path, spec, settings, n_train=(len(rows), len(y_train)), y_test=test[1]
+        fit, key, path, dspec, settings, n_train=(len(rows), len(y_train)), y_test=test[1]
     )
 
 
@@ -190,21 +191,23 @@ def _track(result: RunResult, tracker: str | None, out) -> None:
     logger.finish({k: v for k, v in result.hparams.items() if k != "val_sweep"}, test)
 
 
-def _record(fit: ProbeFit, key, path, spec, settings: FitSettings, *, n_train, y_test) -> RunResult:
+def _record(
+    fit: ProbeFit, key, path, dspec, settings: FitSettings, *, n_train, y_test
+) -> RunResult:
     """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
     n_used, n_all = n_train
     extraction = read_attrs(path).get("extraction", {})
-    collapse = fit.collapse and named_class(fit.collapse, spec.labels)
+    collapse = fit.collapse and named_class(fit.collapse, dspec.labels)
     return RunResult(
-        dataset=spec.flag,
+        dataset=dspec.flag,
         size=key.size,
         model=key.backbone,
         method=settings.head,
         seed=settings.seed,
         metrics={"val": fit.val, "test": fit.test},
         config=settings.config(key),
-        task=spec.task,
-        class_names=list(spec.labels),
+        task=dspec.task,
+        class_names=list(dspec.labels),
         hparams=fit.params
         | {
             "features": "+".join(settings.kinds),

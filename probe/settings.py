@@ -63,10 +63,10 @@ class FitSettings:
             self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit
         )
 
-    def run_name(self, spec: DatasetSpec, key: CacheKey) -> str:
+    def run_name(self, dspec: DatasetSpec, key: CacheKey) -> str:
         """The run's folder-safe name on the entry of `key`."""
         variant = variant_of(self.head, self.tag(key.features))
-        return run_name(spec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
+        return run_name(dspec.flag, key.size, key.backbone, variant, self.seed, self.config(key))
 
 
 def run_tag(

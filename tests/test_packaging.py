@@ -9,7 +9,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import make_npz
+
+from tests.support import make_npz
 
 ROOT = Path(__file__).resolve().parents[1]
 

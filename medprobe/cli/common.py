@@ -129,7 +129,7 @@ def list_backbones(*, as_json: bool = False) -> None:
 
 
 def clean_errors_of(errors: tuple[type[Exception], ...]):
-    """A decorator.
+    """A decorator that turns `errors` into one line for the user.
 
     `errors` become a one-line message and exit status 1 (with -v they keep their traceback, like
     every other exception); a process group (torchrun) is closed either way.

@@ -69,10 +69,10 @@ def read_rows(
     *,
     chunk: int = 256,
 ) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield (start, stop, rows) for each [start, stop) of `ranges` (sorted, not overlapping.
+    """Yield (start, stop, rows) for each [start, stop) of `ranges`, reading the member once.
 
-    None: every row in chunks of `chunk`), reading the member once from the front; rows between the
-        ranges are decompressed and dropped.
+    `ranges` are sorted and do not overlap; None means every row in chunks of `chunk`. The member is
+    read from the front; rows between the ranges are decompressed and dropped.
     """
     with open_member(path, key) as (member, f):
         n = member.shape[0]

@@ -4,10 +4,17 @@
   per-class recall, confusion matrix, bootstrap intervals), vectorized over resamples;
 - `selection`: what picks hyper-parameters or the best epoch on val (`selection_metric`);
 - `judgement`: a run beside another on the same test set (`paired_bootstrap`) or beside chance
-  (`collapse`).
+  (`collapse`, described by `describe_collapse`).
 """
 
-from medprobe.metrics.judgement import COLLAPSED_SHARE, collapse, collapse_of, paired_bootstrap
+from medprobe.metrics.judgement import (
+    COLLAPSED_SHARE,
+    collapse,
+    collapse_of,
+    describe_collapse,
+    named_class,
+    paired_bootstrap,
+)
 from medprobe.metrics.scores import (
     MAX_RESAMPLES,
     SCALARS,
@@ -27,6 +34,8 @@ __all__ = [
     "SELECT_METRICS",
     "collapse",
     "collapse_of",
+    "describe_collapse",
+    "named_class",
     "evaluate",
     "log_loss",
     "paired_bootstrap",

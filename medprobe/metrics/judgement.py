@@ -94,3 +94,30 @@ def collapse(y_true: np.ndarray, y_score: np.ndarray, *, task: str, metrics: dic
         return None
     found = {"share": round(share, 4), "chance": bool(at_chance)}
     return found | ({} if task == MULTI_LABEL else {"class": int(rows[counts.argmax(), 0])})
+
+
+def named_class(collapse: dict, class_names) -> dict:
+    """A collapse (`medprobe.metrics.collapse_of`) with the name of the class it fell into."""
+    if "class" not in collapse:
+        return collapse
+    return collapse | {"class_name": list(class_names)[collapse["class"]]}
+
+
+def describe_collapse(collapse: dict | None) -> str:
+    """One line on how a run's predictions collapsed, for a warning or a report's note."""
+    if not collapse:
+        return ""
+    split, parts = collapse.get("split", "?"), []
+    if collapse.get("share", 0) >= COLLAPSED_SHARE:
+        what = (
+            f"class {collapse.get('class_name', collapse.get('class'))}"
+            if "class" in collapse
+            else None
+        )
+        parts.append(f"predicts {what or 'one label set'} for {collapse['share']:.0%} of {split}")
+    if collapse.get("chance"):
+        parts.append(f"its {split} balanced accuracy is within its 95% interval of chance")
+    return (
+        f"collapsed: {' and '.join(parts)}; its decisions tell the classes apart no better than "
+        "chance"
+    )

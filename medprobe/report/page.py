@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medprobe.metrics import describe_collapse
 from medprobe.report.rows import Row, short
-from medprobe.results import RunResult, describe_collapse
+from medprobe.results import RunResult
 
 COLLAPSED_MARK = "⚠"
 COLLAPSED_LEGEND = (
@@ -68,9 +69,9 @@ VERSIONS = ("medprobe", "torch", "timm")
 
 
 def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir: Path) -> str:
-    """The page. `tables`.
+    """The page, one self-contained HTML file.
 
-    Dataset -> (header, cells of (text, mark)) from `medprobe.report.write`.
+    `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report.write`.
     """
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title>",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared, per_family
 
 from medprobe.backbones.factory import WeightsUnavailableError, create_backbone, extract_features
 from medprobe.backbones.preprocess import preprocess
 from medprobe.backbones.registry import BACKBONES, get_backbone
 from medprobe.backbones.weights import weights_identity
 from medprobe.errors import WeightsError
+from tests.support import DINOV2_WEIGHTS, EFFNET_WEIGHTS, needs_shared, per_family
 
 EXPECTED_DIMS = {
     "resnet18": {"pool": 512},

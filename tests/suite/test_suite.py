@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import BREASTMNIST, DINOV2_WEIGHTS, make_npz
 
 from medprobe.results import load_results
 from suite.programs import probe as probe_main
 from suite.recipe import RecipeError, load_recipe
 from suite.runner import run_suite
+from tests.support import BREASTMNIST, DINOV2_WEIGHTS, make_npz
 
-RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import TINY_RESNET, make_npz
 
 from cache.extract import extract
 from cache.forward import FeatureRunner
@@ -29,8 +28,9 @@ from medprobe.backbones.registry import get_backbone
 from medprobe.data import disk_copy, file_md5, get_dataset
 from medprobe.data.disk_copy import disk_images
 from medprobe.data.splits import load_split, open_split
+from tests.support import TINY_RESNET, make_npz
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("save", [np.savez, np.savez_compressed])

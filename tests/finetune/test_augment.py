@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-from conftest import TINY_RESNET, make_npz
 
 from finetune.augment import N_DRAWS, augment
 from finetune.config import TrainConfig
@@ -11,6 +10,7 @@ from finetune.setup import run_config
 from finetune.train import train
 from medprobe.backbones.registry import get_backbone
 from medprobe.data import DATASETS, get_dataset
+from tests.support import TINY_RESNET, make_npz
 
 
 def test_flips_draw_only_the_mirror_images_allowed():

@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from tests.support import make_npz
+
 
 @pytest.mark.slow
 def test_compare_runs_both_paths_and_appends_a_row(tmp_path):
@@ -150,9 +152,6 @@ def test_heads_against_sklearn_prints_a_row_per_head_and_thread_setting():
 
 
 def test_probe_quality_prints_a_row_per_feature_rule_and_head(tmp_path):
-    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
-    from conftest import make_npz
-
     make_npz(tmp_path / "data" / "breastmnist.npz", n_classes=2)
     cmd = [
         sys.executable,

@@ -15,7 +15,6 @@ import time
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import BREASTMNIST, TINY_RESNET, make_npz, needs_shared, per_family
 from safetensors.torch import load_file
 
 from finetune.checkpoint import load_checkpoint
@@ -28,6 +27,7 @@ from medprobe.backbones.registry import BACKBONES
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
 from medprobe.results import load_results
+from tests.support import BREASTMNIST, TINY_RESNET, make_npz, needs_shared, per_family
 
 TINY = TINY_RESNET
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import BREASTMNIST, DINOV2_WEIGHTS
 
 from cache.extract import extract
 from cache.options import ExtractOptions
 from cache.store import read_split
 from medprobe.data.splits import load_split
 from probe.fit import fit_probe, select_features
+from tests.support import BREASTMNIST, DINOV2_WEIGHTS
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 TASK = "binary-class"

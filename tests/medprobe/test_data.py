@@ -7,11 +7,11 @@ import urllib.error
 
 import numpy as np
 import pytest
-from conftest import BREASTMNIST, make_npz, needs_shared
 
 from medprobe.data import DATASETS, dataset_path, get_dataset
 from medprobe.data import files as data_files
 from medprobe.data.splits import load_split
+from tests.support import BREASTMNIST, make_npz, needs_shared
 
 
 def test_specs_cover_the_twelve_2d_datasets():

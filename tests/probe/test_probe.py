@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_npz
 
 from cache.extract import extract
 from cache.options import ExtractOptions
@@ -16,6 +15,7 @@ from probe.fit import fit_probe, subsample
 from probe.heads import HEADS, KNNHead, LinearHead, LogRegHead, make_head
 from probe.options import ProbeOptions
 from probe.run import run_probe
+from tests.support import make_npz
 
 FAST = {"linear": {"epochs": 30}}
 
@@ -352,8 +352,9 @@ def test_collapse_is_one_class_or_chance():
 
 
 def test_a_collapsed_run_is_flagged_warned_and_marked_in_the_report(tmp_path, caplog):
+    from medprobe.metrics import named_class
     from medprobe.report import write_report
-    from medprobe.results import RunResult, named_class
+    from medprobe.results import RunResult
 
     y = np.array([[0], [1]] * 20)
     scores = np.tile([0.9, 0.1], (40, 1))

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import DINOV2_WEIGHTS, EFFNET_WEIGHTS, make_npz, needs_shared
 from safetensors.torch import save_file
 
 from cache.extract import extract
@@ -27,6 +26,7 @@ from medprobe.report import build_rows, write_report
 from medprobe.results import load_results
 from probe.cli import main as probe_main
 from probe.fit import fit_probe
+from tests.support import DINOV2_WEIGHTS, EFFNET_WEIGHTS, make_npz, needs_shared
 
 TINY_VIT = ExtractOptions(pretrained=False, img_size=32)
 

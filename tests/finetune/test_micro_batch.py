@@ -7,7 +7,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RESNET, TINY_VIT
 
 from finetune.config import TrainConfig
 from finetune.model import CPU_MICRO_BATCH, apply_freeze, micro_batch_size
@@ -17,15 +16,13 @@ from medprobe.backbones.factory import create_backbone
 from medprobe.data.validate import MULTI_LABEL
 from medprobe.errors import UserError
 from medprobe.outputs import TaskLoss
+from tests.support import TINY_RESNET, TINY_VIT
 
 CPU = torch.device("cpu")
 
 
 def _one_step(model, pcfg, task_loss, images, labels, micro_batch):
-    """The loss and the weights after one SGD step (lr 1.
-
-    The weights move by the clipped gradient).
-    """
+    """The loss and weights after one SGD step of lr 1 (weights move by the clipped gradient)."""
     optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     steps = TrainSteps(

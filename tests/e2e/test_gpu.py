@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_RESNET
 
 from cache.extract import extract
 from cache.options import ExtractOptions
@@ -14,6 +13,7 @@ from finetune.config import TrainConfig
 from finetune.data import place_data
 from finetune.train import train
 from medprobe.data.splits import load_split
+from tests.support import TINY_RESNET
 
 pytestmark = [
     pytest.mark.gpu,

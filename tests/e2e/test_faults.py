@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_npz
 
 from cache.extract import extract
 from cache.options import ExtractOptions
 from finetune.cli import main as finetune_main
 from medprobe.results import RunResult, load_results
 from suite.programs import probe as probe_main  # the installed `probe`, suite included
+from tests.support import make_npz
 
 TINY_VIT = ["--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32"]
 TINY_RESNET = [

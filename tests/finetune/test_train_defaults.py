@@ -12,7 +12,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from click.testing import CliRunner
-from conftest import TINY_VIT
 
 from cache.store import read_split
 from finetune.build import build_model, build_optimizer
@@ -32,6 +31,7 @@ from probe.fit import make_scorer
 from probe.heads import LogRegHead
 from suite.lpft import AUGMENTED_PASSES, augmented_head_inputs, probe_head
 from suite.programs import finetune as finetune_with_lpft
+from tests.support import TINY_VIT
 
 
 def test_each_family_gets_its_defaults_and_explicit_options_win():

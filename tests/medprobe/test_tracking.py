@@ -8,13 +8,13 @@ from cache.options import ExtractOptions
 from probe.options import ProbeOptions
 
 pytest.importorskip("tensorboard")  # the `tensorboard` extra; `make test` installs it
-from conftest import TINY_RESNET
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 from finetune.config import TrainConfig  # noqa: E402
 from finetune.train import train  # noqa: E402
 from probe.heads import LOGREG_CS  # noqa: E402
 from probe.run import run_probe  # noqa: E402
+from tests.support import TINY_RESNET
 
 
 def events(folder) -> EventAccumulator:

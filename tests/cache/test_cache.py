@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import make_npz
 
 from cache.extract import extract
 from cache.options import ExtractOptions
 from cache.store import CacheError, inspect_entry, list_entries, read_attrs, read_key, read_split
 from cache.writer import open_partial
 from probe.cli import main as probe_main
+from tests.support import make_npz
 
 TINY = dict(backbone="timm:test_vit", pretrained=False, img_size=32, batch_size=16, progress=False)
 
