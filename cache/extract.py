@@ -25,7 +25,12 @@ from cache.options import ExtractOptions
 from cache.store import entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
-from medprobe.backbones.factory import RANDOM_INIT_SEED, create_backbone, preprocess_config
+from medprobe.backbones.factory import (
+    RANDOM_INIT_SEED,
+    create_backbone,
+    model_cost,
+    preprocess_config,
+)
 from medprobe.backbones.registry import BackboneSpec, get_backbone
 from medprobe.backbones.weights import weights_identity
 from medprobe.data import (
@@ -40,7 +45,9 @@ from medprobe.data.splits import SplitFile, open_splits
 from medprobe.device import (
     barrier,
     broadcast_flag,
+    device_name,
     init_distributed,
+    peak_memory_mb,
     resolve_device,
     resolve_precision,
     slowest_and_total,
@@ -165,6 +172,7 @@ def _write_entry(
     model = model.to(job.device)
     if spec.family == "cnn":
         model = model.to(memory_format=torch.channels_last)
+    cost = model_cost(model, pcfg.input_size) if job.rank == 0 else {}
     run = FeatureRunner(model, pcfg, spec.family, job.device, job.key.precision)
     if job.rank == 0:
         labels = {split: source.labels for split, source in data.items()}
@@ -190,7 +198,9 @@ def _write_entry(
     )
     throughput = n_done / seconds if seconds > 0 else None
     if job.rank == 0:
-        entry.finalize(_attrs(job, batch_size, seconds, n_done, throughput))
+        attrs = _attrs(job, batch_size, seconds, n_done, throughput)
+        attrs["extraction"] |= cost
+        entry.finalize(attrs)
         log.debug("wrote %s (%.0f img/s)", path, throughput or 0)
     barrier()
     return throughput
@@ -268,7 +278,8 @@ def _attrs(job: _Job, batch_size, seconds, n_images, throughput) -> dict:
     return {
         "versions": package_versions(),
         "extraction": {
-            "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+            "device": device_name(device),
+            "peak_memory_mb": peak_memory_mb(device),
             "world_size": job.world,
             "batch_size": batch_size,
             "precision": job.key.precision,

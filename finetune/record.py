@@ -15,7 +15,8 @@ import numpy as np
 from finetune.checkpoint import TrainState, save_weights
 from finetune.setup import Run
 from medprobe.atomic import write_atomic
-from medprobe.device import barrier
+from medprobe.backbones.factory import model_cost
+from medprobe.device import barrier, device_name, peak_memory_mb
 from medprobe.metrics import collapse_of, evaluate, named_class
 from medprobe.outputs import probabilities
 from medprobe.report.draw import save_png, training_curves
@@ -50,7 +51,7 @@ def finish(run: Run, state: TrainState, *, seconds: float) -> RunResult:
         task=task,
         class_names=list(run.dspec.labels),
         hparams=_hparams(run, state),
-        timings=_timings(state.history, seconds),
+        timings=_timings(state.history, seconds) | _compute(run),
         predictions={
             "test_score": scores["test"].astype(np.float32),
             "test_true": run.truth["test"],
@@ -86,6 +87,13 @@ def _hparams(run: Run, state: TrainState) -> dict:
         "head_init": run.head_init,
         "weights": run.config["weights"],
     }
+
+
+def _compute(run: Run) -> dict:
+    """The network's size and cost per image, the run's peak memory and its device."""
+    cost = model_cost(run.steps.model, run.steps.pcfg.input_size)
+    device = run.steps.device
+    return cost | {"peak_memory_mb": peak_memory_mb(device), "device": device_name(device)}
 
 
 def _timings(history: list[dict], seconds: float) -> dict:

@@ -1,4 +1,4 @@
-"""medprobe's shared layer: data, preprocessing, backbones, metrics, results, reports, errors."""
+"""medprobe's shared layer: data, backbones, metrics, results, references, reports, errors."""
 
 from importlib import metadata
 

@@ -118,3 +118,24 @@ def slowest_and_total(seconds: float, images: int) -> tuple[float, int]:
     values = [None] * dist.get_world_size()
     dist.all_gather_object(values, (seconds, images))
     return max(s for s, _ in values), sum(n for _, n in values)
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model and thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = "cpu"
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        model = names[0] if names else model
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak memory so far: the GPU's allocated tensors, or the process's resident set on the CPU."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 1e6, 1)
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux

@@ -66,6 +66,7 @@ class RunResult:
     predictions_sha256: str | None = None  # of `{run_name}.npz`: the predictions are this run's
     collapsed: bool = False  # val or test predictions (nearly) one class, or no better than chance
     collapse: dict | None = None  # how: split, share, class (and its name), chance
+    baseline: str | None = None  # a null baseline (`probe.baselines.BASELINES`), not a method
     predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def brief(self, out: str | os.PathLike) -> dict:
@@ -227,6 +228,7 @@ RECORD_FIELDS = {
     "predictions_sha256": (str, type(None)),
     "collapsed": (bool,),
     "collapse": (dict, type(None)),
+    "baseline": (str, type(None)),
 }
 
 

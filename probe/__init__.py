@@ -6,5 +6,6 @@
 - `fit`: `fit_probe`, one head on arrays: grid on train, choice on val, test once;
 - `run`: `run_probe`, every matching entry x head x seed, one record each; `entries` picks the
   entries, `settings` names each run;
+- `baselines`: the null baselines (`--baselines`): majority class, logreg on pixels, random init;
 - `cli`, `summary`: the `probe` commands (`suite.programs` adds `probe suite`).
 """

@@ -139,7 +139,8 @@ def report_command(runs_dir, out, bootstrap):
     from medprobe.report import write_report
 
     path = write_report(runs_dir, out, n_resamples=bootstrap)
-    click.echo(f"wrote {path}, {Path(out) / 'report.md'} and {Path(out) / 'report.csv'}")
+    names = ", ".join(str(Path(out) / f"report.{ext}") for ext in ("md", "csv", "tex"))
+    click.echo(f"wrote {path}, {names} and {Path(out) / 'figures'}/ (PNG, PDF, SVG)")
 
 
 @main.group("cache")
@@ -247,6 +248,51 @@ def datasets(as_json: bool) -> None:
 def backbones(as_json: bool) -> None:
     """List the registered backbones."""
     list_backbones(as_json=as_json)
+
+
+@main.command()
+@click.argument("dataset", required=False)
+@click.option("--size", type=click.Choice(["28", "64", "128", "224"]), help="Only this image size.")
+@json_option
+@clean_errors
+def references(dataset, size, as_json) -> None:
+    """List published reference figures (test ACC / AUC) with their source and protocol."""
+    from medprobe.data import get_dataset
+    from medprobe.references import load_references
+
+    if dataset is not None:
+        get_dataset(dataset)  # an unknown name is refused with the valid ones
+    found = load_references(dataset, int(size) if size else None)
+    if not found and not as_json:
+        held = sorted({r.dataset for r in load_references()})
+        click.echo(f"no reference figures for {dataset} here; the registry holds {', '.join(held)}")
+        return
+    if as_json:
+        print_rows([r.to_dict() for r in found], as_json=True)
+        return
+    print_rows([_reference_row(r) for r in found], as_json=False)
+    for url in sorted({r.source.url(r.dataset) for r in found}):
+        click.echo(f"source: {url}")
+    for note in sorted({f"{r.scheme.label}: {r.scheme.training}" for r in found}):
+        click.echo(f"protocol, {note}")
+
+
+def _reference_row(reference) -> dict:
+    def cell(value):
+        return (
+            "–" if value is None else f"{value[0]:.4f}" + (f" ± {value[1]:.4f}" if value[1] else "")
+        )
+
+    return {
+        "dataset": reference.dataset,
+        "size": reference.size,
+        "source": reference.label.split(" · ")[0],
+        "model": reference.model,
+        "scheme": reference.scheme.label,
+        "test ACC": cell(reference.acc),
+        "test AUC": cell(reference.auc),
+        "input": reference.source.input,
+    }
 
 
 add_verbosity(main)

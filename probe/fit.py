@@ -76,16 +76,8 @@ def fit_probe(
     check_trainable(train[1], task=task, where=where)
     metric, note = selection_metric(val[1], task=task, n_classes=n_classes, select=select)
     torch.manual_seed(seed)
-    fitted = _fit(
-        head,
-        train,
-        val,
-        test,
-        score=make_scorer(val[1], task=task, metric=metric),
-        task=task,
-        n_classes=n_classes,
-        refit=refit,
-    )
+    score = make_scorer(val[1], task=task, metric=metric)
+    fitted = _fit(head, train, val, test, score=score, task=task, n_classes=n_classes, refit=refit)
     clock = time.perf_counter()
     test_metrics = evaluate(test[1], fitted.test_scores, task=task, bootstrap=bootstrap, seed=seed)
     bootstrap_seconds = time.perf_counter() - clock

@@ -49,6 +49,11 @@ class ProbeOptions:
     bootstrap: int = option(
         1000, "Bootstrap resamples for 95% intervals on test.", min=0, max=MAX_RESAMPLES
     )
+    baselines: bool = option(
+        False,
+        "Also fit the null baselines: the majority class, logreg on raw pixels, and the backbone "
+        "with random weights through the same heads.",
+    )
     tracker: str | None = option(
         None,
         "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install "

@@ -6,6 +6,7 @@ fitted on them (`probe.fit.fit_probe`), one result record each.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -52,6 +53,7 @@ def run_probe(
     extract: ExtractOptions | None = None,
     where: EntryFilter | None = None,
     skip_existing: bool = False,
+    baseline: str | None = None,
 ) -> list[RunResult]:
     """Fit heads on the cached features of every matching entry; one record per configuration.
 
@@ -62,39 +64,53 @@ def run_probe(
             say, and fit that entry.
         where: without `extract`, fit only the entries built as asked (weights, resize, ...).
         skip_existing: leave configurations whose record exists in `out` alone (`probe suite`).
+        baseline: the records are this null baseline's (`probe.baselines`), not a method's.
     """
-    options = options or ProbeOptions()
+    options, where = options or ProbeOptions(), where or EntryFilter()
     dspec = get_dataset(dataset, task=task)
-    if extract is not None:
-        if backbone is None:
-            raise ValueError("extracting first (--extract) needs --backbone")
-        path = extract_features(
-            backbone,
-            dataset,
-            size=size,
-            task=task,
-            data_root=data_root,
-            cache_root=cache_root,
-            options=extract,
-        ).path
-        entries = [(path, read_key(path))]
+    if extract is None:
+        entries = _matching(dspec, size, data_root, cache_root, backbone, where)
     else:
-        entries = _matching(dspec, size, data_root, cache_root, backbone, where or EntryFilter())
+        where_data = {"size": size, "task": task, "data_root": data_root, "cache_root": cache_root}
+        entries = [_extracted(backbone, dataset, extract, where_data)]
     npz = dataset_path(dspec, size=size, root=data_root, download=False)
     results = []
     for path, key in entries:
-        todo = _todo(options, key, dspec, out, skip_existing)
+        todo = _todo(options, key, dspec, out, skip_existing, baseline)
         splits = _read_entry(path, npz, dspec) if todo else None
         for settings in todo:
             result = _one_run(splits, key, path, dspec, settings)
             result.save(out)
             _track(result, options.tracker, out)
             results.append(result)
+    if options.baselines and baseline is None:
+        from probe.baselines import run_baselines  # it fits the random-init twin through run_probe
+
+        results += run_baselines(
+            dataset,
+            size=size,
+            backbone=backbone,
+            options=dataclasses.replace(options, baselines=False),
+            extract=extract or where.to_extract(),
+            task=task,
+            data_root=data_root,
+            cache_root=cache_root,
+            out=out,
+            skip_existing=skip_existing,
+        )
     return results
 
 
+def _extracted(backbone, dataset, options: ExtractOptions, where: dict) -> tuple[Path, CacheKey]:
+    """(path, key) of the entry `options` build (extracting it unless it is cached)."""
+    if backbone is None:
+        raise ValueError("extracting first (--extract) needs --backbone")
+    path = extract_features(backbone, dataset, options=options, **where).path
+    return path, read_key(path)
+
+
 def _todo(
-    options: ProbeOptions, key: CacheKey, dspec: DatasetSpec, out, skip_existing
+    options: ProbeOptions, key: CacheKey, dspec: DatasetSpec, out, skip_existing, baseline=None
 ) -> list[FitSettings]:
     """The (head, seed) configurations to fit on one entry, less those whose record exists."""
     kinds = options.kinds or default_kinds(key.features)
@@ -116,6 +132,7 @@ def _todo(
                 shots=options.shots,
                 bootstrap=options.bootstrap,
                 seed=seed,
+                baseline=baseline,
             )
             record = Path(out) / f"{settings.run_name(dspec, key)}.json"
             if skip_existing and record.exists():
@@ -229,10 +246,15 @@ def _record(
             "bootstrap_s": round(fit.bootstrap_seconds, 3),
             "extract_s": extraction.get("seconds"),
             "extract_images_per_s": extraction.get("images_per_second"),
+            "extract_peak_mb": extraction.get("peak_memory_mb"),
+            "params_m": extraction.get("params_m"),
+            "gflops": extraction.get("gflops"),
+            "device": extraction.get("device"),
         },
         cache_key=key.digest,
         tag=settings.tag(key.features),
         collapsed=collapse is not None,
         collapse=collapse,
+        baseline=settings.baseline,
         predictions={"test_score": fit.test_scores.astype(np.float32), "test_true": y_test},
     )

@@ -32,6 +32,7 @@ class FitSettings:
     bootstrap: int
     seed: int
     refit: str = "none"
+    baseline: str | None = None  # fitted as a null baseline (`probe.baselines`)
 
     def config(self, key: CacheKey) -> dict:
         """The run's full configuration: the record's name ends in its digest.
@@ -39,6 +40,7 @@ class FitSettings:
         A refit is named only when asked for, so the runs of earlier versions keep their identity.
         """
         refit = {} if self.refit == "none" else {"refit": self.refit}
+        refit |= {"baseline": self.baseline} if self.baseline else {}
         return {
             "entry": json.loads(key.to_json()),
             "head": self.head,
@@ -58,10 +60,9 @@ class FitSettings:
         return f"--shots {self.shots}" if self.shots is not None else None
 
     def tag(self, entry_kinds: tuple[str, ...]) -> str:
-        """The run's variant tag (kinds other than the entry's default, fraction, shots, refit)."""
-        return run_tag(
-            self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit
-        )
+        """The run's variant tag (a baseline, non-default kinds, fraction, shots, refit)."""
+        tag = run_tag(self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit)
+        return "-".join(filter(None, [self.baseline, tag]))
 
     def run_name(self, dspec: DatasetSpec, key: CacheKey) -> str:
         """The run's folder-safe name on the entry of `key`."""

@@ -30,16 +30,23 @@ from probe.cli import clean_errors
 @click.option(
     "--plan", "plan_only", is_flag=True, help="Print the runs, data and cache space; run nothing."
 )
+@click.option(
+    "--baselines",
+    is_flag=True,
+    help="Fit every [[probe]] table's null baselines too (as its `baselines = true` would).",
+)
 @clean_errors
-def suite_command(recipe, plan_only, **overrides):
+def suite_command(recipe, plan_only, baselines, **overrides):
     """Run a recipe's matrix (skipping finished runs), then write its report.
 
     RECIPE is a .toml file or the name of a packaged recipe: tiny, notebook_bloodmnist,
-    lpft_breastmnist, resolution_sweep, medmnist_plus.
+    lpft_breastmnist, breastmnist_in_context, resolution_sweep, medmnist_plus.
     """
     from suite.recipe import load_recipe
 
     loaded = load_recipe(recipe, **overrides)
+    if baselines:
+        loaded.probes = [probe | {"baselines": True} for probe in loaded.probes]
     click.echo(
         f"{recipe}: {len(loaded.datasets)} dataset(s) x {len(loaded.sizes)} size(s), "
         f"{len(loaded.probes)} probe and {len(loaded.finetunes)} finetune entries, seeds "

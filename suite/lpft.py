@@ -11,6 +11,7 @@ composes `probe` and `finetune`, which never import each other.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -68,27 +69,11 @@ def probe_head(
         the cache entry.
     """
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    kind = head_input_kind(model, spec.family)
-    entry = extract(
-        cfg.model,
-        cfg.dataset,
-        size=cfg.size,
-        task=cfg.task,
-        data_root=cfg.data_root,
-        cache_root=cfg.cache_root,
-        options=ExtractOptions(
-            weights=cfg.weights,
-            pretrained=bool(cfg.pretrained),
-            img_size=img_size,
-            precision=cfg.precision,
-            dtype=PROBE_STORAGE,
-            device=cfg.device,
-        ),
-    )
-    splits = {s: read_split(entry.path, s, kinds=(kind,)) for s in ("train", "val")}
+    kind, path = head_input_kind(model, spec.family), _entry(cfg, img_size)
+    splits = {s: read_split(path, s, kinds=(kind,)) for s in ("train", "val")}
     data = {s: (features[kind], labels) for s, (features, labels) in splits.items()}
     val = open_split(dspec, "val", size=cfg.size, root=cfg.data_root).head(CHECK_IMAGES)
-    precision = read_key(entry.path).precision
+    precision = read_key(path).precision
     _check_head_input(model, pcfg, val, data["val"][0][: len(val)], precision=precision)
     x_val, y_val = data["val"]
     x, y, passes = _fit_rows(cfg, dspec, model, pcfg, data["train"], precision=precision)
@@ -96,12 +81,9 @@ def probe_head(
     sweep = LogRegHead.sweep(x, y, x_val, score, task=dspec.task, n_classes=dspec.n_classes)
     val_metrics = evaluate(y_val, sweep.best.predict_proba(x_val), task=dspec.task)
     load_linear_head(model, sweep.best)
-    log.info(
-        "head from the logreg probe on %s features (C=%g, val AUC %.4f)",
-        kind,
-        sweep.params["C"],
-        val_metrics["auc"],
-    )
+    auc = val_metrics["auc"]
+    C = sweep.params["C"]
+    log.info("head from the logreg probe on %s features (C=%g, val AUC %.4f)", kind, C, auc)
     return {
         "from": "probe",
         "head": "logreg",
@@ -110,8 +92,22 @@ def probe_head(
         "selected_on": SELECTED_ON,
         "augmented_passes": passes,
         "val": {m: val_metrics[m] for m in ("acc", "auc", "macro_f1", "balanced_acc")},
-        "cache_entry": str(entry.path),
+        "cache_entry": str(path),
     }
+
+
+def _entry(cfg, img_size: int | None) -> Path:
+    """The cache entry of the run's network on its data (extracted now unless it is cached)."""
+    options = ExtractOptions(
+        weights=cfg.weights,
+        pretrained=bool(cfg.pretrained),
+        img_size=img_size,
+        precision=cfg.precision,
+        dtype=PROBE_STORAGE,
+        device=cfg.device,
+    )
+    where = {"size": cfg.size, "task": cfg.task, "data_root": cfg.data_root}
+    return extract(cfg.model, cfg.dataset, cache_root=cfg.cache_root, options=options, **where).path
 
 
 def _fit_rows(

@@ -66,7 +66,8 @@ MEDPROBE_PARTS = {
     "outputs": BASE | {"data"},
     "results": BASE | {"metrics"},
     "tracking": BASE | {"metrics"},
-    "report": BASE | {"metrics", "results"},
+    "references": BASE | {"data"},
+    "report": BASE | {"data", "metrics", "results", "references"},
     "cli": BASE | {"data", "backbones", "results"},
 }
 

@@ -168,3 +168,24 @@ def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Modul
             f"{e}. Offline? Pass --weights PATH to a local .safetensors/.pth file, or "
             "--no-pretrained for random init"
         ) from e
+
+
+def model_cost(model: torch.nn.Module, input_size: int) -> dict[str, float]:
+    """Parameters (millions) and GFLOPs of one forward pass of one image at `input_size` px.
+
+    FLOPs as `torch.utils.flop_counter` counts them: two per multiply-accumulate.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device, training = next(model.parameters()).device, model.training
+    x = torch.zeros(1, 3, input_size, input_size, device=device)
+    model.eval()  # BatchNorm must not learn from the zeros
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(training)
+    return {
+        "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 3),
+        "gflops": round(counter.get_total_flops() / 1e9, 3),
+    }

@@ -21,6 +21,7 @@ from medprobe.data.files import (
     file_md5,
     load_labels,
     medmnist_info,
+    official_md5,
 )
 from medprobe.data.specs import (
     DATASETS,
@@ -58,6 +59,7 @@ __all__ = [
     "load_split",
     "load_labels",
     "medmnist_info",
+    "official_md5",
     "open_split",
     "open_splits",
 ]

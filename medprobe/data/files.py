@@ -67,8 +67,8 @@ def dataset_path(
                 f"{path.name} not in {path.parent}; set --data-root or MEDMNIST_ROOT to the folder "
                 f"that has it, or let `probe extract` / `finetune run` fetch it (--download)"
             )
-        _download(_url(spec, size), path, md5=_official_md5(spec, size))
-    _warn_if_modified(path, _official_md5(spec, size))
+        _download(_url(spec, size), path, md5=official_md5(spec, size))
+    _warn_if_modified(path, official_md5(spec, size))
     return path
 
 
@@ -172,7 +172,8 @@ def _url(spec: DatasetSpec, size: int) -> str:
     return medmnist_info()[spec.flag]["url" if size == 28 else f"url_{size}"]
 
 
-def _official_md5(spec: DatasetSpec, size: int) -> str:
+def official_md5(spec: DatasetSpec, size: int) -> str:
+    """The MD5 medmnist publishes for a dataset's file at `size` px."""
     return medmnist_info()[spec.flag]["MD5" if size == 28 else f"MD5_{size}"]
 
 

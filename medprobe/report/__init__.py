@@ -2,8 +2,10 @@
 
 - `rows`: records grouped into rows (a configuration over its seeds), summarized, best and
   indistinguishable cells marked (paired bootstrap);
-- `write`: `write_report`, report.md, report.csv and the page;
-- `page`: report.html, self-contained and sortable;
+- `tables`: each dataset's table (and the compute table) as one object; `context`: its grey rows
+  (null baselines, the closest published references) and notes (test n, prevalence, data file);
+- `write`: `write_report`, report.md, report.csv, and the page and .tex;
+- `page`: report.html, self-contained and sortable; `latex`: report.tex (booktabs);
 - `figures`: which figures a report has (resolution, intervals, confusion, label efficiency,
   training curves), drawn by `draw` (matplotlib, headless; also the fine-tune's own curves).
 """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -96,12 +97,28 @@ def confusion(matrix: list[list[int]], labels: list[str], *, title: str):
     return fig
 
 
+PNG_DPI = 200
+VECTOR_FORMATS = ("pdf", "svg")
+
+
 def save_png(fig, path: str | os.PathLike | None = None) -> bytes:
     """Render a figure to PNG bytes (and to `path` if given), then free it."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
+    data = _render(fig, "png")
     plt.close(fig)
-    data = buffer.getvalue()
     if path is not None:
         write_atomic(path, data)
     return data
+
+
+def save_figure(fig, path: str | os.PathLike) -> bytes:
+    """Write a figure as `path` (PNG) and beside it as PDF and SVG; returns the PNG's bytes."""
+    path = Path(path)
+    for fmt in VECTOR_FORMATS:
+        write_atomic(path.with_suffix(f".{fmt}"), _render(fig, fmt))
+    return save_png(fig, path)
+
+
+def _render(fig, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=PNG_DPI if fmt == "png" else None)
+    return buffer.getvalue()

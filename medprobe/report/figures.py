@@ -37,7 +37,8 @@ def report_figures(rows: list[Row], runs_dir: Path):
             if forest:
                 title = f"{dataset}_{size}: test ACC and AUC with 95% intervals"
                 yield title, draw.forest(forest, title=title), f"{dataset}_{size}_forest.png"
-        best = max(mine, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
+        runs = [r for r in mine if r.baseline is None] or mine
+        best = max(runs, key=lambda r: np.nan_to_num(r.stats["acc"][0], nan=-1))
         labels = best.runs[0].class_names
         matrix = best.runs[0].metrics["test"].get("confusion_matrix")
         if matrix and labels and np.ndim(matrix) == 2:

@@ -17,14 +17,8 @@ import numpy as np
 
 from medprobe.metrics import describe_collapse
 from medprobe.report.rows import Row, short
+from medprobe.report.tables import Table
 from medprobe.results import RunResult
-
-COLLAPSED_MARK = "⚠"
-COLLAPSED_LEGEND = (
-    f"{COLLAPSED_MARK} collapsed: at that size a run's val or test predictions fall (>= 95%) into "
-    "one class, or its test balanced accuracy's 95% interval holds chance; the runs table says "
-    "how."
-)
 
 # A click on a header sorts its table by that column (numbers as numbers, then text); again:
 # reversed.
@@ -52,6 +46,7 @@ STYLE = (
     "th[data-order=asc]::after{content:' ▲'}th[data-order=desc]::after{content:' ▼'}"
     "td.best{font-weight:bold;background:#e6f4ea}td.tied{background:#f4f9f5}"
     "td.text{text-align:left}img{max-width:100%;margin:1em 0}"
+    "tbody.context td{color:#777;background:#fafafa;font-style:italic}"
 )
 HPARAMS = (
     "C",
@@ -68,26 +63,22 @@ HPARAMS = (
 VERSIONS = ("medprobe", "torch", "timm")
 
 
-def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir: Path) -> str:
-    """The page, one self-contained HTML file.
-
-    `tables`: dataset -> (header, cells of (text, mark)) from `medprobe.report.write`.
-    """
+def render(
+    tables: list[Table], rows: list[Row], figs: list, notes: list[str], *, runs_dir, out_dir
+) -> str:
+    """The page, one self-contained HTML file: `tables` from `medprobe.report.tables`."""
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>medprobe report</title>",
         f"<style>{STYLE}</style></head><body><h1>medprobe report</h1>",
-        "<p>Test-set metrics: mean ± std over seeds, or [95% bootstrap interval] for one seed. "
-        "<b>Bold</b>: best in its column; ≈: statistically indistinguishable from it (paired "
-        "bootstrap on the same test set: the 95% interval of the difference contains 0). Click a "
-        "header to sort.</p>",
-        f"<p>{html.escape(COLLAPSED_LEGEND)}</p>",
+        *(f"<p>{html.escape(note)}</p>" for note in notes),
+        "<p>Click a header to sort a table's runs; grey rows stay under them.</p>",
     ]
-    for dataset, (header, body) in tables.items():
-        parts += [f"<h2>{html.escape(dataset)}</h2>", _table(header, body)]
-        parts += [
-            "<h3>Recall / F1 per class</h3>",
-            _per_class([r for r in rows if r.dataset == dataset]),
-        ]
+    for table in tables:
+        parts += [f"<h2>{html.escape(table.title)}</h2>", _notes(table.notes)]
+        parts.append(_table(table.header, table.body, table.context))
+        mine = [r for r in rows if r.dataset == table.title]
+        if mine:
+            parts += ["<h3>Recall / F1 per class</h3>", _per_class(mine)]
     parts.append("<h2>Figures</h2>")
     for title, png, _ in figs:
         data = base64.b64encode(png).decode()
@@ -102,21 +93,35 @@ def render(tables: dict, rows: list[Row], figs: list, *, runs_dir: Path, out_dir
     return "\n".join([*parts, f"<script>{SORT_SCRIPT}</script></body></html>"])
 
 
-def _table(header: list[str], body: list[list[tuple[str, str]]]) -> str:
-    """A sortable table.
+def _table(header: list[str], body: list, context: list | None = None) -> str:
+    """A table whose first body sorts by its headers; `context` rows follow it, unsorted, grey.
 
     A cell is (text, mark), mark one of best, tied, text (left-aligned), html (markup, left-aligned,
-    not escaped) or ''.
+    not escaped), ref (a context cell) or ''.
     """
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    lines = ["<tr>" + "".join(_td(text, mark) for text, mark in line) + "</tr>" for line in body]
-    body = "".join(lines)
-    return f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    rows = "".join(_tr(line) for line in body)
+    fixed = f"<tbody class='context'>{''.join(_tr(line) for line in context or [])}</tbody>"
+    return (
+        f"<table class='sortable'><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+        f"{fixed if context else ''}</table>"
+    )
+
+
+def _tr(line) -> str:
+    return "<tr>" + "".join(_td(text, mark) for text, mark in line) + "</tr>"
+
+
+def _notes(notes: list[str]) -> str:
+    items = "".join(f"<li>{html.escape(note)}</li>" for note in notes)
+    return f"<ul>{items}</ul>" if notes else ""
 
 
 def _td(text: str, mark: str) -> str:
     if mark == "html":
         return f"<td class='text'>{text}</td>"
+    if mark == "ref":
+        return f"<td class='text'>{html.escape(text)}</td>"
     return f"<td class='{mark}'>{html.escape(text)}{' ≈' if mark == 'tied' else ''}</td>"
 
 

@@ -16,7 +16,7 @@ from medprobe.metrics import paired_bootstrap
 from medprobe.results import RunResult
 
 METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
-PAIRED = ("acc", "auc")
+PAIRED = tuple(metric for _, metric in METRICS)  # every column gets the paired bootstrap
 NOT_DISTINGUISHING = {"seed"}  # what repeats of one configuration differ by
 
 
@@ -34,7 +34,9 @@ class Row:
     variant: str
     runs: list[RunResult]
     detail: str = ""
-    stats: dict[str, tuple[float, float, float | None, float | None]] = field(default_factory=dict)
+    stats: dict[str, tuple[float, float | None, float | None, float | None]] = field(
+        default_factory=dict
+    )
     best: set[str] = field(default_factory=set)
     tied: set[str] = field(default_factory=set)
 
@@ -68,6 +70,22 @@ class Row:
         Its decisions are not to be read as a classifier's.
         """
         return any(r.collapsed for r in self.runs)
+
+    @property
+    def baseline(self) -> str | None:
+        """The null baseline the row is (`probe.baselines.BASELINES`), or None for a method."""
+        return self.runs[0].baseline
+
+    @property
+    def data_md5(self) -> str | None:
+        """The MD5 of the data file the row's runs were scored on."""
+        config = self.runs[0].config
+        return config.get("data_md5") or config.get("entry", {}).get("data_md5")
+
+    def timing(self, *names: str) -> float | str | None:
+        """The first of `names` the first run's timings hold (a figure, or the device's name)."""
+        timings = self.runs[0].timings
+        return next((timings[n] for n in names if timings.get(n) is not None), None)
 
     @property
     def wall_s(self) -> float | None:
@@ -104,7 +122,8 @@ def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row
         row.stats = {m: _summarize([r.metrics["test"] for r in row.runs], m) for _, m in METRICS}
     by_column: dict[tuple, list[Row]] = defaultdict(list)
     for row in rows:
-        by_column[row.dataset, row.size].append(row)
+        if row.baseline is None:  # null baselines are context, never ranked with the runs
+            by_column[row.dataset, row.size].append(row)
     for column_rows in by_column.values():
         for _, metric in METRICS:
             _mark(column_rows, metric, n_resamples)
@@ -158,7 +177,8 @@ def _summarize(metrics: list[dict], name: str) -> tuple[float, float, float | No
     lo, hi = (
         metrics[0].get("ci95", {}).get(name, (None, None)) if len(values) == 1 else (None, None)
     )
-    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, lo, hi
+    std = float(np.std(values, ddof=1)) if len(values) > 1 else None  # one seed has no spread
+    return float(np.mean(values)), std, lo, hi
 
 
 def _mark(rows: list[Row], metric: str, n_resamples: int) -> None:

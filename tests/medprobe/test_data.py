@@ -93,12 +93,12 @@ def test_download_checks_md5_and_leaves_nothing_on_mismatch(tmp_path, monkeypatc
     source = make_npz(tmp_path / "remote" / "breastmnist.npz", n_classes=2)
     root = tmp_path / "root"
     monkeypatch.setattr(data_files, "_url", lambda spec, size: source.as_uri())
-    monkeypatch.setattr(data_files, "_official_md5", lambda spec, size: "0" * 32)
+    monkeypatch.setattr(data_files, "official_md5", lambda spec, size: "0" * 32)
     with pytest.raises(FileNotFoundError, match="MD5"):
         dataset_path(DATASETS["breastmnist"], root=root)
     assert list(root.iterdir()) == []
 
-    monkeypatch.setattr(data_files, "_official_md5", lambda spec, size: data_files.file_md5(source))
+    monkeypatch.setattr(data_files, "official_md5", lambda spec, size: data_files.file_md5(source))
     path = dataset_path(DATASETS["breastmnist"], root=root)
     assert path.read_bytes() == source.read_bytes()
     assert sorted(p.name for p in root.iterdir()) == ["breastmnist.npz"]

@@ -121,16 +121,23 @@ def test_report_files_and_html_embeds_every_figure(tmp_path):
         "## bloodmnist" in md and "ACC @28" in md and "ACC @64" in md and "≈" in md and "**" in md
     )
     figures = sorted(p.name for p in (tmp_path / "report" / "figures").iterdir())
-    assert figures == sorted(
-        [
-            "bloodmnist_resolution.png",
-            "bloodmnist_28_forest.png",
-            "bloodmnist_64_forest.png",
-            "bloodmnist_confusion.png",
-            "bloodmnist_label_efficiency.png",
-            f"curves_{record('vit_tiny', 'finetune', 0.85).run_name}.png",
-        ]
-    )
+    names = [
+        "bloodmnist_resolution",
+        "bloodmnist_28_forest",
+        "bloodmnist_64_forest",
+        "bloodmnist_confusion",
+        "bloodmnist_label_efficiency",
+        f"curves_{record('vit_tiny', 'finetune', 0.85).run_name}",
+    ]
+    # every figure as a 200 dpi PNG (embedded in the page) and as PDF and SVG for a paper
+    assert figures == sorted(f"{n}.{ext}" for n in names for ext in ("png", "pdf", "svg"))
+    figure_dir = tmp_path / "report" / "figures"
+    assert (figure_dir / "bloodmnist_confusion.pdf").read_bytes().startswith(b"%PDF")
+    assert b"<svg" in (figure_dir / "bloodmnist_confusion.svg").read_bytes()[:1000]
+    from PIL import Image
+
+    with Image.open(figure_dir / "bloodmnist_confusion.png") as png:
+        assert round(png.info["dpi"][0]) == 200
 
     class Images(HTMLParser):
         sources: list[str] = []
@@ -142,7 +149,7 @@ def test_report_files_and_html_embeds_every_figure(tmp_path):
     parser = Images()
     parser.feed(html_path.read_text())
     parser.close()
-    assert len(parser.sources) == len(figures)
+    assert len(parser.sources) == len(names)
     assert all(src.startswith("data:image/png;base64,iVBOR") for src in parser.sources)
 
     with open(tmp_path / "report" / "report.csv") as f:
@@ -227,11 +234,17 @@ window.addEventListener("load", () => {
   const table = document.querySelector("table.sortable"), header = table.tHead.rows[0].cells[3];
   const column = () =>
     Array.from(table.tBodies[0].rows).map(r => parseFloat(r.cells[3].textContent));
+  const context = () => table.tBodies.length > 1
+    ? Array.from(table.tBodies[1].rows).map(r => r.cells[0].textContent) : [];
+  const before = context();
   header.click();
   const sorted = column().filter(x => !isNaN(x)).every((x, i, all) => i === 0 || all[i - 1] <= x);
+  const kept = JSON.stringify(context()) === JSON.stringify(before)
+    && table.tBodies[1].previousElementSibling === table.tBodies[0];
   const out = document.createElement("pre");
   out.id = "probe";
-  out.textContent = JSON.stringify({images: images.length, broken, sorted, errors: window.errors});
+  out.textContent = JSON.stringify(
+    {images: images.length, broken, sorted, context: before, kept, errors: window.errors});
   document.body.appendChild(out);
 });
 </script>"""
@@ -243,6 +256,9 @@ window.addEventListener("load", () => {
 def test_report_renders_in_a_real_browser(tmp_path):
     runs = tmp_path / "runs"
     write_runs(runs)
+    majority = record("majority", "prior", 0.2)
+    majority.baseline = "majority"
+    majority.save(runs)
     page = write_report(runs, tmp_path / "report", n_resamples=100).read_text()
     probed = tmp_path / "report" / "probed.html"
     probed.write_text(page.replace("<head>", "<head>" + PROBE, 1))
@@ -269,6 +285,9 @@ def test_report_renders_in_a_real_browser(tmp_path):
     assert result["errors"] == [] and "Uncaught" not in done.stderr
     assert result["images"] == page.count("<img") > 0 and result["broken"] == []
     assert result["sorted"]
+    # the null baseline and the published references stay under the runs when a column sorts
+    assert result["kept"] and result["context"][0] == "majority"
+    assert any(name.startswith("MedMNIST+ · ") for name in result["context"])
 
 
 def test_recall_and_f1_per_class_from_the_confusion_matrix():

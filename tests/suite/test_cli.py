@@ -166,7 +166,10 @@ def test_packaged_recipes_run_by_name(tmp_path):
     assert {"tiny", "notebook_bloodmnist", "lpft_breastmnist"} <= set(packaged_recipes())
     assert find_recipe("tiny").name == "tiny.toml" and find_recipe("tiny.toml").is_file()
     result = CliRunner().invoke(suite_main, ["suite", "no_such_recipe", "--plan"])
-    assert result.exit_code == 1 and "packaged: lpft_breastmnist" in result.output
+    assert (
+        result.exit_code == 1
+        and "packaged: breastmnist_in_context, lpft_breastmnist" in result.output
+    )
 
 
 def test_fit_and_run_summaries_as_json(data_root, tmp_path, monkeypatch):
