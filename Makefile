@@ -3,6 +3,8 @@
 # Offline (no Zenodo / Hugging Face), point them at local files:
 #   make demo MEDMNIST_ROOT=/path/to/npz/folder WEIGHTS=/path/to/dinov2_vits14.safetensors
 # Left unset, both default to ../shared (the files this project's machines carry) when it exists.
+# On a machine without a GPU, `make demo TORCH=cpu` installs PyTorch's CPU wheels (no CUDA
+# libraries: a venv of ~1 GB instead of ~6 GB); leave it unset where torch is already installed.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,15 +13,18 @@ SHARED := $(wildcard ../shared)
 MEDMNIST_ROOT ?= $(if $(SHARED),../shared/data,)
 WEIGHTS ?= $(wildcard ../shared/weights/dinov2_vits14.safetensors)
 RUNS ?= runs/demo
+TORCH ?=
+TORCH_CPU_INDEX := https://download.pytorch.org/whl/cpu
 export MEDMNIST_ROOT
 
-.PHONY: install demo test test-slow test-all lint clean
+.PHONY: install demo test test-slow test-all lint typecheck clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/activate
 	$(BIN)/pip install --quiet --upgrade pip
+	$(if $(filter cpu,$(TORCH)),$(BIN)/pip install --quiet torch torchvision --index-url $(TORCH_CPU_INDEX),)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
@@ -42,6 +47,9 @@ test-all: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+typecheck: install  # mypy on the five packages, as configured in pyproject.toml
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache *.egg-info

@@ -149,12 +149,11 @@ def verify_entry(path: str | os.PathLike) -> EntryInfo:
     info = inspect_entry(path)
     if not info.complete:
         return info
+    assert info.key is not None, "a complete entry has a key"
+    splits = info.key.splits
     with _open(info.path) as f:
-        arrays = integrity.arrays(f, info.key.splits).items()
-        problems = (integrity.problem_with(name, dataset) for name, dataset in arrays)
-        info.problem = next((p for p in problems if p), None) or integrity.labels_problem(
-            f, info.key.splits
-        )
+        problems = (integrity.problem_with(n, d) for n, d in integrity.arrays(f, splits).items())
+        info.problem = next((p for p in problems if p), None) or integrity.labels_problem(f, splits)
     info.complete = info.problem is None
     return info
 
@@ -180,7 +179,7 @@ def find_entries(
     found = []
     for info in list_entries(root, partial=False):
         key = info.key
-        if not info.complete or key.dataset != dataset or key.size != size:
+        if key is None or not info.complete or key.dataset != dataset or key.size != size:
             continue
         if (backbone is None or key.backbone == backbone) and set(key.splits) >= {
             "train",
@@ -288,8 +287,8 @@ def resolve_entry(ref: str, root: str | os.PathLike | None = None) -> EntryInfo:
             f"{ref!r} is not an entry path or a key prefix of at least 8 hex digits; see `probe "
             "cache ls`"
         )
-    matches = [info for info in entries if name_digest(info.path).startswith(ref.lower())]
+    matches = [info for info in entries if (name_digest(info.path) or "").startswith(ref.lower())]
     if len(matches) != 1:
-        found = "no entry" if not matches else f"{len(matches)} entries"
-        raise CacheError(f"{found} under {cache_root(root)} match {ref!r}; see `probe cache ls`")
+        how_many = "no entry" if not matches else f"{len(matches)} entries"
+        raise CacheError(f"{how_many} under {cache_root(root)} match {ref!r}; see `probe cache ls`")
     return matches[0]

@@ -28,6 +28,7 @@ def build_model(
     cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None
 ):
     """The classifier, its preprocessing, and how its head started ({} for a random head)."""
+    assert cfg.pretrained is not None and cfg.drop_path is not None, "TrainConfig resolves them"
     # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native
     # one.
     img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
@@ -40,9 +41,10 @@ def build_model(
         init_seed=cfg.seed,
         drop_path=cfg.drop_path,
     )
-    head_init = (
-        init_head(cfg, model, pcfg=pcfg, img_size=img_size) if cfg.init_head != "random" else {}
-    )
+    if cfg.init_head == "random":
+        return model, pcfg, {}
+    assert init_head is not None, "train() refuses a run without its head initializer"
+    head_init = init_head(cfg, model, pcfg=pcfg, img_size=img_size)
     return model, pcfg, head_init
 
 
@@ -58,6 +60,9 @@ def build_loss(
 
 def build_optimizer(cfg: TrainConfig, model, device, steps_per_epoch: int):
     """AdamW (layer-wise lr decay if asked) and its warmup-then-cosine schedule, per batch."""
+    assert cfg.lr is not None and cfg.weight_decay is not None and cfg.warmup is not None, (
+        "TrainConfig resolves them"
+    )
     optimizer = timm.optim.create_optimizer_v2(
         model,
         "adamw",

@@ -17,6 +17,7 @@ from finetune.defaults import TRAIN_DEFAULTS
 from medprobe import __version__
 from medprobe.cli.common import (
     add_verbosity,
+    check_inputs,
     clean_errors_of,
     dataset_options,
     json_option,
@@ -73,7 +74,10 @@ def _run_command(head_initializer: Callable | None) -> click.Command:
     @clean_errors_of(USER_ERRORS)
     def run(as_json: bool, **options) -> None:
         """Train one model on one dataset; best epoch on val, test scored once."""
-        _run(TrainConfig(**options), as_json=as_json, head_initializer=head_initializer)
+        where = {k: options[k] for k in ("dataset", "size", "task", "weights")}
+        cfg = TrainConfig(**options)  # contradicting flags first: they are the flags'
+        check_inputs(**where, backbone=options["model"])
+        _run(cfg, as_json=as_json, head_initializer=head_initializer)
 
     return run
 

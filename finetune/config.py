@@ -14,7 +14,7 @@ from medprobe.backbones.registry import PRECISIONS, get_backbone
 from medprobe.cli.options import check_fields, option, refuse_contradicting_weights
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
-from medprobe.tracking import TRACKERS
+from medprobe.tracking import TRACKER_HELP, TRACKERS
 
 AUGMENTS = ("none", "basic")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -136,8 +136,7 @@ class TrainConfig:
     )
     tracker: str | None = option(
         None,
-        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install "
-        "'medprobe[tensorboard]').",
+        TRACKER_HELP,
         choices=TRACKERS,
     )
     progress: bool | None = option(

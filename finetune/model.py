@@ -24,7 +24,7 @@ def apply_freeze(model: torch.nn.Module, freeze: str) -> int:
                 f"last:{len(blocks)}, backbone (the head only) or none"
             )
         model.requires_grad_(False)
-        trainable = [model.get_classifier()]
+        trainable = [classifier_of(model)]
         if blocks_to_train:
             trainable += [*_final_norms(model), *blocks[::-1][:blocks_to_train]]
         for module in trainable:
@@ -77,10 +77,16 @@ def trains_batch_norm(model: torch.nn.Module) -> bool:
     return any(not _frozen(m) for m in norms)
 
 
+def classifier_of(model: torch.nn.Module) -> torch.nn.Module:
+    """A timm model's classifier (`get_classifier`)."""
+    return getattr(model, "get_classifier")()  # noqa: B009 - timm's, untyped on nn.Module
+
+
 def _blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
     """The stack of stages a `last:K` counts from: ViT blocks, ResNet layers, else children."""
-    if hasattr(model, "blocks"):
-        return list(model.blocks)
+    blocks = getattr(model, "blocks", None)
+    if isinstance(blocks, torch.nn.Module):
+        return list(blocks.children())
     layers = [m for name, m in model.named_children() if name.startswith("layer")]
     return layers or list(model.children())[:-1]
 

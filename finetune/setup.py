@@ -68,7 +68,7 @@ def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md
     """
     options = {k: v for k, v in asdict(cfg).items() if k not in NOT_IDENTITY}
     weights = weights_identity(
-        spec.model_id, pretrained=cfg.pretrained, weights=cfg.weights, seed=cfg.seed
+        spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed
     )
     # The identity holds the flips drawn, not "auto" (which stands for the dataset's).
     resolved = {"model": spec.name, "dataset": dspec.flag, "flips": cfg.flips_for(dspec.flips)}

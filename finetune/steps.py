@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ import torch.distributed as dist
 
 from finetune.augment import augment
 from finetune.model import train_mode
-from medprobe.backbones.preprocess import preprocess
+from medprobe.backbones.preprocess import PreprocessConfig, preprocess
 from medprobe.device import autocast
 from medprobe.outputs import TaskLoss
 from medprobe.progress import progress_bar
@@ -33,12 +34,12 @@ class TrainSteps:
     and how pixels become input.
     """
 
-    net: torch.nn.Module
+    net: Any  # the network as stepped: the model, DDP-wrapped and/or compiled
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loss_fn: TaskLoss
-    pcfg: object
+    pcfg: PreprocessConfig
     channels_last: bool
     device: torch.device
     precision: str
@@ -110,6 +111,7 @@ class TrainSteps:
                     logits = self.net(to_input(x, self.pcfg, self.channels_last))
                 part = self.loss_fn(logits.float(), y)
                 if len(parts) > 1:
+                    assert total is not None, "micro-batches share the batch's total"
                     part = part * (self.loss_fn.total(y) / total)
                 part.backward()
             loss += part.detach()
@@ -158,7 +160,7 @@ def warmup_cosine(total_steps: int, warmup_steps: int):
 
 def _gather_rows(rows: np.ndarray, logits: np.ndarray, n: int, world: int) -> np.ndarray:
     """Every rank's (rows, logits) shard put back in row order, on every rank."""
-    shards = [None] * world
+    shards: list[tuple[np.ndarray, np.ndarray]] = [(rows, logits)] * world
     dist.all_gather_object(shards, (rows, logits))
     full = np.zeros((n, max(s[1].shape[1] for s in shards)), np.float32)
     for shard_rows, shard_logits in shards:

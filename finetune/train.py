@@ -114,7 +114,7 @@ def _resume(run: Run) -> TrainState:
         state = restore(checkpoint, steps.model, steps.optimizer, steps.scheduler, run.generators)
         log.info("resuming %s after epoch %d", run.name, state.epoch)
     elif run.cfg.resume:
-        log.info("no checkpoint of this configuration in %s; starting it", run.dir)
+        log.info("--resume: no checkpoint of this run yet in %s; training from epoch 1", run.dir)
     if run.rank == 0:
         run.dir.mkdir(parents=True, exist_ok=True)
     return state
@@ -127,8 +127,10 @@ def _train_epoch(run: Run, state: TrainState, epoch: int) -> None:
     shuffle, augment = run.generators
     order = torch.randperm(len(run.data["train"][0]), generator=shuffle)[run.rank :: run.world]
     draws = draw_params(len(order), augment) if cfg.augment == "basic" else None
+    images, labels = run.data["train"]
     train_loss, seen = steps.epoch(
-        *run.data["train"],
+        images,
+        labels,
         order,
         draws,
         batch_size=cfg.batch_size,
@@ -181,7 +183,7 @@ def _score_val(run: Run, epoch: int, train_loss: float) -> tuple[dict, float]:
     steps, truth = run.steps, run.truth["val"]
     logits = steps.predict(run.data["val"][0], rank=run.rank, world=run.world)
     if not np.isfinite(logits).all():  # the same on every rank: val is gathered
-        raise UserError(diverged(epoch, train_loss, run.cfg.lr, steps.precision))
+        raise UserError(diverged(epoch, train_loss, float(run.cfg.lr or 0), steps.precision))
     loss = steps.loss_fn(
         torch.from_numpy(logits).to(steps.device), torch.from_numpy(truth).to(steps.device)
     )

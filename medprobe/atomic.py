@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from medprobe.errors import UserError
 
@@ -107,6 +108,9 @@ def disk_error(e: OSError, what: str | os.PathLike) -> OSError:
     return e
 
 
+_Files = TypeVar("_Files", bound="PartialFile")
+
+
 @dataclass(frozen=True)
 class PartialFile:
     """A large file written in place and resumed after a crash, in one layout everywhere.
@@ -120,7 +124,7 @@ class PartialFile:
     final: Path
 
     @classmethod
-    def of(cls, path: str | os.PathLike) -> PartialFile:
+    def of(cls: type[_Files], path: str | os.PathLike) -> _Files:
         """The files of `path`, given by its final or its `.partial` name."""
         return cls(Path(str(path).removesuffix(PARTIAL)))
 

@@ -115,7 +115,7 @@ def slowest_and_total(seconds: float, images: int) -> tuple[float, int]:
     """Wall time is the slowest rank's; images add up."""
     if not dist.is_initialized():
         return seconds, images
-    values = [None] * dist.get_world_size()
+    values: list[tuple[float, int]] = [(0.0, 0)] * dist.get_world_size()
     dist.all_gather_object(values, (seconds, images))
     return max(s for s, _ in values), sum(n for _, n in values)
 

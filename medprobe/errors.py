@@ -18,3 +18,11 @@ class DataError(UserError, ValueError):
 
 class WeightsError(UserError, ValueError):
     """A weights file that cannot be read, or that does not fit the backbone it is given for."""
+
+
+def did_you_mean(name: str, choices) -> str:
+    """`did you mean 'breastmnist'? ` for the closest of `choices`, or "" when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name).lower(), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""

@@ -162,7 +162,7 @@ class RunResult:
         if self.predictions:
             with atomic_path(path.with_suffix(".npz")) as tmp:
                 with open(tmp, "wb") as f:
-                    np.savez_compressed(f, **self.predictions)
+                    np.savez_compressed(f, **self.predictions)  # type: ignore[arg-type]
                 self.predictions_sha256 = hashlib.sha256(tmp.read_bytes()).hexdigest()
         with atomic_path(path) as tmp:
             tmp.write_text(self.to_json())

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,7 +19,7 @@ from medprobe.outputs import loss, probabilities
 class Sweep:
     """Outcome of a grid search on val: the refit-free best head and every grid point's score."""
 
-    best: object
+    best: Any  # the head class that swept, fitted
     params: dict
     val_scores: list[tuple[dict, float]]
 
@@ -32,6 +34,13 @@ class BaseHead:
     deterministic: bool = True
     task: str
     n_classes: int | None
+
+    # Each head's classmethod: its grid fitted on (X, y), each scored on X_val; the best and all.
+    sweep: ClassVar[Callable[..., Sweep]]
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """X (n, D) features -> (n, n_classes) probabilities."""
+        raise NotImplementedError
 
     def _targets(self, y: np.ndarray) -> torch.Tensor:
         y = np.asarray(y)
@@ -60,6 +69,11 @@ class LinearModel(BaseHead):
     A binary head may keep one row (the logit of class 1, as scikit-learn's logistic regression
     does) where the task has two classes.
     """
+
+    mean_: np.ndarray  # set by `fit`: the standardization, then the linear map
+    scale_: np.ndarray
+    coef_: np.ndarray
+    intercept_: np.ndarray
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """X (n, D) features -> (n, n_classes) probabilities."""

@@ -15,6 +15,7 @@ from medprobe import __version__
 from medprobe.cli.common import (
     add_verbosity,
     cache_root_option,
+    check_inputs,
     clean_errors_of,
     dataset_options,
     json_option,
@@ -52,6 +53,10 @@ def main(verbose: bool) -> None:
 @clean_errors
 def extract_command(backbone, dataset, size, task, data_root, cache_root, **options):
     """Push a dataset through a frozen backbone once and cache every feature kind."""
+    extract_options = ExtractOptions(**options)  # contradicting flags first: they are the flags'
+    check_inputs(
+        dataset=dataset, size=size, task=task, backbone=backbone, weights=options["weights"]
+    )
     from cache.extract import extract
 
     result = extract(
@@ -61,7 +66,7 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
         task=task,
         data_root=data_root,
         cache_root=cache_root,
-        options=ExtractOptions(**options),
+        options=extract_options,
     )
     rate = f" ({result.images_per_second:.0f} img/s)" if result.images_per_second else ""
     if result.rank == 0:
@@ -74,7 +79,13 @@ def extract_command(backbone, dataset, size, task, data_root, cache_root, **opti
 )
 @dataset_options
 @click_options(ProbeOptions)
-@click.option("--out", type=click.Path(file_okay=False), default="runs", show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default="runs",
+    show_default=True,
+    help="Folder of the result records (one JSON and one .npz of predictions per run).",
+)
 @click.option(
     "--extract",
     "do_extract",
@@ -93,11 +104,14 @@ def fit_command(
     modes), each is fitted into its own record. --weights, --precision, --resize, --img-size,
     --dtype and --[no-]pretrained pick among them, or say how --extract builds a missing one.
     """
+    wanted = EntryFilter(**{k: options.pop(k) for k in field_names(EntryFilter)})
+    probe_options = ProbeOptions(**options)
+    if do_extract:
+        wanted.to_extract()  # contradicting flags are refused as the flags they are
+    check_inputs(dataset=dataset, size=size, task=task, backbone=backbone, weights=wanted.weights)
     from probe.run import run_probe
     from probe.summary import summary_rows
 
-    wanted = EntryFilter(**{k: options.pop(k) for k in field_names(EntryFilter)})
-    probe_options = ProbeOptions(**options)
     results = run_probe(
         dataset,
         size=size,
@@ -125,7 +139,14 @@ def fit_command(
 
 @main.command("report")
 @click.argument("runs_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("-o", "--out", type=click.Path(file_okay=False), default="report", show_default=True)
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    default="report",
+    show_default=True,
+    help="Folder for report.md, .csv, .tex, .html and figures/.",
+)
 @click.option(
     "--bootstrap",
     type=click.IntRange(min=100, max=MAX_RESAMPLES),

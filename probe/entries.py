@@ -13,8 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from cache.key import CacheKey
-from cache.options import EntryFilter
+from cache.options import ENTRY_FIELDS, EntryFilter
 from cache.store import CacheError, damaged_entries, find_entries, rebuild_hint
+from medprobe.cli.hints import command_line
 
 
 def superseding(entries: list[tuple[Path, CacheKey]]) -> list[tuple[Path, CacheKey]]:
@@ -46,8 +47,12 @@ def matching_entries(
     npz: Path,
     backbone: str | None = None,
     where: EntryFilter,
+    data_root: str | os.PathLike | None = None,
+    task: str | None = None,
 ) -> list[tuple[Path, CacheKey]]:
     """Complete entries of `dataset`/`size` built from the bytes whose MD5 is `data_md5`.
+
+    `data_root` and `task` (a user's own npz) are the options the user gave, for the fix hint.
 
     Raises:
         CacheError: none matches; the message says whether entries exist for other bytes (the
@@ -65,8 +70,8 @@ def matching_entries(
             f"no usable entry of {dataset}_{size}; {info.path} is damaged ({info.problem}): "
             f"{rebuild_hint(info.path)}"
         )
-    which = f"--backbone {backbone}" if backbone else "--backbone B"
-    create = f"`probe extract {which} --dataset {dataset} --size {size}` (or pass --extract)"
+    flags = {"dataset": npz if task else dataset, "task": task, "size": size}
+    create = _create_hint(cache_root, backbone, flags, where, data_root)
     if candidates and not same_bytes:
         raise CacheError(
             f"the cached features of {dataset}_{size} were extracted from other bytes than {npz} "
@@ -83,3 +88,19 @@ def matching_entries(
         f"no cached features for {backbone or 'any backbone'} on {dataset}_{size}; create them "
         f"with {create}"
     )
+
+
+def _create_hint(cache_root, backbone, data: dict, where: EntryFilter, data_root) -> str:
+    """The `probe extract` that creates the missing entry, with every option the user gave."""
+    built = {k: getattr(where, k) for k in ENTRY_FIELDS if getattr(where, k) is not None}
+    if built.get("pretrained") is True:
+        del built["pretrained"]  # the default
+    line = command_line(
+        "probe extract",
+        backbone=backbone or "BACKBONE",
+        **data,
+        data_root=data_root,
+        cache_root=cache_root,
+        **built,
+    )
+    return f"`{line}` (or pass --extract)"

@@ -136,6 +136,7 @@ class LogRegHead(LinearModel):
             scores.append(({"C": C}, val_score))
             if best is None or val_score > best_score:
                 best, best_score = copy.deepcopy(head), val_score
+        assert best is not None, "a sweep has at least one C"
         best.warm_start = False
         return Sweep(best, {"C": best.C}, scores)
 
@@ -190,10 +191,12 @@ class KNNHead(BaseHead):
         return Sweep(head, params, scores)
 
 
-HEADS: dict[str, type] = dict(zip(HEAD_NAMES, (LogRegHead, LinearHead, KNNHead), strict=True))
+HEADS: dict[str, type[BaseHead]] = dict(
+    zip(HEAD_NAMES, (LogRegHead, LinearHead, KNNHead), strict=True)
+)
 
 
-def head_class(name: str) -> type:
+def head_class(name: str) -> type[BaseHead]:
     """The head class of a name (`logreg`, `linear`, `knn`); an unknown name is refused."""
     if name not in HEADS:
         raise ValueError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}")

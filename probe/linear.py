@@ -72,7 +72,8 @@ class LinearHead(LinearModel):
             standardize(X_val, head.mean_, head.scale_),
         )
         layers = _LinearGrid(list(grid), X.shape[1], len(head.classes_), head._device())
-        best = [(-math.inf, 0, None)] * len(grid)  # (val score, epoch, (coef, intercept))
+        # (val score, epoch, (coef, intercept)) of each configuration's best epoch so far
+        best: list[tuple[float, int, tuple | None]] = [(-math.inf, 0, None)] * len(grid)
         for epoch in range(1, head.epochs + 1):
             head._epoch(layers, x, targets)
             val_logits = layers.logits(x_val, train=False)
@@ -90,7 +91,9 @@ class LinearHead(LinearModel):
         ]
         chosen = max(range(len(grid)), key=lambda g: best[g][0])
         head.lr, head.weight_decay = grid[chosen]
-        _, head.best_epoch_, (head.coef_, head.intercept_) = best[chosen]
+        _, head.best_epoch_, state = best[chosen]
+        assert state is not None, "every configuration keeps its first epoch"
+        head.coef_, head.intercept_ = state
         head.epochs = head.best_epoch_  # so that `fit` on the same data retraces the chosen run
         return Sweep(head, scores[chosen][0], scores)
 
@@ -99,8 +102,8 @@ class LinearHead(LinearModel):
         for idx in torch.randperm(len(x)).split(self.batch_size):
             logits = layers.logits(x[idx])
             batch_targets = targets[idx].to(logits.device)
-            loss = sum(self._loss(logits[g], batch_targets) for g in range(len(logits)))
-            layers.step(loss)
+            losses = [self._loss(logits[g], batch_targets) for g in range(len(logits))]
+            layers.step(torch.stack(losses).sum())
 
     def _device(self) -> torch.device:
         return torch.device(self.device or "cpu")

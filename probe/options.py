@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from medprobe.cli.options import check_fields, option
 from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
-from medprobe.tracking import TRACKERS
+from medprobe.tracking import TRACKER_HELP, TRACKERS
 
 HEAD_NAMES = ("logreg", "linear", "knn")  # `probe.heads.HEADS` is built from this one list
 SELECT_CHOICES = ("auto", "loss", *SELECT_METRICS)
@@ -56,8 +56,7 @@ class ProbeOptions:
     )
     tracker: str | None = option(
         None,
-        "Also log to TensorBoard, in {out}/tensorboard/{run} (pip install "
-        "'medprobe[tensorboard]').",
+        TRACKER_HELP,
         choices=TRACKERS,
     )
 

@@ -69,7 +69,7 @@ def run_probe(
     options, where = options or ProbeOptions(), where or EntryFilter()
     dspec = get_dataset(dataset, task=task)
     if extract is None:
-        entries = _matching(dspec, size, data_root, cache_root, backbone, where)
+        entries = _matching(dspec, size, data_root, cache_root, backbone, where, task)
     else:
         where_data = {"size": size, "task": task, "data_root": data_root, "cache_root": cache_root}
         entries = [_extracted(backbone, dataset, extract, where_data)]
@@ -148,7 +148,9 @@ def _read_entry(path: Path, npz: Path, dspec: DatasetSpec) -> dict[str, tuple[di
     return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
 
 
-def _matching(dspec, size, data_root, cache_root, backbone, where) -> list[tuple[Path, CacheKey]]:
+def _matching(
+    dspec, size, data_root, cache_root, backbone, where, task=None
+) -> list[tuple[Path, CacheKey]]:
     """(path, key) of the complete entries built from the file the user names, as `where` asks."""
     npz = dataset_path(dspec, size=size, root=data_root, download=False)
     return matching_entries(
@@ -159,6 +161,8 @@ def _matching(dspec, size, data_root, cache_root, backbone, where) -> list[tuple
         npz=npz,
         backbone=backbone,
         where=where,
+        data_root=data_root,
+        task=task if dspec.path else None,
     )
 
 

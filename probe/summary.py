@@ -18,7 +18,7 @@ def summary_rows(results: list[RunResult]) -> list[dict]:
     ]  # fmt: skip
 
 
-def _mean_std(mean: float, std: float, n_runs: int) -> str:
+def _mean_std(mean: float, std: float | None, n_runs: int) -> str:
     if math.isnan(mean):
         return "n/a"
-    return f"{mean:.4f}" if n_runs == 1 else f"{mean:.3f}±{std:.3f}"
+    return f"{mean:.4f}" if n_runs == 1 or std is None else f"{mean:.3f}±{std:.3f}"

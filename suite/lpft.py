@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,6 +22,7 @@ from cache.forward import default_batch_size
 from cache.options import ExtractOptions
 from cache.store import read_key, read_split
 from finetune.augment import augment, draw_params
+from finetune.model import classifier_of
 from medprobe.backbones.preprocess import PreprocessConfig, preprocess
 from medprobe.backbones.registry import get_backbone
 from medprobe.data import get_dataset
@@ -154,9 +156,7 @@ def augmented_head_inputs(
     return out
 
 
-def head_input(
-    model: torch.nn.Module, images: torch.Tensor, pcfg: PreprocessConfig
-) -> torch.Tensor:
+def head_input(model: Any, images: torch.Tensor, pcfg: PreprocessConfig) -> torch.Tensor:
     """What `model`'s classifier reads for a batch of uint8 images (the features it is fed)."""
     return model.forward_head(model.forward_features(preprocess(images, pcfg)), pre_logits=True)
 
@@ -180,7 +180,7 @@ def load_linear_head(model: torch.nn.Module, head) -> None:
 
     ((x - mean) / scale) @ W.T + b == x @ (W / scale).T + (b - (W / scale) @ mean).
     """
-    classifier = model.get_classifier()
+    classifier = classifier_of(model)
     coef, intercept, mean, scale = (
         torch.as_tensor(np.asarray(a), dtype=torch.float64)
         for a in (*head.output_rows(), head.mean_, head.scale_)
@@ -205,8 +205,8 @@ def _check_head_input(
     """
     with torch.no_grad(), autocast(torch.device("cpu"), precision):
         computed = head_input(model, torch.from_numpy(images), pcfg).float()
-    cached = torch.from_numpy(cached)
-    error = float((computed - cached).norm() / cached.norm().clamp_min(1e-12))
+    expected = torch.from_numpy(cached)
+    error = float((computed - expected).norm() / expected.norm().clamp_min(1e-12))
     if error > HEAD_INPUT_TOLERANCE[precision]:
         raise UserError(
             f"--init-head probe: the cached features differ from this network's head input "

@@ -25,20 +25,35 @@ class Plan:
     cache_bytes: int = 0
     images_bytes: int = 0  # the data uncompressed: what memory or the disk copy of `finetune` holds
 
+    def summary(self) -> dict:
+        """The totals, as `--plan --json` prints them (bytes)."""
+        return {
+            "runs": len(self.runs),
+            "data_files": len(self.files),
+            "data_files_missing": sum(not present for _, present, _ in self.files),
+            "data_bytes_present": sum(size for _, present, size in self.files if present),
+            "images_bytes": self.images_bytes,
+            "cache_bytes": self.cache_bytes,
+        }
+
+    def to_dict(self) -> dict:
+        """Totals first, then every run and data file."""
+        files = [{"path": p, "present": present, "bytes": size} for p, present, size in self.files]
+        return self.summary() | {"run_list": self.runs, "files": files}
+
     def lines(self) -> list[str]:
-        """The plan as printed: runs, then data files present and missing."""
+        """The plan as printed: its totals first, then the runs and the missing data files."""
         present = [f for f in self.files if f[1]]
         missing = [f for f in self.files if not f[1]]
-        return [
-            *self.runs,
+        totals = [
             f"{len(self.runs)} run(s)",
             f"data: {len(self.files)} file(s), {len(present)} present "
             f"({_gb(sum(f[2] for f in present))}), {len(missing)} to download"
             + (f" (~{_gb(sum(f[2] for f in missing))} uncompressed at most)" if missing else ""),
-            *(f"  missing {path}" for path, _, _ in missing),
             f"images uncompressed: {_gb(self.images_bytes)}",
             f"feature cache: {_gb(self.cache_bytes)} of new entries at most",
         ]
+        return [*totals, "", *self.runs, *(f"missing {path}" for path, _, _ in missing)]
 
 
 def plan_suite(recipe: Recipe) -> Plan:

@@ -10,6 +10,7 @@ error names the recipe line and the valid values.
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,9 @@ from medprobe.backbones.registry import get_backbone
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, get_dataset
 from suite import values
 
-try:
+if sys.version_info >= (3, 11):
     import tomllib
-except ModuleNotFoundError:  # Python 3.10
+else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 

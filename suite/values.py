@@ -8,6 +8,7 @@ dataclasses that own those options (`ProbeOptions`, `ExtractOptions`, `TrainConf
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from cache.options import ENTRY_FIELDS, ExtractOptions
@@ -27,6 +28,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _int_at_least(low: int):
+    return lambda value: _is_int(value) and value >= low
+
+
 def _list_of(check: Callable[[object], bool], what: str) -> Rule:
     return _rule(lambda v: isinstance(v, list) and bool(v) and all(check(x) for x in v), what)
 
@@ -37,10 +42,8 @@ SUITE: dict[str, Rule] = {
     "datasets": _list_of(
         lambda v: isinstance(v, str) and bool(v), "a non-empty list of dataset names"
     ),
-    "sizes": _list_of(
-        lambda v: _is_int(v) and v >= 1, "a non-empty list of integers (image sizes)"
-    ),
-    "seeds": _list_of(lambda v: _is_int(v) and v >= 0, "a non-empty list of integers"),
+    "sizes": _list_of(_int_at_least(1), "a non-empty list of integers (image sizes)"),
+    "seeds": _list_of(_int_at_least(0), "a non-empty list of integers"),
     "out": TEXT,
     "report": TEXT,
     "data_root": TEXT,
@@ -70,7 +73,7 @@ def probe_options(probe: dict, seeds: tuple[int, ...]) -> ProbeOptions:
 
 # A [[finetune]] table sets `finetune run`'s options, except those the suite sets for every run.
 FINETUNE: dict[str, Rule] = {
-    k: (lambda v, k=k: check_value(TrainConfig, k, v))
+    k: functools.partial(check_value, TrainConfig, k)
     for k in field_names(TrainConfig)
     if k not in ("seed", "out", "resume", "skip_existing")
 }

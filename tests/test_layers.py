@@ -34,9 +34,15 @@ def imported_packages(path: Path) -> set[str]:
     return names & set(ALLOWED)
 
 
+# The Python API: a facade over every layer, which no module of the library imports.
+FACADE = ROOT / "medprobe" / "api.py"
+
+
 @pytest.mark.parametrize("package", list(ALLOWED))
 def test_packages_import_only_the_layers_below_them(package):
-    modules = [p for p in sorted((ROOT / package).rglob("*.py")) if p.name != "__main__.py"]
+    modules = [
+        p for p in sorted((ROOT / package).rglob("*.py")) if p.name != "__main__.py" and p != FACADE
+    ]
     assert modules, f"{package}/ has no modules"
     crossings = {
         str(p.relative_to(ROOT)): sorted(imported_packages(p) - ALLOWED[package] - {package})
@@ -68,6 +74,7 @@ MEDPROBE_PARTS = {
     "tracking": BASE | {"metrics"},
     "references": BASE | {"data"},
     "report": BASE | {"data", "metrics", "results", "references"},
+    "api": BASE | {"data", "metrics", "results", "references"},
     "cli": BASE | {"data", "backbones", "results"},
 }
 
@@ -103,6 +110,16 @@ def test_medprobe_parts_import_only_the_parts_below_them():
         if bad:
             crossings[str(relative)] = sorted(bad)
     assert crossings == {}
+
+
+def test_nothing_in_the_library_imports_the_facade():
+    importers = [
+        str(p.relative_to(ROOT))
+        for package in ALLOWED
+        for p in sorted((ROOT / package).rglob("*.py"))
+        if p != FACADE and "medprobe.api" in imported_modules(p)
+    ]
+    assert importers == []
 
 
 def imported_modules(path: Path) -> set[str]:

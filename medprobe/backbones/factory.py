@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+from typing import Any
 
 import timm
 import torch
@@ -94,7 +96,7 @@ def feature_dims(name: str | BackboneSpec, *, img_size: int | None = None) -> di
     spec = get_backbone(name) if isinstance(name, str) else name
     _, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
-        model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
+        model: Any = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
     blocks = min(LAST_BLOCKS, len(getattr(model, "blocks", ())))
     return {
         kind: model.num_features * (blocks + 1 if kind == "last4" else 1) for kind in spec.features
@@ -130,7 +132,9 @@ def _check_patch_multiple(model: torch.nn.Module, size: int | None) -> None:
 
 
 def extract_features(
-    model: torch.nn.Module, x: torch.Tensor, family: str
+    model: Any,
+    x: torch.Tensor,
+    family: str,  # a timm model: its own methods are used
 ) -> dict[str, torch.Tensor]:
     """All feature kinds of one forward pass.
 
@@ -157,9 +161,10 @@ def extract_features(
     return {"cls": tokens[:, 0], "mean": mean, "last4": last}
 
 
-def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Module:
+def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> Any:  # a timm model
     if not pretrained:
         return timm.create_model(spec.model_id, pretrained=False, **kwargs)
+    offline_if_unreachable()
     try:
         return timm.create_model(spec.model_id, pretrained=True, **kwargs)
     except (OSError, RuntimeError, ValueError) as e:
@@ -168,6 +173,35 @@ def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> torch.nn.Modul
             f"{e}. Offline? Pass --weights PATH to a local .safetensors/.pth file, or "
             "--no-pretrained for random init"
         ) from e
+
+
+PROXIES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
+def offline_if_unreachable(timeout: float = 3.0) -> None:
+    """Switch the hub libraries offline, with one line, when the hub cannot be reached at all.
+
+    Without it an offline machine spends a minute in huggingface_hub's retries ("Retrying in 8s")
+    before the one-line error. Behind a proxy the direct check says nothing, so it is skipped.
+    """
+    import huggingface_hub.constants
+
+    if huggingface_hub.constants.HF_HUB_OFFLINE or any(os.environ.get(p) for p in PROXIES):
+        return
+    from urllib.parse import urlparse
+
+    host = urlparse(huggingface_hub.constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as e:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        huggingface_hub.constants.HF_HUB_OFFLINE = True
+        log.warning(
+            "no network to %s (%s): Hugging Face downloads are off for this run "
+            "(HF_HUB_OFFLINE=1); give local weights with --weights FILE",
+            host,
+            type(e).__name__,
+        )
 
 
 def model_cost(model: torch.nn.Module, input_size: int) -> dict[str, float]:

@@ -9,7 +9,11 @@ to check them).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+
+from medprobe.errors import WeightsError, did_you_mean
 
 # What extraction writes per family. `last4` is DINOv2's linear-evaluation input: the class tokens
 # of
@@ -82,7 +86,8 @@ def get_backbone(name: str) -> BackboneSpec:
             raise ValueError(f"timm has no model {model_id!r} (see timm.list_models())")
         return BackboneSpec(name, model_id, _family_of(model_id))
     raise ValueError(
-        f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or timm:<model_name>"
+        f"unknown backbone {name!r}; {did_you_mean(name, BACKBONES)}choose one of "
+        f"{', '.join(BACKBONES)} or timm:<model_name>"
     )
 
 
@@ -93,3 +98,9 @@ def _family_of(model_id: str) -> str:
     with torch.device("meta"):  # build the module tree only; no memory, no init cost
         model = timm.create_model(model_id, pretrained=False, num_classes=0)
     return "vit" if hasattr(model, "num_prefix_tokens") else "cnn"
+
+
+def check_weights_file(path: str | os.PathLike) -> None:
+    """Refuse a `--weights` path that is not a file (light: before torch loads)."""
+    if not Path(path).is_file():
+        raise WeightsError(f"weights file {path} does not exist; give a .safetensors/.pth file")

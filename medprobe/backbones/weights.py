@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from timm.models import load_state_dict
 
+from medprobe.backbones.registry import check_weights_file
 from medprobe.data.files import file_digest
 from medprobe.errors import WeightsError
 
@@ -31,8 +32,7 @@ def weights_identity(
     A local file's sha256, a timm tag, or a seeded random init.
     """
     if weights is not None:
-        if not Path(weights).is_file():
-            raise WeightsError(f"weights file {weights} does not exist")
+        check_weights_file(weights)
         return "sha256:" + file_digest(weights)
     return f"timm:{model_id}" if pretrained else f"random-init:seed{seed}"
 
@@ -72,8 +72,7 @@ def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name:
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
+    check_weights_file(path)
     try:
         return load_state_dict(str(path), weights_only=True)
     except Exception as e:  # safetensors, zip and unpickling errors have no common base class
@@ -95,7 +94,8 @@ def _check_finite(path: Path, state: dict[str, torch.Tensor]) -> None:
 
 
 def _classifier_keys(model: torch.nn.Module) -> set[str]:
-    names = model.pretrained_cfg.get("classifier") or ()
+    config: dict = getattr(model, "pretrained_cfg", {})  # timm's models carry it
+    names = config.get("classifier") or ()
     names = (names,) if isinstance(names, str) else names
     return {f"{name}.{part}" for name in names for part in ("weight", "bias")}
 

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from typing import TypeVar
 
 import click
 
@@ -14,10 +15,34 @@ from medprobe.backbones.registry import BACKBONES
 from medprobe.data import DATASETS, DEFAULT_DATASET, DEFAULT_SIZE, SIZES
 from medprobe.results import json_safe
 
+log = logging.getLogger(__name__)
+_Command = TypeVar("_Command", bound=click.Command)
+
+
+# Libraries whose INFO lines ("Loading pretrained weights ...", "Resized position embedding")
+# are noise to a user: shown only with -v.
+THIRD_PARTY = (
+    "timm",
+    "huggingface_hub",
+    "urllib3",
+    "filelock",
+    "matplotlib",
+    "PIL",
+    "h5py",
+    "mlflow",
+    "alembic",
+)
+
 
 def setup_logging(verbose: bool = False) -> None:
-    """Log lines as plain messages: INFO, or DEBUG with `-v`."""
+    """Log lines as plain messages: INFO, or DEBUG with `-v`; other libraries' at WARNING."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s")
+    _third_party(verbose)
+
+
+def _third_party(verbose: bool) -> None:
+    for name in THIRD_PARTY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 def extended(group: click.Group, *commands: click.Command) -> click.Group:
@@ -25,16 +50,18 @@ def extended(group: click.Group, *commands: click.Command) -> click.Group:
 
     `group` is left as it is: this is how a layer above adds its commands to a program below it.
     """
-    every = {**group.commands, **{command.name: command for command in commands}}
-    settings = {
-        "context_settings": group.context_settings,
-        "help": group.help,
-        "params": group.params,
-    }
-    return click.Group(name=group.name, commands=every, callback=group.callback, **settings)
+    every = {**group.commands, **{str(command.name): command for command in commands}}
+    return click.Group(
+        name=group.name,
+        commands=every,
+        callback=group.callback,
+        context_settings=group.context_settings,
+        help=group.help,
+        params=group.params,
+    )
 
 
-def add_verbosity(command: click.Command) -> click.Command:
+def add_verbosity(command: _Command) -> _Command:
     """Accept -v/--verbose and -q/--quiet on `command` and on every subcommand below it.
 
     They then work after the subcommand too (`probe fit -v`), not only before it.
@@ -60,6 +87,7 @@ def _verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     ctx.meta[f"medprobe.{param.name}"] = True
     logging.basicConfig(format="%(message)s")  # then the group's own setup leaves the level alone
     logging.getLogger().setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
+    _third_party(param.name == "verbose")
     if param.name == "quiet":
         os.environ["TQDM_DISABLE"] = "1"  # tqdm's own switch: no progress bars
 
@@ -102,7 +130,7 @@ def list_datasets(*, as_json: bool = False) -> None:
             "task": spec.task,
             "channels": spec.n_channels,
             "classes": spec.n_classes,
-            "train/val/test": [spec.n_samples[s] for s in ("train", "val", "test")],
+            **{split: spec.n_samples[split] for split in ("train", "val", "test")},
             "sizes": list(spec.sizes),
             "flips": spec.flips,
         }
@@ -208,3 +236,27 @@ cache_root_option = click.option(
         "[default: $MEDPROBE_CACHE, else ~/.cache/medprobe]."
     ),
 )
+
+
+def check_inputs(
+    *,
+    dataset: str,
+    size: int,
+    task: str | None = None,
+    backbone: str | None = None,
+    weights: str | None = None,
+) -> None:
+    """Refuse a misspelled dataset or backbone, or a missing weights file, before torch loads.
+
+    Then say which data the command runs on: `--dataset` has a default, and a forgotten flag
+    should not run on BloodMNIST without a word.
+    """
+    from medprobe.backbones.registry import TIMM_PREFIX, check_weights_file, get_backbone
+    from medprobe.data import get_dataset
+
+    spec = get_dataset(dataset, task=task)
+    if backbone is not None and not backbone.startswith(TIMM_PREFIX):
+        get_backbone(backbone)  # a timm name is checked by timm, once it is imported
+    if weights is not None:
+        check_weights_file(weights)
+    log.info("dataset: %s at %d px%s", spec.flag, size, f" ({spec.path})" if spec.path else "")

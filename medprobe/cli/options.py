@@ -32,7 +32,7 @@ def option(
     aliases: Sequence[str] = (),
     show_default: bool = True,
     cli: bool = True,
-) -> dataclasses.Field:
+) -> typing.Any:  # a dataclasses.Field, typed as its value (as dataclasses.field is)
     """A dataclass field with what its flag says.
 
     Help, choices, bounds (`min` <= value <= `max`, or strictly inside a bound marked open by
@@ -133,7 +133,9 @@ def _rule_problem(f: dataclasses.Field, kind: type, value) -> str | None:
         return None
     above = low is None or (value > low if open_low else value >= low)
     below = high is None or (value < high if open_high else value <= high)
-    return None if above and below else _bounds_phrase(kind, low, high, open_low, open_high)
+    if above and below:
+        return None
+    return _bounds_phrase(kind, low, high, bool(open_low), bool(open_high))
 
 
 def _bounds_phrase(kind: type, low, high, open_low: bool, open_high: bool) -> str:
@@ -176,7 +178,7 @@ def _click_option(f: dataclasses.Field, hint) -> Callable:
     if meta["aliases"]:
         kwargs["cls"] = AliasedOption
     if kind is tuple:  # a comma-separated list on the command line
-        kwargs["default"] = ",".join(map(str, f.default))
+        kwargs["default"] = ",".join(map(str, typing.cast(tuple, f.default)))
         item = _item_type(hint)
         return click.option(*names, callback=_comma_list(item, meta["choices"]), **kwargs)
     if kind is bool:

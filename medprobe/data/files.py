@@ -163,6 +163,8 @@ def medmnist_info() -> dict:
         raise ImportError("medmnist is not installed: pip install medmnist")
     location = Path(package.submodule_search_locations[0]) / "info.py"
     spec = importlib.util.spec_from_file_location("_medmnist_info", location)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot read {location}: reinstall medmnist")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.INFO

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from medprobe.data.files import SPLITS, checked_labels, medmnist_info, open_npz
 from medprobe.data.validate import TASKS, infer_n_classes
+from medprobe.errors import did_you_mean
 
 SIZES = (28, 64, 128, 224)
 DEFAULT_DATASET, DEFAULT_SIZE = "bloodmnist", 28
@@ -117,8 +118,8 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         return spec
     if not name.endswith(".npz"):
         raise ValueError(
-            f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} "
-            "or give a path to your own .npz with --task"
+            f"unknown dataset {name!r}; {did_you_mean(name, DATASETS)}choose one of "
+            f"{', '.join(DATASETS)} or give a path to your own .npz with --task"
         )
     path = Path(name).expanduser()
     if not path.is_file():

@@ -12,7 +12,7 @@ import contextlib
 import os
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,7 @@ class SplitFile:
 
     path: Path
     split: str
-    shape: tuple[int, int, int, int]
+    shape: tuple[int, ...]  # (N, H, W, C)
     labels: np.ndarray  # (N, L) int64, validated
 
     @property
@@ -45,7 +45,9 @@ class SplitFile:
         """Bytes of the split's images."""
         return int(np.prod(self.shape, dtype=np.int64))
 
-    def chunks(self, ranges: list[tuple[int, int]] | None = None, *, chunk: int = 256) -> Iterator:
+    def chunks(
+        self, ranges: list[tuple[int, int]] | None = None, *, chunk: int = 256
+    ) -> Generator[tuple[int, int, np.ndarray], None, None]:
         """Yield (start, stop, images (stop - start, H, W, C) uint8) for each of `ranges`.
 
         `ranges` are sorted; None means every row, `chunk` at a time. The file is read once

@@ -9,6 +9,7 @@ bootstrap (weights = resample counts, one row per resample) share one vectorized
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,9 @@ def evaluate(
     check_resamples(bootstrap)
     weights = np.ones((1, len(y_true)))
     scores = weighted_scores(y_true, y_score, task, weights, threshold)
-    result = {name: float(values[0]) for name, values in scores.items() if name in SCALARS}
+    result: dict[str, Any] = {
+        name: float(values[0]) for name, values in scores.items() if name in SCALARS
+    }
     result["per_class_recall"] = scores["recall"][0].tolist()
     result["confusion_matrix"] = scores["confusion"][0].astype(int).tolist()
     result["n"] = len(y_true)

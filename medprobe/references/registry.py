@@ -167,7 +167,7 @@ def _parse(source: Source, text: str) -> list[Reference]:
     """A table file's cells as references (one per dataset, scheme, model and size)."""
     lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     reader = csv.DictReader(io.StringIO("\n".join(lines)))
-    sizes = [int(s) for s in reader.fieldnames[4:]]
+    sizes = [int(s) for s in (reader.fieldnames or [])[4:]]
     cells: dict[tuple, dict] = {}
     for number, line in enumerate(reader, start=2):
         where = f"{source_table(source)} line {number}"

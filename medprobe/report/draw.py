@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - after choosing the headless backend
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from medprobe.atomic import write_atomic  # noqa: E402
 
@@ -26,20 +27,21 @@ def training_curves(history: list[dict], best_epoch: int, *, title: str = ""):
     for ax, ylabel in ((loss_ax, "loss"), (metric_ax, "score")):
         ax.axvline(best_epoch, color="grey", linestyle="--", label=f"best epoch ({best_epoch})")
         ax.set(xlabel="epoch", ylabel=ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 2.5 on a short run
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     return fig
 
 
 def lines(
-    series: dict[str, list[tuple[float, float, float]]],
+    series: dict[str, list[tuple[float, float, float | None]]],
     *,
     xlabel: str,
     ylabel: str,
     title: str,
     log_x: bool = False,
 ):
-    """One line per name through (x, mean, std) points, with a ±std band."""
+    """One line per name through (x, mean, std) points, with a ±std band (none for std None)."""
     fig, ax = plt.subplots(figsize=(6.4, 4), constrained_layout=True)
     for name, points in sorted(series.items()):
         x, mean, std = (np.array(v, dtype=float) for v in zip(*sorted(points), strict=True))
@@ -67,9 +69,9 @@ def forest(panels: dict[str, list[tuple[str, float, float, float]]], *, title: s
         squeeze=False,
     )
     for ax, (metric, points) in zip(axes[0], panels.items(), strict=True):
-        labels, mean, lo, hi = zip(*points, strict=True)
+        labels, means, lows, highs = zip(*points, strict=True)
         y = np.arange(len(points))[::-1]
-        mean, lo, hi = (np.asarray(v, dtype=float) for v in (mean, lo, hi))
+        mean, lo, hi = (np.asarray(v, dtype=float) for v in (means, lows, highs))
         spread = np.clip([mean - lo, hi - mean], 0, None)  # a percentile interval may miss the mean
         ax.errorbar(mean, y, xerr=spread, fmt="o", capsize=3)
         ax.set(xlabel=metric, yticks=y)
@@ -81,15 +83,15 @@ def forest(panels: dict[str, list[tuple[str, float, float, float]]], *, title: s
 
 def confusion(matrix: list[list[int]], labels: list[str], *, title: str):
     """A confusion matrix heat map with counts in the cells (true on rows, predicted on columns)."""
-    matrix = np.asarray(matrix)
+    counts = np.asarray(matrix)
     fig, ax = plt.subplots(
-        figsize=(1.5 + 0.55 * len(matrix), 1.2 + 0.5 * len(matrix)), constrained_layout=True
+        figsize=(1.5 + 0.55 * len(counts), 1.2 + 0.5 * len(counts)), constrained_layout=True
     )
-    ax.imshow(matrix, cmap="Blues")
-    for (i, j), count in np.ndenumerate(matrix):
-        color = "white" if count > matrix.max() / 2 else "black"
+    ax.imshow(counts, cmap="Blues")
+    for (i, j), count in np.ndenumerate(counts):
+        color = "white" if count > counts.max() / 2 else "black"
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7, color=color)
-    ticks = range(len(matrix))
+    ticks = range(len(counts))
     ax.set(xticks=ticks, yticks=ticks, xlabel="predicted", ylabel="true")
     ax.set_title(title, fontsize=8, wrap=True)
     ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=7)

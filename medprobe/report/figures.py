@@ -21,7 +21,7 @@ def report_figures(rows: list[Row], runs_dir: Path):
     for dataset in sorted({r.dataset for r in rows}):
         mine = [r for r in rows if r.dataset == dataset]
         plain = [r for r in mine if not r.tag]
-        series = defaultdict(list)
+        series: dict[str, list[tuple[float, float, float | None]]] = defaultdict(list)
         for r in plain:
             series[r.label].append((r.size, *r.stats["acc"][:2]))
         if len({r.size for r in plain}) >= 2:  # a line needs two sizes
@@ -69,8 +69,8 @@ def report_figures(rows: list[Row], runs_dir: Path):
                 yield f"training curves: {run.run_name}", fig, f"curves_{run.run_name}.png"
 
 
-def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, float]]]:
-    series = defaultdict(list)
+def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, float | None]]]:
+    series: dict[str, list[tuple[float, float, float | None]]] = defaultdict(list)
     for r in rows:
         fraction, shots = r.runs[0].hparams.get("train_fraction"), r.runs[0].hparams.get("shots")
         amount = fraction if fraction is not None else shots
@@ -83,12 +83,12 @@ def _label_efficiency(rows: list[Row]) -> dict[str, list[tuple[float, float, flo
 
 def _forest(rows: list[Row]) -> dict[str, list[tuple[str, float, float, float]]]:
     """Metric -> (row label, mean, lo, hi) of every row with an interval (bootstrap, or ± std)."""
-    out = defaultdict(list)
+    out: dict[str, list[tuple[str, float, float, float]]] = defaultdict(list)
     for r in sorted(rows, key=lambda r: r.label):
         for name, metric in (("test ACC", "acc"), ("test AUC", "auc")):
             mean, std, lo, hi = r.stats[metric]
-            if lo is None and len(r.runs) > 1:
+            if lo is None and std is not None:
                 lo, hi = mean - std, mean + std
-            if lo is not None and np.isfinite(mean):
+            if lo is not None and hi is not None and np.isfinite(mean):
                 out[name].append((r.label, mean, lo, hi))
     return dict(out)

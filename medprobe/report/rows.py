@@ -16,6 +16,8 @@ from medprobe.metrics import paired_bootstrap
 from medprobe.results import RunResult
 
 METRICS = (("ACC", "acc"), ("AUC", "auc"), ("macro-F1", "macro_f1"), ("bal.ACC", "balanced_acc"))
+# mean, std over seeds (None: one seed), and a single run's 95% interval (lo, hi; else None)
+Stats = tuple[float, float | None, float | None, float | None]
 PAIRED = tuple(metric for _, metric in METRICS)  # every column gets the paired bootstrap
 NOT_DISTINGUISHING = {"seed"}  # what repeats of one configuration differ by
 
@@ -34,9 +36,7 @@ class Row:
     variant: str
     runs: list[RunResult]
     detail: str = ""
-    stats: dict[str, tuple[float, float | None, float | None, float | None]] = field(
-        default_factory=dict
-    )
+    stats: dict[str, Stats] = field(default_factory=dict)
     best: set[str] = field(default_factory=set)
     tied: set[str] = field(default_factory=set)
 
@@ -91,7 +91,8 @@ class Row:
     def wall_s(self) -> float | None:
         """The row's own work: fitting (probes) or training (fine-tunes), mean over its runs."""
         times = [r.timings.get("train_s", r.timings.get("fit_s")) for r in self.runs]
-        return float(np.mean(times)) if all(t is not None for t in times) else None
+        known = [t for t in times if t is not None]
+        return float(np.mean(known)) if len(known) == len(times) else None
 
     @property
     def extract_s(self) -> float | None:
@@ -114,8 +115,8 @@ def build_rows(results: list[RunResult], *, n_resamples: int = 1000) -> list[Row
     for r in results:
         groups[r.dataset, r.size, r.model, r.variant, r.group].append(r)
     rows = [
-        Row(*key[:4], runs=sorted(runs, key=lambda r: r.seed))
-        for key, runs in sorted(groups.items())
+        Row(dataset=d, size=s, model=m, variant=v, runs=sorted(runs, key=lambda r: r.seed))
+        for (d, s, m, v, _), runs in sorted(groups.items())
     ]
     _name_alike_rows(rows)
     for row in rows:
@@ -147,13 +148,13 @@ def _name_alike_rows(rows: list[Row]) -> None:
             k for k in keys if len({repr(c.get(k)) for c in configs}) > 1
         }
     for row in rows:
-        keys = sorted(fields[row.dataset, row.model, row.variant])
+        names = sorted(fields[row.dataset, row.model, row.variant])
         config = _flatten(row.runs[0].config)
-        row.detail = ", ".join(f"{k.rsplit('.', 1)[-1]}={short(config.get(k))}" for k in keys)
+        row.detail = ", ".join(f"{k.rsplit('.', 1)[-1]}={short(config.get(k))}" for k in names)
 
 
 def _flatten(config: dict, prefix: str = "") -> dict:
-    flat = {}
+    flat: dict[str, object] = {}
     for key, value in config.items():
         if isinstance(value, dict):
             flat |= _flatten(value, f"{prefix}{key}.")
@@ -170,7 +171,7 @@ def short(value, width: int = 20) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _summarize(metrics: list[dict], name: str) -> tuple[float, float, float | None, float | None]:
+def _summarize(metrics: list[dict], name: str) -> Stats:
     values = [m[name] for m in metrics if m.get(name) is not None]
     if not values:
         return (np.nan, np.nan, None, None)

@@ -109,11 +109,8 @@ def _binary_rates(row: Row | None) -> tuple[float | None, float | None]:
     """Sensitivity (recall of the positive class, index 1) and specificity, mean over seeds."""
     if row is None:
         return None, None
-    matrices = [
-        np.asarray(m, float)
-        for r in row.runs
-        if np.shape(m := r.metrics["test"].get("confusion_matrix")) == (2, 2)
-    ]
+    found = [r.metrics["test"].get("confusion_matrix") for r in row.runs]
+    matrices = [np.asarray(m, float) for m in found if m is not None and np.shape(m) == (2, 2)]
     if not matrices:
         return None, None
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -122,8 +119,10 @@ def _binary_rates(row: Row | None) -> tuple[float | None, float | None]:
     return float(sens), float(spec)
 
 
-def _number(value: float | None, pattern: str = "{:.3f}") -> str:
-    return pattern.format(value) if value is not None and np.isfinite(value) else "–"
+def _number(value: object, pattern: str = "{:.3f}") -> str:
+    """A figure as `pattern` writes it; anything else (None, NaN, text) as –."""
+    is_figure = isinstance(value, int | float) and np.isfinite(value)
+    return pattern.format(value) if is_figure else "–"
 
 
 def compute_table(rows: list[Row]) -> Table:

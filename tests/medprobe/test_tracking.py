@@ -70,5 +70,5 @@ def test_without_tensorboard_the_error_names_the_extra(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", no_tensorboard)
-    with pytest.raises(UserError, match=r"medprobe\[tensorboard\]"):
+    with pytest.raises(UserError, match=r"pip install tensorboard"):
         open_tracker("tensorboard", "runs", "r")

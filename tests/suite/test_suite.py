@@ -85,7 +85,7 @@ def test_shipped_recipes_are_valid():
         ),
         (
             '[suite]\ndatasets = ["bloodmnistt"]\n',
-            r":2: unknown dataset 'bloodmnistt'; choose one of",
+            r":2: unknown dataset 'bloodmnistt'; did you mean 'bloodmnist'\? choose one of",
         ),
         ("[suite]\nsizes = [32]\n", r":2: sizes \[32\] not available"),
         (
