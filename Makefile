@@ -4,7 +4,7 @@
 #   make demo MEDMNIST_ROOT=/path/to/npz/folder WEIGHTS=/path/to/dinov2_vits14.safetensors
 # Left unset, both default to ../shared (the files this project's machines carry) when it exists.
 # On a machine without a GPU, `make demo TORCH=cpu` installs PyTorch's CPU wheels (no CUDA
-# libraries: a venv of ~1 GB instead of ~6 GB); leave it unset where torch is already installed.
+# libraries); leave it unset where torch is already installed.
 
 PYTHON ?= python3
 VENV ?= .venv

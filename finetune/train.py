@@ -53,11 +53,7 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
         the result record (also saved as `{out}/{run_name}.json`).
     """
     rank, world = init_distributed()
-    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    config = run_config(
-        cfg, spec, dspec, file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root))
-    )
-    name = run_name(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, config)
+    spec, dspec, config, name = identify(cfg)
     record = Path(cfg.out) / f"{name}.json"
     if cfg.skip_existing and record.exists():
         log.info("skip %s: the record exists", record.name)
@@ -83,6 +79,15 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
     except torch.cuda.OutOfMemoryError as error:
         raise UserError(out_of_memory(run.steps, cfg.batch_size)) from error
     return finish(run, state, seconds=time.perf_counter() - started)
+
+
+def identify(cfg: TrainConfig, *, download: bool = True) -> tuple:
+    """(backbone spec, dataset spec, the run's configuration, its name): what names its record."""
+    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    md5 = file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root, download=download))
+    config = run_config(cfg, spec, dspec, md5)
+    name = run_name(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, config)
+    return spec, dspec, config, name
 
 
 def out_of_memory(steps: TrainSteps, batch_size: int) -> str:

@@ -70,6 +70,7 @@ class Recipe:
     task: str | None = None
     probes: list[dict] = field(default_factory=list)
     finetunes: list[dict] = field(default_factory=list)
+    executor: dict = field(default_factory=dict)  # [executor]: `suite.values.SlurmOptions` fields
 
 
 def load_recipe(path: str | Path, **overrides) -> Recipe:
@@ -83,15 +84,16 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{path}: {e}") from e
-    unknown_tables = set(data) - {"suite", "probe", "finetune"}
+    unknown_tables = set(data) - {"suite", "probe", "finetune", "executor"}
     if unknown_tables:
         raise RecipeError(
             f"{path}: unknown table(s) {sorted(unknown_tables)}; use [suite], [[probe]], "
-            "[[finetune]]"
+            "[[finetune]], [executor]"
         )
     at = _Where(path, text)
     suite = data.get("suite", {})
     at.check_table(suite, values.SUITE, "[suite]")
+    at.check_table(data.get("executor", {}), values.EXECUTOR, "[executor]")
     defaults = {
         "datasets": [DEFAULT_DATASET],
         "sizes": [DEFAULT_SIZE],
@@ -103,7 +105,8 @@ def load_recipe(path: str | Path, **overrides) -> Recipe:
     settings["out"], settings["report"] = Path(settings["out"]), Path(settings["report"])
     # One word for the network in both tables: [[finetune]] takes `backbone` as [[probe]] does.
     finetunes = [_renamed(t, SPELLINGS["model"], "model") for t in data.get("finetune", [])]
-    recipe = Recipe(path=path, **settings, probes=data.get("probe", []), finetunes=finetunes)
+    tables = {"probes": data.get("probe", []), "finetunes": finetunes}
+    recipe = Recipe(path=path, **settings, **tables, executor=data.get("executor", {}))
     _check_datasets(recipe, at)
     if not recipe.probes and not recipe.finetunes:
         raise RecipeError(f"{path}: nothing to run; add a [[probe]] or [[finetune]] table")

@@ -2,18 +2,20 @@
 
 A bad key, type or range fails before the first run, naming its line.
 
-`[suite]` rules are declared here; `[[probe]]` and `[[finetune]]` tables take theirs from the
-dataclasses that own those options (`ProbeOptions`, `ExtractOptions`, `TrainConfig`).
+`[suite]` rules are declared here; `[[probe]]`, `[[finetune]]` and `[executor]` tables take
+theirs from the dataclasses that own those options (`ProbeOptions`, `ExtractOptions`,
+`TrainConfig`, and `SlurmOptions`, declared here).
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from cache.options import ENTRY_FIELDS, ExtractOptions
 from finetune.config import TrainConfig
-from medprobe.cli.options import check_value, field_names
+from medprobe.cli.options import check_fields, check_value, field_names, option
 from medprobe.data.validate import TASKS
 from probe.options import ProbeOptions
 
@@ -76,4 +78,40 @@ FINETUNE: dict[str, Rule] = {
     k: functools.partial(check_value, TrainConfig, k)
     for k in field_names(TrainConfig)
     if k not in ("seed", "out", "resume", "skip_existing")
+}
+
+
+@dataclass(frozen=True)
+class SlurmOptions:
+    """What every job asks Slurm for: `--slurm-*` flags, or a recipe's `[executor]` table."""
+
+    partition: str | None = option(None, "Partition of every job.", flag="slurm-partition")
+    gpus_per_job: int = option(0, "GPUs of every job.", min=0, flag="slurm-gpus-per-job")
+    time_min: int = option(60, "Minutes a job may run.", min=1, flag="slurm-time")
+    mem_gb: int | None = option(None, "GB of memory per job.", min=1, flag="slurm-mem")
+    array_parallelism: int = option(
+        64, "Jobs of the array running at once.", min=1, flag="slurm-array-parallelism"
+    )
+    opts: tuple[str, ...] = option(
+        (), "Other sbatch options as KEY=VALUE, comma-separated (e.g. account=lab).",
+        flag="slurm-opt",
+    )  # fmt: skip
+
+    def __post_init__(self):
+        """Refuse bad values before anything is submitted."""
+        object.__setattr__(self, "opts", tuple(self.opts))
+        check_fields(self)
+        bad = [o for o in self.opts if not o.partition("=")[0] or "=" not in o]
+        if bad:
+            raise ValueError(f"--slurm-opt {bad[0]!r}: give KEY=VALUE, e.g. account=lab")
+
+    @property
+    def extra(self) -> dict[str, str]:
+        """The other sbatch options, by name."""
+        return {k.lstrip("-"): v for k, _, v in (o.partition("=") for o in self.opts)}
+
+
+# A recipe's [executor] table: the `--slurm-*` options, by field name.
+EXECUTOR: dict[str, Rule] = {
+    k: functools.partial(check_value, SlurmOptions, k) for k in field_names(SlurmOptions)
 }

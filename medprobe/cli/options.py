@@ -180,7 +180,9 @@ def _click_option(f: dataclasses.Field, hint) -> Callable:
     if kind is tuple:  # a comma-separated list on the command line
         kwargs["default"] = ",".join(map(str, typing.cast(tuple, f.default)))
         item = _item_type(hint)
-        return click.option(*names, callback=_comma_list(item, meta["choices"]), **kwargs)
+        empty_ok = not typing.cast(tuple, f.default)  # an empty default: none is a value
+        parse = _comma_list(item, meta["choices"], empty_ok=empty_ok)
+        return click.option(*names, callback=parse, **kwargs)
     if kind is bool:
         if f.default is False:
             return click.option(*names, is_flag=True, help=kwargs["help"])
@@ -215,7 +217,7 @@ def _is_a(value, kind: type) -> bool:
     return isinstance(value, int | float) if kind is float else isinstance(value, kind)
 
 
-def _comma_list(item: type, choices: Sequence[str] | None) -> Callable:
+def _comma_list(item: type, choices: Sequence[str] | None, *, empty_ok: bool = False) -> Callable:
     what = (
         f"choose from {', '.join(choices)}"
         if choices
@@ -227,7 +229,7 @@ def _comma_list(item: type, choices: Sequence[str] | None) -> Callable:
             values = tuple(item(v.strip()) for v in value.split(",") if v.strip())
         except ValueError as e:
             raise click.BadParameter(f"{value!r}: {what}") from e
-        if not values or any(choices is not None and v not in choices for v in values):
+        if (not values and not empty_ok) or any(choices and v not in choices for v in values):
             raise click.BadParameter(f"{value!r}: {what}")
         return values
 

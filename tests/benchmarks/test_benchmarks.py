@@ -172,3 +172,13 @@ def test_probe_quality_prints_a_row_per_feature_rule_and_head(tmp_path):
         ("loss", "none"),
         ("loss", "train+val"),
     }
+
+
+@pytest.mark.slow
+def test_suite_jobs_prints_one_row_per_mode(data_root):
+    cmd = [sys.executable, "-m", "benchmarks.suite_jobs", "--datasets", "breastmnist"]
+    cmd += ["--data-root", str(data_root), "--modes", "serial,jobs2"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = done.stdout.strip().splitlines()[-1].split("|")
+    assert "tiny on breastmnist" in row[3] and float(row[4]) > 0 and float(row[5]) > 0
