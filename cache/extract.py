@@ -133,7 +133,7 @@ def entry_key(
         size=size,
         data_md5=data_md5,
         preprocess=preprocess_config(
-            spec, img_size=options.img_size, resize=options.resize
+            spec, img_size=options.img_size, resize=options.resize, weights=options.weights
         ).to_dict(),
         features=spec.features,
         splits=options.splits,

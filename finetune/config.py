@@ -58,7 +58,9 @@ class TrainConfig:
 
     model: str = option(
         "resnet18",
-        "Registry name or timm:<model> (see `finetune backbones`).",
+        "Registry name, timm:<model>, hf:<repo or folder> or open_clip:<model>[:<tag>] (see "
+        "`finetune backbones`); every source fine-tunes, with drop path where the model has it "
+        "(SigLIP's and open_clip's own ViTs have none).",
         flag="backbone",
         aliases=("--model",),
     )

@@ -24,5 +24,6 @@ def did_you_mean(name: str, choices) -> str:
     """`did you mean 'breastmnist'? ` for the closest of `choices`, or "" when none is close."""
     import difflib
 
-    close = difflib.get_close_matches(str(name).lower(), [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}? " if close else ""
+    by_lower = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(str(name).lower(), by_lower, n=1, cutoff=0.6)
+    return f"did you mean {by_lower[close[0]]!r}? " if close else ""

@@ -46,7 +46,10 @@ def main(verbose: bool) -> None:
 
 @main.command("extract")
 @click.option(
-    "--backbone", required=True, help="Registry name (see `probe backbones`) or timm:<model>."
+    "--backbone",
+    required=True,
+    help="Registry name (see `probe backbones`), timm:<model>, hf:<repo or saved folder> or "
+    "open_clip:<model>[:<tag>].",
 )
 @dataset_options
 @click_options(ExtractOptions)
@@ -265,10 +268,15 @@ def datasets(as_json: bool) -> None:
 
 
 @main.command()
+@click.option(
+    "--details",
+    is_flag=True,
+    help="Each one's card: params, GFLOPs per image, feature widths, pretraining data, licence.",
+)
 @json_option
-def backbones(as_json: bool) -> None:
+def backbones(details: bool, as_json: bool) -> None:
     """List the registered backbones."""
-    list_backbones(as_json=as_json)
+    list_backbones(as_json=as_json, details=details)
 
 
 @main.command()

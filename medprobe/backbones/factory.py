@@ -16,8 +16,10 @@ import timm
 import torch
 from timm.data import resolve_model_data_config
 
+from medprobe.backbones import hf
 from medprobe.backbones.preprocess import PreprocessConfig
 from medprobe.backbones.registry import LAST_BLOCKS, BackboneSpec, get_backbone
+from medprobe.backbones.towers import TokenEncoder
 from medprobe.backbones.weights import load_local_weights
 from medprobe.errors import UserError
 
@@ -61,6 +63,10 @@ def create_backbone(
         (model, preprocess config). With num_classes=0 the model outputs features, not logits.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
+    if spec.source != "timm":
+        return _create_other(
+            spec, pretrained, weights, img_size, resize, num_classes, init_seed, drop_path
+        )
     size, kwargs = _input_size(spec, img_size)
     if drop_path:
         kwargs["drop_path_rate"] = drop_path
@@ -77,30 +83,60 @@ def create_backbone(
 
 
 def preprocess_config(
-    name: str | BackboneSpec, *, img_size: int | None = None, resize: str = "bicubic"
+    name: str | BackboneSpec,
+    *,
+    img_size: int | None = None,
+    resize: str = "bicubic",
+    weights: str | os.PathLike | None = None,
 ) -> PreprocessConfig:
     """The preprocessing `create_backbone` would return, without loading any weights.
 
     The module tree is built on the meta device (no memory, no download), so a cache key can be
-    computed, and a cached entry reused, offline and instantly.
+    computed, and a cached entry reused, offline and instantly (an `hf:` model: from its
+    processor config, in `weights` or its folder).
     """
     spec = get_backbone(name) if isinstance(name, str) else name
+    if spec.source != "timm":
+        return _library(spec).preprocess_config(
+            spec.model_id, weights=weights, img_size=img_size or spec.img_size, resize=resize
+        )
     size, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
         model = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
     return _preprocess_of(model, size, resize)
 
 
-def feature_dims(name: str | BackboneSpec, *, img_size: int | None = None) -> dict[str, int]:
+def feature_dims(
+    name: str | BackboneSpec,
+    *,
+    img_size: int | None = None,
+    weights: str | os.PathLike | None = None,
+) -> dict[str, int]:
     """The width of each feature kind (`extract_features`), from the module tree on `meta`."""
     spec = get_backbone(name) if isinstance(name, str) else name
-    _, kwargs = _input_size(spec, img_size)
     with torch.device("meta"):
-        model: Any = timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
+        model = meta_model(spec, img_size=img_size, weights=weights)
     blocks = min(LAST_BLOCKS, len(getattr(model, "blocks", ())))
     return {
         kind: model.num_features * (blocks + 1 if kind == "last4" else 1) for kind in spec.features
     }
+
+
+def meta_model(
+    spec: BackboneSpec, *, img_size: int | None = None, weights: str | os.PathLike | None = None
+) -> Any:
+    """The headless backbone's module tree, without weights (under `torch.device("meta")`: free).
+
+    An `hf:` or `open_clip:` model reads its config (from `weights`, its folder or the hub).
+    """
+    if spec.source == "hf":
+        return hf.from_config(spec.model_id, weights=weights)
+    if spec.source == "open_clip":
+        from medprobe.backbones import openclip
+
+        return openclip.as_backbone(openclip.build_tower(spec.model_id, weights=weights))
+    _, kwargs = _input_size(spec, img_size)
+    return timm.create_model(spec.model_id, pretrained=False, num_classes=0, **kwargs)
 
 
 def _input_size(spec: BackboneSpec, img_size: int | None) -> tuple[int | None, dict]:
@@ -148,6 +184,8 @@ def extract_features(
     Returns:
         kind -> (B, D) features (`last4`: (B, 5 D)).
     """
+    if isinstance(model, TokenEncoder):
+        return model.features(x)
     if family != "vit":
         return {"pool": model.forward_head(model.forward_features(x), pre_logits=True)}
     blocks = min(LAST_BLOCKS, len(model.blocks))
@@ -157,8 +195,42 @@ def extract_features(
     )
     n_prefix = getattr(model, "num_prefix_tokens", 1)
     mean = tokens[:, n_prefix:].mean(dim=1)
-    last = torch.cat([prefix[:, 0] for _, prefix in intermediates] + [mean], dim=1)
-    return {"cls": tokens[:, 0], "mean": mean, "last4": last}
+    if not n_prefix or getattr(model, "cls_token", True) is None:  # no class token (SigLIP)
+        cls = model.forward_head(tokens, pre_logits=True)  # its own pooling (attention, mean)
+        summaries = [_patches(item).mean(dim=1) for item in intermediates]
+    else:
+        cls = tokens[:, 0]
+        summaries = [prefix[:, 0] for _, prefix in intermediates]
+    return {"cls": cls, "mean": mean, "last4": torch.cat([*summaries, mean], dim=1)}
+
+
+def _patches(item: Any) -> torch.Tensor:
+    """An intermediate's patch tokens (timm pairs them with prefix tokens where there are any)."""
+    return item[0] if isinstance(item, tuple) else item
+
+
+def _create_other(spec, pretrained, weights, img_size, resize, num_classes, seed, drop_path):
+    """An `hf:` or `open_clip:` backbone: a timm ViT or one behind its surface (`towers`)."""
+    library, img_size = _library(spec), img_size or spec.img_size
+    if pretrained and weights is None and not library.is_local(spec.model_id):
+        offline_if_unreachable()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = library.load(
+            spec.model_id, pretrained=pretrained, weights=weights, drop_path=drop_path
+        )
+        model.reset_classifier(num_classes)
+    pcfg = library.preprocess_config(
+        spec.model_id, weights=weights, img_size=img_size, resize=resize
+    )
+    return model, pcfg
+
+
+def _library(spec: BackboneSpec) -> Any:
+    """The module that builds a backbone of another source than timm."""
+    from medprobe.backbones import openclip
+
+    return {"hf": hf, "open_clip": openclip}[spec.source]
 
 
 def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> Any:  # a timm model

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from timm.models import load_state_dict
 
-from medprobe.backbones.registry import check_weights_file
+from medprobe.backbones.registry import HF_PREFIX, OPEN_CLIP_PREFIX, check_weights_file
 from medprobe.data.files import file_digest
 from medprobe.errors import WeightsError
 
@@ -31,6 +31,14 @@ def weights_identity(
 
     A local file's sha256, a timm tag, or a seeded random init.
     """
+    if model_id.startswith(HF_PREFIX):
+        from medprobe.backbones import hf
+
+        return hf.identity(model_id, pretrained=pretrained, weights=weights, seed=seed)
+    if model_id.startswith(OPEN_CLIP_PREFIX):
+        from medprobe.backbones import openclip
+
+        return openclip.identity(model_id, pretrained=pretrained, weights=weights, seed=seed)
     if weights is not None:
         check_weights_file(weights)
         return "sha256:" + file_digest(weights)

@@ -31,6 +31,7 @@ THIRD_PARTY = (
     "h5py",
     "mlflow",
     "alembic",
+    "transformers",
 )
 
 
@@ -139,21 +140,55 @@ def list_datasets(*, as_json: bool = False) -> None:
     print_rows(rows, as_json=as_json)
 
 
-def list_backbones(*, as_json: bool = False) -> None:
-    """Print every registered backbone with its timm id, family, feature kinds and input size."""
+def list_backbones(*, as_json: bool = False, details: bool = False) -> None:
+    """Print every registered backbone: its source and id, family, features and input size.
+
+    `details` adds each one's card (`medprobe.backbones.cards`: params, GFLOPs, feature widths,
+    pretraining data, licence), which builds the models on the meta device (loads torch).
+    """
+    if details:
+        from medprobe.backbones.cards import backbone_card
+
+        cards = [backbone_card(name) for name in BACKBONES]
+        print_rows(cards if as_json else [_card_row(c) for c in cards], as_json=as_json)
+        if not as_json and any(c.get("unavailable") for c in cards):
+            click.echo("–: the model's config is not here (offline); --json says why")
+        return
     rows = [
         {
             "name": name,
-            "timm_id": spec.model_id,
+            "source": spec.source,
+            "id": spec.model_id,
             "family": spec.family,
             "features": list(spec.features),
             "input_size": spec.img_size,
+            "medical": spec.about.medical if spec.about else None,
         }
         for name, spec in BACKBONES.items()
     ]
     print_rows(rows, as_json=as_json)
     if not as_json:
-        click.echo("timm:<model_name>: any other timm model")
+        click.echo(
+            "timm:<model>, hf:<repo or folder>, open_clip:<model>[:<tag>]: any other model of "
+            "those libraries; --details: params, GFLOPs, licence"
+        )
+
+
+def _card_row(card: dict) -> dict:
+    """A card as one table row (the JSON keeps every field)."""
+    dims = card["feature_dims"]
+    return {
+        "name": card["name"],
+        "source": card["source"],
+        "params (M)": "–" if card["params_m"] is None else f"{card['params_m']:.1f}",
+        "GFLOPs": "–" if card["gflops"] is None else f"{card['gflops']:.2f}",
+        "input": card["input_size"] or "–",
+        "widths": "/".join(f"{k} {v}" for k, v in dims.items()) if dims else "–",
+        "medical": {True: "yes", False: "no"}.get(card["medical"], ""),
+        "licence": card["licence"],
+        "gated": {True: "yes", False: "no"}.get(card["gated"], ""),
+        "pretraining": card["pretraining"],
+    }
 
 
 def clean_errors_of(errors: tuple[type[Exception], ...]):
@@ -251,12 +286,19 @@ def check_inputs(
     Then say which data the command runs on: `--dataset` has a default, and a forgotten flag
     should not run on BloodMNIST without a word.
     """
-    from medprobe.backbones.registry import TIMM_PREFIX, check_weights_file, get_backbone
+    from medprobe.backbones.registry import (
+        HF_PREFIX,
+        OPEN_CLIP_PREFIX,
+        TIMM_PREFIX,
+        check_weights_file,
+        get_backbone,
+    )
     from medprobe.data import get_dataset
 
     spec = get_dataset(dataset, task=task)
     if backbone is not None and not backbone.startswith(TIMM_PREFIX):
         get_backbone(backbone)  # a timm name is checked by timm, once it is imported
     if weights is not None:
-        check_weights_file(weights)
+        folder = bool(backbone and backbone.startswith((HF_PREFIX, OPEN_CLIP_PREFIX)))
+        check_weights_file(weights, folder=folder)
     log.info("dataset: %s at %d px%s", spec.flag, size, f" ({spec.path})" if spec.path else "")

@@ -182,3 +182,12 @@ def test_suite_jobs_prints_one_row_per_mode(data_root):
     assert done.returncode == 0, done.stderr[-2000:]
     row = done.stdout.strip().splitlines()[-1].split("|")
     assert "tiny on breastmnist" in row[3] and float(row[4]) > 0 and float(row[5]) > 0
+
+
+def test_backbones_benchmark_prints_a_row_per_backbone_against_the_first(capsys):
+    from benchmarks import backbones
+
+    backbones.main(["--names", "vit_tiny,dinov3_small", "--seconds", "0", "--batch-size", "2"])
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 2 and "| vit_tiny | timm | 224 | 5.5 |" in rows[0]
+    assert "| 1.00x |" in rows[0] and "dinov3_small" in rows[1]

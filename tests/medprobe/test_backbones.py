@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medprobe.backbones.factory import WeightsUnavailableError, create_backbone, extract_features
+from medprobe.backbones.factory import (
+    WeightsUnavailableError,
+    create_backbone,
+    extract_features,
+    feature_dims,
+)
 from medprobe.backbones.preprocess import preprocess
 from medprobe.backbones.registry import BACKBONES, get_backbone
 from medprobe.backbones.weights import weights_identity
@@ -21,6 +26,8 @@ EXPECTED_DIMS = {
     "vit_base": {"cls": 768, "mean": 768, "last4": 5 * 768},
     "dinov2_small": {"cls": 384, "mean": 384, "last4": 5 * 384},
     "dinov2_base": {"cls": 768, "mean": 768, "last4": 5 * 768},
+    "dinov3_small": {"cls": 384, "mean": 384, "last4": 5 * 384},
+    "dinov3_base": {"cls": 768, "mean": 768, "last4": 5 * 768},
 }
 
 
@@ -34,6 +41,9 @@ def features_of(name, *, img_size=None, **kwargs):
 
 def test_registry_lists_what_the_issue_names():
     assert set(EXPECTED_DIMS) <= set(BACKBONES)
+    hub = {"rad_dino", "biomedclip", "siglip2_base", "medsiglip"}  # issue #30
+    assert {n for n, s in BACKBONES.items() if s.source != "timm"} == hub
+    assert all(BACKBONES[n].about is not None for n in BACKBONES)  # every entry has its card
     assert BACKBONES["vit_tiny"].model_id == "vit_tiny_patch16_224.augreg_in21k"
     assert BACKBONES["dinov2_small"].model_id == "vit_small_patch14_dinov2.lvd142m"
 
@@ -164,3 +174,20 @@ def test_feature_dims_without_weights_are_what_extraction_yields():
     from medprobe.backbones.factory import feature_dims
 
     assert {name: feature_dims(name) for name in EXPECTED_DIMS} == EXPECTED_DIMS
+
+
+@pytest.mark.parametrize(
+    "name,prefix", [("dinov3_small", 5), ("timm:vit_base_patch16_siglip_224", 0)]
+)
+def test_class_token_registers_and_none(name, prefix):
+    """DINOv3: a class token and 4 registers; SigLIP: no class token, `cls` is its own pooling."""
+    model, _ = create_backbone(name, pretrained=False, img_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        features = extract_features(model, x, "vit")
+        tokens = model.forward_features(x)
+        pooled = model.forward_head(tokens, pre_logits=True)
+    assert model.num_prefix_tokens == prefix
+    torch.testing.assert_close(features["cls"], tokens[:, 0] if prefix else pooled)
+    torch.testing.assert_close(features["mean"], tokens[:, prefix:].mean(1))
+    assert {k: v.shape[1] for k, v in features.items()} == feature_dims(name, img_size=32)

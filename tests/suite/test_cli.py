@@ -91,6 +91,7 @@ def test_console_scripts_are_installed(script):
 
 
 HEAVY = ("torch", "timm", "sklearn", "matplotlib", "scipy", "medmnist", "torchvision")
+HEAVY += ("transformers", "open_clip")
 
 
 def modules_loaded_by(code: str) -> list[str]:

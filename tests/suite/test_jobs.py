@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+from medprobe.device import torch_threads
 from suite.recipe import load_recipe
 from suite.runner import run_suite
 from suite.units import units, worker_environment
@@ -46,7 +48,10 @@ def test_two_jobs_give_the_records_one_job_gives(data_root, tmp_path):
     serial.cache_root = str(tmp_path / "cache1")
     parallel = load_recipe("tiny", out=tmp_path / "jobs", report=tmp_path / "r2", **common)
     parallel.cache_root = str(tmp_path / "cache2")
-    run_suite(serial)
+    # Each of 2 workers gets half the CPU threads; float sums depend on the thread count, so the
+    # serial run gets as many (under `make test-slow` this process has them all).
+    with torch_threads(max(1, (os.cpu_count() or 1) // 2)):
+        run_suite(serial)
     run_suite(parallel, jobs=2)
     one, two = _records(tmp_path / "serial"), _records(tmp_path / "jobs")
     assert len(one) == 6 and one == two  # 2 datasets x (logreg, knn, a fine-tune)
