@@ -270,7 +270,7 @@ def offline_if_unreachable(timeout: float = 3.0) -> None:
         huggingface_hub.constants.HF_HUB_OFFLINE = True
         log.warning(
             "no network to %s (%s): Hugging Face downloads are off for this run "
-            "(HF_HUB_OFFLINE=1); give local weights with --weights FILE",
+            "(HF_HUB_OFFLINE=1); give local weights with --weights",
             host,
             type(e).__name__,
         )

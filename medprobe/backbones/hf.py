@@ -102,7 +102,7 @@ def load(
     except OSError as e:
         raise WeightsError(
             f"could not load {spec_id} ({e.__class__.__name__}: {str(e).splitlines()[0]}); "
-            "offline or gated? Pass --weights FOLDER, a copy saved with save_pretrained"
+            f"{offline_fix(source)}"
         ) from e
     return HFVision(getattr(model, "vision_model", model)).eval()
 
@@ -163,6 +163,14 @@ def folder_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
+def offline_fix(repo: str, local: str = "FOLDER, a copy saved with save_pretrained") -> str:
+    """What to do when a hub model cannot be read: its page (gated: accept its terms), --weights."""
+    return (
+        f"offline, absent or gated (https://huggingface.co/{repo}: accept its terms there, then "
+        f"`hf auth login`)? Or pass --weights {local}"
+    )
+
+
 def is_local(spec_id: str) -> bool:
     """Whether `hf:<x>` names a saved folder rather than a hub repository."""
     return Path(spec_id.removeprefix(HF_PREFIX)).is_dir()
@@ -192,7 +200,7 @@ def _json(spec_id: str, weights, name: str) -> dict:
     except Exception as e:  # offline, gated, absent: all one line for the user
         raise WeightsError(
             f"could not read {name} of {spec_id} from the hub ({e.__class__.__name__}); "
-            "offline or gated? Pass --weights FOLDER, a copy saved with save_pretrained"
+            f"{offline_fix(source)}"
         ) from e
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from medprobe.backbones.hf import offline_fix
 from medprobe.backbones.preprocess import PreprocessConfig
 from medprobe.backbones.towers import TokenEncoder
 from medprobe.errors import UserError, WeightsError, did_you_mean
@@ -34,7 +35,6 @@ OPEN_CLIP_PREFIX = "open_clip:"
 HUB = "hf-hub:"
 CONFIG_FILE = "open_clip_config.json"
 WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-OFFLINE_FIX = "offline or gated? Pass --weights FOLDER (a copy of the repo) or FILE (a checkpoint)"
 
 
 class OpenCLIPVision(TokenEncoder):
@@ -201,7 +201,8 @@ def _checkpoint(spec_id: str, weights: str | os.PathLike | None) -> Path:
         return Path(open_clip.pretrained.download_pretrained(cfg))
     except Exception as e:  # offline: one line, as for the hub
         raise WeightsError(
-            f"could not download {spec_id} ({type(e).__name__}); {OFFLINE_FIX}"
+            f"could not download {spec_id} ({type(e).__name__}); offline? Pass --weights FILE, "
+            f"a checkpoint of {name}"
         ) from e
 
 
@@ -248,7 +249,8 @@ def _hub_file(name: str, files: str | tuple[str, ...], spec_id: str) -> str:
         except Exception as e:  # absent file, offline, gated: try the next, then say it once
             error = e
     raise WeightsError(
-        f"could not read {spec_id} from the hub ({type(error).__name__}); {OFFLINE_FIX}"
+        f"could not read {spec_id} from the hub ({type(error).__name__}); "
+        f"{offline_fix(repo, 'FOLDER (a copy of the repo) or FILE (a checkpoint)')}"
     )
 
 

@@ -112,7 +112,8 @@ def test_an_absent_hub_model_fails_in_one_line_naming_weights(monkeypatch, caplo
         raise OSError("no route to host")
 
     monkeypatch.setattr(factory.socket, "create_connection", unreachable)
-    with caplog.at_level(logging.DEBUG), pytest.raises(WeightsError, match="--weights FOLDER"):
+    page = "https://huggingface.co/medprobe-tests/no-such-model: accept its terms"
+    with caplog.at_level(logging.DEBUG), pytest.raises(WeightsError, match=f"{page}.*--weights"):
         create_backbone("hf:medprobe-tests/no-such-model")
     assert not any("Retrying" in r.getMessage() for r in caplog.records)
 
