@@ -22,6 +22,7 @@ from cache.files import EntryFiles
 from cache.forward import FeatureRunner, batches, default_batch_size, to_host
 from cache.key import CacheKey
 from cache.options import ExtractOptions
+from cache.slices import AXES, SliceView
 from cache.store import entry_path, inspect_entry
 from cache.writer import BackgroundWriter, PartialEntry, attach_partial, open_partial
 from medprobe.atomic import disk_errors
@@ -108,6 +109,8 @@ def extract(
         if broadcast_flag(reusable and not options.overwrite):
             return ExtractResult(path, reused=True, rank=rank)  # no weights loaded, no data read
         data = open_splits(dspec, key.splits, size=size, root=data_root, download=False)
+        if key.slices is not None:  # a 3D dataset: its volumes' slices are the rows
+            data = {s: SliceView(v, AXES[key.slices]) for s, v in data.items()}  # type: ignore[misc]
         job = _Job(key, spec, options, device, rank, world)
         throughput = _write_entry(path, job, data, progress=progress)
     return ExtractResult(path, reused=False, images_per_second=throughput, rank=rank)
@@ -139,6 +142,7 @@ def entry_key(
         splits=options.splits,
         precision=precision,
         dtype=options.dtype,
+        slices="all" if dspec.volumetric else None,
     )
 
 

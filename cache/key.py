@@ -31,6 +31,8 @@ class CacheKey:
     precision: str
     dtype: str = "float16"
     format_version: int = FORMAT_VERSION
+    # A 3D dataset's entry holds slices, not images: the axes cut ("all"; `cache.slices`).
+    slices: str | None = None
 
     def __post_init__(self):
         if self.dtype not in STORAGE_DTYPES:
@@ -40,7 +42,10 @@ class CacheKey:
 
     def to_json(self) -> str:
         """Canonical JSON: sorted keys, no whitespace, so equal keys give equal bytes."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        fields = asdict(self)
+        if fields["slices"] is None:  # a 2D entry's key is what it was before volumes existed
+            del fields["slices"]
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> CacheKey:

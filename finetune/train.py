@@ -84,6 +84,12 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
 def identify(cfg: TrainConfig, *, download: bool = True) -> tuple:
     """(backbone spec, dataset spec, the run's configuration, its name): what names its record."""
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    if dspec.volumetric:
+        raise UserError(
+            f"{dspec.flag} is a 3D dataset: fine-tuning on volumes needs 3D networks, which are "
+            "not built yet (issue #29); probe a frozen 2D backbone on its slices with "
+            f"`probe fit --extract --backbone dinov2_small --dataset {dspec.flag}`"
+        )
     md5 = file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root, download=download))
     config = run_config(cfg, spec, dspec, md5)
     name = run_name(dspec.flag, cfg.size, spec.name, cfg.method, cfg.seed, config)

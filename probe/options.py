@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cache.slices import AGGREGATIONS, AXES
 from medprobe.cli.options import check_fields, option
 from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
 from medprobe.tracking import TRACKER_HELP, TRACKERS
@@ -58,6 +59,18 @@ class ProbeOptions:
         None,
         TRACKER_HELP,
         choices=TRACKERS,
+    )
+    # A 3D dataset's entry holds every slice's features; these say how a volume's become one.
+    slices: str = option(
+        "mean",
+        "3D datasets: how the slices of an axis become one vector: mean, max or mean+max.",
+        choices=AGGREGATIONS,
+    )
+    axes: str = option(
+        "all",
+        "3D datasets: the slices of the volume's first array axis, or of all three (each "
+        "aggregated, then concatenated).",
+        choices=tuple(AXES),
     )
 
     def __post_init__(self):

@@ -16,6 +16,7 @@ import numpy as np
 from cache.extract import extract as extract_features
 from cache.key import CacheKey
 from cache.options import EntryFilter, ExtractOptions
+from cache.slices import AXES, slice_features
 from cache.store import read_attrs, read_key, read_split
 from medprobe.backbones.registry import default_kinds
 from medprobe.data import (
@@ -28,6 +29,7 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
+from medprobe.errors import UserError
 from medprobe.metrics import named_class
 from medprobe.results import RunResult
 from medprobe.tracking import open_tracker, split_scalars
@@ -68,6 +70,10 @@ def run_probe(
     """
     options, where = options or ProbeOptions(), where or EntryFilter()
     dspec = get_dataset(dataset, task=task)
+    if not dspec.volumetric and (options.axes, options.slices) != ("all", "mean"):
+        raise UserError(
+            f"--axes / --slices aggregate a 3D dataset's slices; {dspec.flag} is 2D, drop them"
+        )
     if extract is None:
         entries = _matching(dspec, size, data_root, cache_root, backbone, where, task)
     else:
@@ -77,9 +83,9 @@ def run_probe(
     results = []
     for path, key in entries:
         todo = _todo(options, key, dspec, out, skip_existing, baseline)
-        splits = _read_entry(path, npz, dspec) if todo else None
+        splits = _read_entry(path, npz, dspec, key) if todo else {}
         for settings in todo:
-            result = _one_run(splits, key, path, dspec, settings)
+            result = _one_run(_volumes(splits, key, settings), key, path, dspec, settings)
             result.save(out)
             _track(result, options.tracker, out)
             results.append(result)
@@ -120,6 +126,7 @@ def _todo(
             f"{key.backbone} has no feature kind {missing}; it has {'+'.join(key.features)}"
         )
     subsampled = options.train_fraction is not None or options.shots is not None
+    volume = (options.axes, options.slices) if key.slices is not None else None
     todo = []
     for head in options.heads:
         for seed in seeds_for(head, options.seeds, subsampled=subsampled):
@@ -133,6 +140,7 @@ def _todo(
                 bootstrap=options.bootstrap,
                 seed=seed,
                 baseline=baseline,
+                volume=volume,
             )
             record = Path(out) / f"{settings.run_name(dspec, key)}.json"
             if skip_existing and record.exists():
@@ -142,10 +150,35 @@ def _todo(
     return todo
 
 
-def _read_entry(path: Path, npz: Path, dspec: DatasetSpec) -> dict[str, tuple[dict, np.ndarray]]:
-    """Every split of an entry, whose labels must be those of the data file it is used for."""
+def _read_entry(
+    path: Path, npz: Path, dspec: DatasetSpec, key: CacheKey
+) -> dict[str, tuple[dict, np.ndarray]]:
+    """Every split of an entry, whose labels must be those of the data file it is used for.
+
+    A 3D entry's rows are slices, each labelled as its volume (`cache.slices`).
+    """
     expected = {s: load_labels(npz, s, task=dspec.task, n_classes=dspec.n_classes) for s in SPLITS}
+    if key.slices is not None:
+        per = len(AXES[key.slices]) * key.size
+        expected = {s: np.repeat(y, per, axis=0) for s, y in expected.items()}
     return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
+
+
+def _volumes(splits: dict, key: CacheKey, settings: FitSettings) -> dict:
+    """A 3D entry's slice rows aggregated to one row per volume, as the run's settings say."""
+    if settings.volume is None or key.slices is None:
+        return splits
+    axes, how = settings.volume
+    n_axes = len(AXES[key.slices])
+    per = n_axes * key.size
+    pooled = {}
+    for split, (features, labels) in splits.items():
+        rows = {
+            kind: slice_features(f, n_axes=n_axes, axes=axes, slices=how, side=key.size)
+            for kind, f in features.items()
+        }
+        pooled[split] = (rows, labels[::per])
+    return pooled
 
 
 def _matching(

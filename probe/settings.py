@@ -33,6 +33,7 @@ class FitSettings:
     seed: int
     refit: str = "none"
     baseline: str | None = None  # fitted as a null baseline (`probe.baselines`)
+    volume: tuple[str, str] | None = None  # a 3D entry's (axes, slices) aggregation
 
     def config(self, key: CacheKey) -> dict:
         """The run's full configuration: the record's name ends in its digest.
@@ -41,6 +42,7 @@ class FitSettings:
         """
         refit = {} if self.refit == "none" else {"refit": self.refit}
         refit |= {"baseline": self.baseline} if self.baseline else {}
+        refit |= {"axes": self.volume[0], "slices": self.volume[1]} if self.volume else {}
         return {
             "entry": json.loads(key.to_json()),
             "head": self.head,
@@ -62,7 +64,8 @@ class FitSettings:
     def tag(self, entry_kinds: tuple[str, ...]) -> str:
         """The run's variant tag (a baseline, non-default kinds, fraction, shots, refit)."""
         tag = run_tag(self.kinds, default_kinds(entry_kinds), self.fraction, self.shots, self.refit)
-        return "-".join(filter(None, [self.baseline, tag]))
+        volume = f"{self.volume[1]}-{self.volume[0]}".replace("+", "") if self.volume else None
+        return "-".join(filter(None, [self.baseline, volume, tag]))
 
     def run_name(self, dspec: DatasetSpec, key: CacheKey) -> str:
         """The run's folder-safe name on the entry of `key`."""

@@ -42,13 +42,22 @@ def per_family(names) -> list:
 
 
 def make_npz(
-    path: Path, *, n=(24, 8, 8), size=28, channels=1, n_classes=3, multi_label=False, seed=0
+    path: Path,
+    *,
+    n=(24, 8, 8),
+    size=28,
+    channels=1,
+    n_classes=3,
+    multi_label=False,
+    seed=0,
+    volumes=False,
 ) -> Path:
-    """Write a MedMNIST-layout npz whose labels are learnable from the pixels."""
+    """Write a MedMNIST-layout npz whose labels are learnable from the pixels (or voxels)."""
     rng = np.random.default_rng(seed)
     arrays = {}
     for split, count in zip(("train", "val", "test"), n, strict=True):
         shape = (count, size, size) if channels == 1 else (count, size, size, channels)
+        shape = (count, size, size, size) if volumes else shape
         if multi_label:
             labels = rng.integers(0, 2, (count, n_classes))
             level = labels[:, 0] * 120 + 40

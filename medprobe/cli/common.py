@@ -128,6 +128,7 @@ def list_datasets(*, as_json: bool = False) -> None:
     rows = [
         {
             "dataset": flag,
+            "3d": spec.volumetric,
             "task": spec.task,
             "channels": spec.n_channels,
             "classes": spec.n_classes,

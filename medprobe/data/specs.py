@@ -17,6 +17,7 @@ from medprobe.data.validate import TASKS, infer_n_classes
 from medprobe.errors import did_you_mean
 
 SIZES = (28, 64, 128, 224)
+SIZES_3D = (28, 64)  # MedMNIST+'s volumes: 28 and 64 voxels a side
 DEFAULT_DATASET, DEFAULT_SIZE = "bloodmnist", 28
 FLAGS_2D = (
     "pathmnist",
@@ -31,6 +32,14 @@ FLAGS_2D = (
     "organamnist",
     "organcmnist",
     "organsmnist",
+)
+FLAGS_3D = (
+    "organmnist3d",
+    "nodulemnist3d",
+    "adrenalmnist3d",
+    "fracturemnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
 )
 # The mirror images that are still images of the same class, which `finetune --augment basic` may
 # draw: h (left-right), v (up-down). Microscopy and dermoscopy have no up or down. Ultrasound, OCT
@@ -53,6 +62,8 @@ FLIPS = {
     "organamnist": "none",
     "organcmnist": "none",
     "organsmnist": "none",
+    # 3D: no augmentation is drawn yet; the 3D networks that train on volumes come next (#29).
+    **dict.fromkeys(FLAGS_3D, "none"),
 }
 FLIP_CHOICES = ("hv", "h", "v", "none")
 
@@ -72,6 +83,7 @@ class DatasetSpec:
     sizes: tuple[int, ...] = SIZES
     path: Path | None = None
     flips: str = "none"  # `FLIPS`; a user's own npz: none unless the run asks (`finetune --flips`)
+    volumetric: bool = False  # volumes (N, D, H, W), not images: the 3D datasets
 
     @property
     def n_classes(self) -> int:
@@ -93,10 +105,12 @@ def _spec_from_info(flag: str) -> DatasetSpec:
         labels=labels,
         n_samples=dict(info["n_samples"]),
         flips=FLIPS[flag],
+        sizes=SIZES_3D if flag in FLAGS_3D else SIZES,
+        volumetric=flag in FLAGS_3D,
     )
 
 
-DATASETS: dict[str, DatasetSpec] = {flag: _spec_from_info(flag) for flag in FLAGS_2D}
+DATASETS: dict[str, DatasetSpec] = {flag: _spec_from_info(flag) for flag in FLAGS_2D + FLAGS_3D}
 
 
 def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetSpec:

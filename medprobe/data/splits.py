@@ -21,7 +21,7 @@ import numpy as np
 from medprobe.data.files import SPLITS, dataset_path, load_labels, unreadable
 from medprobe.data.npz import member_info, read_rows
 from medprobe.data.specs import DatasetSpec, get_dataset
-from medprobe.data.validate import check_image_shape
+from medprobe.data.validate import check_image_shape, check_volume_shape
 from medprobe.errors import DataError
 
 CHUNK_BYTES = 32 << 20
@@ -37,7 +37,7 @@ class SplitFile:
 
     path: Path
     split: str
-    shape: tuple[int, ...]  # (N, H, W, C)
+    shape: tuple[int, ...]  # (N, H, W, C); a 3D dataset's volumes: (N, D, H, W)
     labels: np.ndarray  # (N, L) int64, validated
 
     @property
@@ -97,7 +97,8 @@ def open_split(
         member = member_info(path, f"{split}_images")
     except DAMAGED as e:
         raise unreadable(path, e) from e
-    shape = check_image_shape(member.shape, member.dtype, where=f"{path.name} {split}")
+    check = check_volume_shape if spec.volumetric else check_image_shape
+    shape = check(member.shape, member.dtype, where=f"{path.name} {split}")
     if shape[0] != len(labels):
         raise DataError(
             f"{path.name} {split}: {shape[0]} images but {len(labels)} label rows; one row per "

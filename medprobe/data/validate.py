@@ -32,14 +32,39 @@ def check_image_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) ->
 
     Returns (N, H, W, C).
     """
-    if len(shape) >= 1 and shape[0] == 0:
-        raise DataError(f"{where}: the split is empty; every split needs at least one image")
+    _check_not_empty(shape, where)
     nhwc = (*shape, 1) if len(shape) == 3 else tuple(shape)
+    if dtype == np.uint8 and len(shape) == 4 and shape[1] == shape[2] == shape[3]:
+        raise DataError(
+            f"{where}: these are volumes {tuple(shape)} (N, D, H, W), not images; give a 3D "
+            "dataset's flag (probe datasets lists them), e.g. adrenalmnist3d"
+        )
     if dtype != np.uint8 or len(nhwc) != 4 or nhwc[-1] not in (1, 3):
         raise DataError(
             f"{where}: images must be uint8 (N, H, W) or (N, H, W, 1|3); got {dtype} {shape}"
         )
     return nhwc
+
+
+def check_volume_shape(shape: tuple[int, ...], dtype: np.dtype, *, where: str) -> tuple[int, ...]:
+    """Volumes as an npz header describes them: (N, S, S, S) uint8 cubes, N > 0."""
+    _check_not_empty(shape, where)
+    cube = len(shape) == 4 and shape[1] == shape[2] == shape[3]
+    if len(shape) == 3 or (len(shape) == 4 and shape[-1] in (1, 3) and not cube):
+        raise DataError(
+            f"{where}: these are 2D images {tuple(shape)}, but the dataset is 3D: volumes "
+            "(N, D, H, W); give a 2D dataset's flag, or the 3D dataset's own file"
+        )
+    if dtype != np.uint8 or not cube:
+        raise DataError(
+            f"{where}: volumes must be uint8 cubes (N, S, S, S); got {dtype} {tuple(shape)}"
+        )
+    return tuple(shape)
+
+
+def _check_not_empty(shape: tuple[int, ...], where: str) -> None:
+    if len(shape) >= 1 and shape[0] == 0:
+        raise DataError(f"{where}: the split is empty; every split needs at least one image")
 
 
 def check_labels(labels: np.ndarray, *, task: str, n_classes: int | None, where: str) -> np.ndarray:

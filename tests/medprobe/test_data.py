@@ -15,13 +15,17 @@ from tests.support import BREASTMNIST, make_npz, needs_shared
 
 
 def test_specs_cover_the_twelve_2d_datasets():
-    assert len(DATASETS) == 12
+    flat = {flag: spec for flag, spec in DATASETS.items() if not spec.volumetric}
+    assert len(flat) == 12 and len(DATASETS) == 18  # and the six 3D ones
     blood, chest, retina = DATASETS["bloodmnist"], DATASETS["chestmnist"], DATASETS["retinamnist"]
     assert (blood.task, blood.n_channels, blood.n_classes) == ("multi-class", 3, 8)
     assert blood.n_samples == {"train": 11959, "val": 1712, "test": 3421}
     assert chest.task == "multi-label, binary-class" and chest.n_classes == 14
     assert retina.task == "ordinal-regression"
-    assert all(spec.sizes == (28, 64, 128, 224) for spec in DATASETS.values())
+    assert all(spec.sizes == (28, 64, 128, 224) for spec in flat.values())
+    volumes = [spec for spec in DATASETS.values() if spec.volumetric]
+    assert all(spec.sizes == (28, 64) and spec.n_channels == 1 for spec in volumes)
+    assert DATASETS["organmnist3d"].n_classes == 11
 
 
 def test_load_split_gives_uint8_nhwc_and_2d_labels(data_root):

@@ -7,7 +7,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from medprobe.data import DATASETS
+from medprobe.data import FLAGS_2D
 from medprobe.references import RunProtocol, closest, load_references, protocol_note
 from medprobe.references.registry import _parse, _sources
 from probe.cli import main as probe_main
@@ -16,8 +16,8 @@ from probe.cli import main as probe_main
 def test_every_cell_has_its_source_protocol_and_a_parsed_value():
     references = load_references()
     # every 2D dataset x (10 models end to end + 10 linear probes + 10 k-NN) x 4 sizes
-    assert len(references) == len(DATASETS) * 30 * 4
-    assert {r.dataset for r in references} == set(DATASETS)
+    assert len(references) == len(FLAGS_2D) * 30 * 4
+    assert {r.dataset for r in references} == set(FLAGS_2D)
     for r in references:
         assert r.source.commit and len(r.source.commit) == 40
         assert r.source.url(r.dataset).endswith(f"/benchmark_results_{r.dataset}.png")
