@@ -53,10 +53,19 @@ class PartialEntry:
             os.close(fd)
 
     def mark_done(self, split: str, start: int, stop: int, *, rank: int = 0) -> None:
-        """Record rows [start, stop) of `split` as written (atomic sidecar replace)."""
+        """Record rows [start, stop) of `split` as written (atomic sidecar replace).
+
+        A range that continues the last one extends it: one process writing in order keeps one
+        range per split, so the note stays small however many batches there are (a list of every
+        batch made each rewrite O(batches): the whole extraction quadratic).
+        """
         note = f"progress-{rank}"
         progress = self.files.read_note(note)
-        progress.setdefault(split, []).append([start, stop])
+        ranges = progress.setdefault(split, [])
+        if ranges and ranges[-1][1] == start:
+            ranges[-1][1] = stop
+        else:
+            ranges.append([start, stop])
         self.files.write_note(note, progress)
 
     def done_ranges(self, split: str) -> list[tuple[int, int]]:

@@ -78,3 +78,13 @@ def needs_shared(path: Path):
     return pytest.mark.skipif(
         not path.exists(), reason=f"{path} absent (needs ../shared beside the repo)"
     )
+
+
+def rows_done(sidecar: Path, split: str = "train") -> int:
+    """Rows an extraction's progress note says are written (0 while it is being replaced)."""
+    import json
+
+    try:
+        return sum(stop - start for start, stop in json.loads(sidecar.read_text()).get(split, []))
+    except (OSError, ValueError):
+        return 0
