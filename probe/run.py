@@ -29,6 +29,7 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
+from medprobe.data.npz import member_info
 from medprobe.errors import UserError
 from medprobe.metrics import named_class
 from medprobe.results import RunResult
@@ -85,7 +86,7 @@ def run_probe(
         todo = _todo(options, key, dspec, out, skip_existing, baseline)
         splits = _read_entry(path, npz, dspec, key) if todo else {}
         for settings in todo:
-            result = _one_run(_volumes(splits, key, settings), key, path, dspec, settings)
+            result = _one_run(_volumes(splits, key, settings, npz), key, path, dspec, settings)
             result.save(out)
             _track(result, options.tracker, out)
             results.append(result)
@@ -159,22 +160,27 @@ def _read_entry(
     """
     expected = {s: load_labels(npz, s, task=dspec.task, n_classes=dspec.n_classes) for s in SPLITS}
     if key.slices is not None:
-        per = len(AXES[key.slices]) * key.size
+        per = len(AXES[key.slices]) * volume_side(npz)
         expected = {s: np.repeat(y, per, axis=0) for s, y in expected.items()}
     return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
 
 
-def _volumes(splits: dict, key: CacheKey, settings: FitSettings) -> dict:
+def volume_side(npz: Path) -> int:
+    """Voxels a side of a 3D data file's volumes (from its header; a user's own may be any)."""
+    return member_info(npz, "train_images").shape[1]
+
+
+def _volumes(splits: dict, key: CacheKey, settings: FitSettings, npz: Path) -> dict:
     """A 3D entry's slice rows aggregated to one row per volume, as the run's settings say."""
     if settings.volume is None or key.slices is None:
         return splits
     axes, how = settings.volume
-    n_axes = len(AXES[key.slices])
-    per = n_axes * key.size
+    n_axes, side = len(AXES[key.slices]), volume_side(npz)
+    per = n_axes * side
     pooled = {}
     for split, (features, labels) in splits.items():
         rows = {
-            kind: slice_features(f, n_axes=n_axes, axes=axes, slices=how, side=key.size)
+            kind: slice_features(f, n_axes=n_axes, axes=axes, slices=how, side=side)
             for kind, f in features.items()
         }
         pooled[split] = (rows, labels[::per])

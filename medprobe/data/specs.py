@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medprobe.data.files import SPLITS, checked_labels, medmnist_info, open_npz
+from medprobe.data.npz import member_info
 from medprobe.data.validate import TASKS, infer_n_classes
 from medprobe.errors import did_you_mean
 
@@ -154,4 +155,14 @@ def get_dataset(name: str | os.PathLike, *, task: str | None = None) -> DatasetS
         n_samples={split: len(y) for split, y in labels.items()},
         sizes=(),
         path=path,
+        volumetric=_holds_volumes(path),
     )
+
+
+def _holds_volumes(path: Path) -> bool:
+    """Whether a user's npz holds volumes (N, S, S, S) rather than images (its header says)."""
+    try:
+        shape = member_info(path, "train_images").shape
+    except (KeyError, OSError, ValueError):
+        return False  # `open_split` names what is wrong with the file
+    return len(shape) == 4 and shape[1] == shape[2] == shape[3] and shape[3] not in (1, 3)

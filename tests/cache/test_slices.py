@@ -175,3 +175,18 @@ def test_real_adrenalmnist3d_through_a_2d_backbone_s_slices(tmp_path):
     assert record.metrics["test"]["n"] == 298 and record.config["entry"]["slices"] == "all"
     features, labels = read_split(next((tmp_path / "c").rglob("*.h5")), "train")
     assert features["cls"].shape[0] == len(labels) == 1188 * 84
+
+
+def test_a_users_own_npz_of_volumes(tmp_path):
+    own = make_npz(tmp_path / "mine.npz", n=(6, 4, 4), size=16, n_classes=2, volumes=True)
+    spec = get_dataset(str(own), task="binary-class")
+    assert spec.volumetric and open_split(spec, "train", root=None).shape == (6, 16, 16, 16)
+    args = ["fit", "--dataset", str(own), "--task", "binary-class", "--extract", "--bootstrap"]
+    args += ["0", "--backbone", "timm:test_vit", "--no-pretrained", "--img-size", "32"]
+    args += ["--cache-root", str(tmp_path / "c"), "--out", str(tmp_path / "r")]
+    done = CliRunner().invoke(probe_main, [*args, "--slices", "max"])
+    assert done.exit_code == 0, done.output
+    [record] = load_results(tmp_path / "r")
+    assert record.config["slices"] == "max" and record.metrics["test"]["n"] == 4
+    flat = make_npz(tmp_path / "flat.npz", n_classes=2)
+    assert not get_dataset(str(flat), task="binary-class").volumetric
