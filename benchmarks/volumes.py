@@ -37,24 +37,29 @@ def rate(path: Path) -> float:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="adrenalmnist3d")
+    parser.add_argument("--size", type=int, default=28, help="The 3D dataset's (28 or 64).")
     parser.add_argument("--reference", default="breastmnist", help="The 2D dataset timed beside.")
     parser.add_argument("--backbone", default="dinov2_small")
     parser.add_argument("--weights", default=None)
+    parser.add_argument("--random-init", action="store_true", help="A seeded random init.")
     parser.add_argument("--img-size", type=int, default=None)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--append", type=Path, default=None)
     args = parser.parse_args(argv)
-    options = ExtractOptions(weights=args.weights, img_size=args.img_size)
+    options = ExtractOptions(
+        weights=args.weights, img_size=args.img_size, pretrained=not args.random_init
+    )
     with tempfile.TemporaryDirectory() as tmp:
         where = {"data_root": args.data_root, "cache_root": Path(tmp) / "cache"}
         flat = extract(args.backbone, args.reference, options=options, **where)
-        volumes = extract(args.backbone, args.dataset, options=options, **where)
+        volumes = extract(args.backbone, args.dataset, size=args.size, options=options, **where)
         ratio = rate(volumes.path) / rate(flat.path)
         for axes in AXES:
             for how in AGGREGATIONS:
                 probe = ProbeOptions(axes=axes, slices=how)
                 [result] = run_probe(
                     args.dataset,
+                    size=args.size,
                     backbone=args.backbone,
                     options=probe,
                     out=Path(tmp) / "runs",
@@ -62,8 +67,8 @@ def main(argv=None) -> None:
                 )
                 test, ci = result.metrics["test"], result.metrics["test"]["ci95"]
                 emit(
-                    f"| {date.today()} | {machine()} | {args.dataset}_28 | {args.backbone} "
-                    f"{args.img_size or ''} | {axes} | {how} | "
+                    f"| {date.today()} | {machine()} | {args.dataset}_{args.size} | "
+                    f"{args.backbone} {args.img_size or ''} | {axes} | {how} | "
                     f"{test['auc']:.3f} [{ci['auc'][0]:.3f}, {ci['auc'][1]:.3f}] | "
                     f"{test['acc']:.3f} [{ci['acc'][0]:.3f}, {ci['acc'][1]:.3f}] | "
                     f"{rate(volumes.path):.0f} | {ratio:.2f} | "

@@ -191,3 +191,15 @@ def test_backbones_benchmark_prints_a_row_per_backbone_against_the_first(capsys)
     rows = capsys.readouterr().out.strip().splitlines()
     assert len(rows) == 2 and "| vit_tiny | timm | 224 | 5.5 |" in rows[0]
     assert "| 1.00x |" in rows[0] and "dinov3_small" in rows[1]
+
+
+def test_volumes_benchmark_prints_a_row_per_aggregation(tmp_path, capsys):
+    from benchmarks import volumes
+
+    make_npz(tmp_path / "adrenalmnist3d.npz", n=(6, 4, 4), n_classes=2, volumes=True)
+    make_npz(tmp_path / "breastmnist.npz", n_classes=2)
+    args = ["--data-root", str(tmp_path), "--backbone", "timm:test_vit", "--random-init"]
+    volumes.main([*args, "--img-size", "32"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("|")]
+    assert len(rows) == 6 and all("adrenalmnist3d_28 | timm:test_vit 32" in r for r in rows)
+    assert {r.split(" | ")[5] for r in rows} == {"mean", "max", "mean+max"}
