@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import machine
-from benchmarks.synthetic import write_npz
+from benchmarks.synthetic import write_npz, write_volumes
 
 SCALES = {
     "full": dict(
@@ -33,6 +33,8 @@ SCALES = {
         dino="dinov2_small",
         cnn="resnet18",
         vit_images=4096,
+        volumes=(1188, 98, 298),  # AdrenalMNIST3D's splits
+        volume_epochs=100,  # MedMNIST v2's 3D schedule (MedMNIST/experiments, MedMNIST3D)
     ),
     "tiny": dict(
         split=(48, 16, 16),
@@ -40,6 +42,8 @@ SCALES = {
         dino="timm:test_vit",
         cnn="timm:test_resnet",
         vit_images=32,
+        volumes=(8, 4, 4),
+        volume_epochs=1,
     ),
 }
 PY = sys.executable
@@ -53,6 +57,8 @@ class Bench:
         self.rows: list[str] = []
         self.figures: dict = {"machine": machine()}
         self.data = work / "data"
+        self.volumes_root: Path | None = None  # the volumes step's real data, if any
+        self.volume_epochs: int | None = None
         n_train, n_val, n_test = scale["split"]
         write_npz(self.data / "bloodmnist.npz", n_train=n_train, n_val=n_val, n_test=n_test)
 
@@ -63,7 +69,7 @@ class Bench:
         """
         where = []
         if args[0] in ("probe", "finetune") and args[1] in ("extract", "fit", "run"):
-            where = ["--data-root", str(self.data)]
+            where = [] if "--data-root" in args else ["--data-root", str(self.data)]
             where += ["--cache-root", str(self.work / cache)] if args[0] == "probe" else []
         command = self._argv(args) + where
         start = time.perf_counter()
@@ -264,6 +270,38 @@ def distributed(b: Bench) -> None:
         b.row(f"`{launcher} {name}` (s)", f"{wall:.1f}", f"{launcher} {command}", wall_s=wall)
 
 
+def volumes(b: Bench) -> None:
+    """MedMNIST v2's 3D ResNet-18s from scratch: real AdrenalMNIST3D-28 where given, else noise.
+
+    Test AUC / ACC of the best val epoch, and training volumes/s.
+    """
+    if b.volumes_root is not None:
+        data, where = "adrenalmnist3d", ["--data-root", str(b.volumes_root)]
+    else:
+        n_train, n_val, n_test = b.scale["volumes"]
+        path = write_volumes(b.work / "volumes.npz", n_train=n_train, n_val=n_val, n_test=n_test)
+        data, where = str(path), ["--task", "binary-class"]
+    epochs = str(b.volume_epochs or b.scale["volume_epochs"])
+    for network in ("resnet18_2.5d", "resnet18_3d", "resnet18_acs"):
+        command = (
+            f"finetune run --backbone {network} --dataset {data} --epochs {epochs} "
+            "--batch-size 32 --json"
+        )
+        wall, out = b.run(*command.split(), *where, "--out", str(b.work / "runs-3d"))
+        brief = json.loads(out)
+        test, timings = brief["test"], json.loads(Path(brief["record"]).read_text())["timings"]
+        b.row(
+            f"`finetune run` {network} on {Path(data).stem}, {epochs} epochs: test AUC / ACC, "
+            "train volumes/s, wall s",
+            f"{test['auc']:.3f} / {test['acc']:.3f}, {timings['train_images_per_s']:.1f}, "
+            f"{wall:.0f}",
+            command,
+            wall_s=wall,
+            test=test,
+            timings=timings,
+        )
+
+
 def compiled(b: Bench) -> None:
     train = str(b.scale["split"][0])
     for batch in ("128", "512"):
@@ -280,6 +318,7 @@ STEPS = {
     "notebook": notebook,
     "torchrun": distributed,
     "compile": compiled,
+    "volumes": volumes,
 }
 
 
@@ -292,9 +331,16 @@ def main() -> None:
     parser.add_argument(
         "--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}"
     )
+    parser.add_argument(
+        "--volumes-root",
+        type=Path,
+        help="a folder with the real adrenalmnist3d.npz for the volumes step [default: noise]",
+    )
+    parser.add_argument("--volume-epochs", type=int, help="[default: 100; --tiny: 1]")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="medprobe-bench-"))
     bench = Bench(SCALES["tiny" if args.tiny else "full"], work, args.out)
+    bench.volumes_root, bench.volume_epochs = args.volumes_root, args.volume_epochs
     try:
         for name in args.steps.split(","):
             started = time.perf_counter()

@@ -32,7 +32,7 @@ from medprobe.backbones.factory import (
     model_cost,
     preprocess_config,
 )
-from medprobe.backbones.registry import BackboneSpec, get_backbone
+from medprobe.backbones.registry import BackboneSpec, check_pairing, get_backbone
 from medprobe.backbones.weights import weights_identity
 from medprobe.data import (
     DEFAULT_DATASET,
@@ -96,6 +96,7 @@ def extract(
     options = options or ExtractOptions()
     rank, world = init_distributed()
     spec, dspec = get_backbone(backbone), get_dataset(dataset, task=task)
+    check_pairing(spec, dataset=dspec.flag, volumes=dspec.volumetric, training=False)
     npz = dataset_path(dspec, size=size, root=data_root, download=options.download)
     device = resolve_device(options.device, rank=rank)
     key = entry_key(

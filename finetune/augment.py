@@ -1,4 +1,7 @@
-"""On-device augmentation of uint8 batches: random flips and a small random affine, no PIL."""
+"""On-device augmentation of uint8 batches: random flips and a small random affine, no PIL.
+
+Volumes are flipped only: a 3D affine would resample every voxel of a 28-voxel cube.
+"""
 
 from __future__ import annotations
 
@@ -58,3 +61,16 @@ def augment(
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def augment_volumes(volumes: torch.Tensor, draws: torch.Tensor, *, flips: str) -> torch.Tensor:
+    """Flip each volume (B, D, H, W) left-right (h: W) and/or up-down (v: H) with p=0.5.
+
+    As `flips` allows, with the same draws as `augment` (`draw_params`); uint8 in and out.
+    """
+    x = volumes
+    if "h" in flips:
+        x = torch.where(draws[:, 0, None, None, None] < 0.5, x.flip(-1), x)
+    if "v" in flips:
+        x = torch.where(draws[:, 1, None, None, None] < 0.5, x.flip(-2), x)
+    return x

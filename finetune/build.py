@@ -17,6 +17,7 @@ from finetune.steps import warmup_cosine
 from medprobe.backbones.factory import create_backbone
 from medprobe.backbones.registry import BackboneSpec
 from medprobe.data import DatasetSpec
+from medprobe.errors import UserError
 from medprobe.outputs import TaskLoss, class_weights
 
 # Sets a model's classifier before training (`--init-head probe`: `suite.lpft.probe_head`) and says
@@ -25,13 +26,29 @@ HeadInit = Callable[..., dict]
 
 
 def build_model(
-    cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, init_head: HeadInit | None
+    cfg: TrainConfig,
+    spec: BackboneSpec,
+    dspec: DatasetSpec,
+    init_head: HeadInit | None,
+    *,
+    side: int | None = None,
 ):
-    """The classifier, its preprocessing, and how its head started ({} for a random head)."""
+    """The classifier, its preprocessing, and how its head started ({} for a random head).
+
+    `side`: the volumes' side, for a network for volumes (default: the dataset's size).
+    """
     assert cfg.pretrained is not None and cfg.drop_path is not None, "TrainConfig resolves them"
     # A CNN trained from scratch runs at the dataset's own size; pretrained models at their native
-    # one.
+    # one; a network for volumes at the volumes' side.
     img_size = cfg.img_size or (cfg.size if spec.family == "cnn" and not cfg.pretrained else None)
+    if spec.volumetric:
+        side = side or cfg.size
+        if cfg.img_size not in (None, side):
+            raise UserError(
+                f"--img-size {cfg.img_size}: {spec.name} runs at the volumes' own side ({side}); "
+                "drop --img-size"
+            )
+        img_size = side
     model, pcfg = create_backbone(
         spec,
         pretrained=cfg.pretrained,

@@ -15,9 +15,9 @@ import click
 from finetune.config import TrainConfig
 from finetune.defaults import TRAIN_DEFAULTS
 from medprobe import __version__
+from medprobe.cli.checks import check_inputs
 from medprobe.cli.common import (
     add_verbosity,
-    check_inputs,
     clean_errors_of,
     dataset_options,
     json_option,
@@ -76,7 +76,7 @@ def _run_command(head_initializer: Callable | None) -> click.Command:
         """Train one model on one dataset; best epoch on val, test scored once."""
         where = {k: options[k] for k in ("dataset", "size", "task", "weights")}
         cfg = TrainConfig(**options)  # contradicting flags first: they are the flags'
-        check_inputs(**where, backbone=options["model"])
+        check_inputs(**where, backbone=options["model"], training=True)
         _run(cfg, as_json=as_json, head_initializer=head_initializer)
 
     return run

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from finetune.defaults import TRAIN_DEFAULTS, defaults_for
-from medprobe.backbones.registry import PRECISIONS, get_backbone
+from medprobe.backbones.registry import BACKBONES, PRECISIONS, get_backbone
 from medprobe.cli.options import check_fields, option, refuse_contradicting_weights
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, FLIP_CHOICES
 from medprobe.metrics import SELECT_METRICS
@@ -31,7 +31,8 @@ LPFT_LR_FACTOR = 0.1
 FREEZE_HELP = (
     "none | backbone (train the head only) | last:K (the last K blocks, final norm and head)"
 )
-SCRATCH_BY_DEFAULT = ("resnet18",)
+# ResNet-18 and the networks for volumes have no pretrained weights worth starting from here.
+SCRATCH_BY_DEFAULT = ("resnet18", *(name for name, spec in BACKBONES.items() if spec.volumetric))
 # How a run is carried out, not what it computes: a checkpoint resumes across changes to these.
 HOW_IT_RUNS = (
     "resume",
@@ -75,7 +76,9 @@ class TrainConfig:
         None, "Input size [default: dataset size for CNNs from scratch, else the model's].", min=1
     )
     pretrained: bool | None = option(
-        None, "[default: scratch for resnet18, pretrained for the others]"
+        None,
+        "[default: scratch for resnet18 and the 3D networks (resnet18_3d, _2.5d, _acs), pretrained "
+        "for the others]",
     )
     weights: str | None = option(None, "Local .safetensors/.pth weights.")
     freeze: str = option("none", FREEZE_HELP)
@@ -111,7 +114,9 @@ class TrainConfig:
         0.0, "Share of each target spread over the other classes.", min=0, max=1, max_open=True
     )
     augment: str = option(
-        "basic", "basic: random flips (see --flips) and a small random affine.", choices=AUGMENTS
+        "basic",
+        "basic: random flips (see --flips) and a small random affine; volumes: the flips only.",
+        choices=AUGMENTS,
     )
     flips: str = option(
         "auto",

@@ -91,7 +91,7 @@ def _hparams(run: Run, state: TrainState) -> dict:
 
 def _compute(run: Run) -> dict:
     """The network's size and cost per image, the run's peak memory and its device."""
-    cost = model_cost(run.steps.model, run.steps.pcfg.input_size)
+    cost = model_cost(run.steps.model, run.steps.pcfg.input_size, volumes=run.spec.volumetric)
     device = run.steps.device
     return cost | {"peak_memory_mb": peak_memory_mb(device), "device": device_name(device)}
 

@@ -20,7 +20,7 @@ from finetune.config import NOT_IDENTITY, TrainConfig
 from finetune.data import place_data, training_data
 from finetune.model import apply_freeze, micro_batch_size
 from finetune.steps import TrainSteps
-from medprobe.backbones.registry import BackboneSpec, get_backbone
+from medprobe.backbones.registry import BackboneSpec, check_pairing, get_backbone
 from medprobe.backbones.weights import weights_identity
 from medprobe.data import DatasetSpec, get_dataset
 from medprobe.data.validate import check_trainable
@@ -76,8 +76,12 @@ def run_config(cfg: TrainConfig, spec: BackboneSpec, dspec: DatasetSpec, data_md
 
 
 def check_config(cfg: TrainConfig) -> None:
-    """Fail now on what would fail a run later: unknown model or dataset, missing weights file."""
-    spec, _ = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    """Fail now on what would fail a run later.
+
+    An unknown model or dataset, a model that cannot train on the dataset, a missing weights file.
+    """
+    spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
+    check_pairing(spec, dataset=dspec.flag, volumes=dspec.volumetric, training=True)
     weights_identity(
         spec.model_id, pretrained=bool(cfg.pretrained), weights=cfg.weights, seed=cfg.seed
     )
@@ -93,12 +97,14 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
     select, note = epoch_selection(cfg.select, data["val"][1], dspec)
     if note:
         log.warning("%s", note)
-    model, pcfg, head_init = build_model(cfg, spec, dspec, init_head)
+    model, pcfg, head_init = build_model(
+        cfg, spec, dspec, init_head, side=data["train"][0].shape[1]
+    )
     n_trainable = apply_freeze(model, cfg.freeze)
     # CNNs run channels_last (the fast convolutions), except compiled: inductor picks its own
     # layouts
     # and its convolution backward rejects channels_last weights (torch 2.11, H200).
-    channels_last = spec.family == "cnn" and not cfg.compile
+    channels_last = spec.family == "cnn" and not cfg.compile and not spec.volumetric
     model = model.to(
         device, memory_format=torch.channels_last if channels_last else torch.preserve_format
     )
@@ -117,11 +123,12 @@ def setup(cfg, spec, dspec, name, config, rank, world, init_head) -> Run:
         pcfg=pcfg,
         channels_last=channels_last,
         device=device,
-        precision=resolve_precision(cfg.precision, device),
+        precision=resolve_precision(cfg.precision, device, volumes=spec.volumetric),
         flips=config["flips"],  # resolved once, in the run's identity (`run_config`)
         micro_batch=micro_batch_size(
             model, cfg.micro_batch, batch_size=cfg.batch_size, device=device
         ),
+        volumes=spec.volumetric,
     )
     return Run(
         cfg=cfg,

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from finetune.augment import augment
+from finetune.augment import augment, augment_volumes
 from finetune.model import train_mode
-from medprobe.backbones.preprocess import PreprocessConfig, preprocess
+from medprobe.backbones.preprocess import PreprocessConfig, preprocess, preprocess_volumes
 from medprobe.device import autocast
 from medprobe.outputs import TaskLoss
 from medprobe.progress import progress_bar
@@ -45,6 +45,7 @@ class TrainSteps:
     precision: str
     flips: str  # the mirror images augmentation may draw (`medprobe.data.FLIPS`)
     micro_batch: int | None = None  # images per forward and backward pass; None: the whole batch
+    volumes: bool = False  # the rows are volumes (B, D, H, W) for a network for volumes
     # of the last epoch, on the CPU
     step_losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
@@ -98,7 +99,7 @@ class TrainSteps:
         add up to the whole batch's (ranks synchronise on the last micro-batch only).
         """
         if draws is not None:
-            images = augment(images, draws, flips=self.flips)
+            images = (augment_volumes if self.volumes else augment)(images, draws, flips=self.flips)
         self.optimizer.zero_grad(set_to_none=True)
         size = self.micro_batch or len(images)
         parts = list(zip(images.split(size), labels.split(size), strict=True))
@@ -108,7 +109,7 @@ class TrainSteps:
             no_sync = getattr(self.net, "no_sync", None) if i < len(parts) - 1 else None
             with no_sync() if no_sync else contextlib.nullcontext():
                 with autocast(self.device, self.precision):
-                    logits = self.net(to_input(x, self.pcfg, self.channels_last))
+                    logits = self.net(self.to_input(x))
                 part = self.loss_fn(logits.float(), y)
                 if len(parts) > 1:
                     assert total is not None, "micro-batches share the batch's total"
@@ -133,11 +134,16 @@ class TrainSteps:
         out = []
         for idx in rows.split(batch_size):
             with autocast(self.device, self.precision):
-                x = to_input(images[idx].to(self.device), self.pcfg, self.channels_last)
-                out.append(self.model(x).float())
+                out.append(self.model(self.to_input(images[idx].to(self.device))).float())
         # one copy, one wait
         logits = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0), np.float32)
         return logits if world == 1 else _gather_rows(rows.numpy(), logits, len(images), world)
+
+    def to_input(self, batch: torch.Tensor) -> torch.Tensor:
+        """A uint8 batch on the device -> the network's input (`to_input`, or volumes')."""
+        if self.volumes:
+            return preprocess_volumes(batch, self.pcfg)
+        return to_input(batch, self.pcfg, self.channels_last)
 
 
 def to_input(images: torch.Tensor, pcfg, channels_last: bool) -> torch.Tensor:

@@ -30,7 +30,7 @@ from finetune.model import trains_batch_norm
 from finetune.record import finish
 from finetune.setup import Run, run_config, setup
 from finetune.steps import TrainSteps
-from medprobe.backbones.registry import get_backbone
+from medprobe.backbones.registry import check_pairing, get_backbone
 from medprobe.data import dataset_path, file_md5, get_dataset
 from medprobe.device import barrier, init_distributed
 from medprobe.errors import UserError
@@ -84,11 +84,11 @@ def train(cfg: TrainConfig, *, init_head: HeadInit | None = None) -> RunResult:
 def identify(cfg: TrainConfig, *, download: bool = True) -> tuple:
     """(backbone spec, dataset spec, the run's configuration, its name): what names its record."""
     spec, dspec = get_backbone(cfg.model), get_dataset(cfg.dataset, task=cfg.task)
-    if dspec.volumetric:
+    check_pairing(spec, dataset=dspec.flag, volumes=dspec.volumetric, training=True)
+    if spec.volumetric and cfg.init_head != "random":
         raise UserError(
-            f"{dspec.flag} is a 3D dataset: fine-tuning on volumes needs 3D networks, which are "
-            "not built yet (issue #29); probe a frozen 2D backbone on its slices with "
-            f"`probe fit --extract --backbone dinov2_small --dataset {dspec.flag}`"
+            f"--init-head {cfg.init_head}: {spec.name} trains from scratch and has no frozen "
+            "features to fit a probe on; drop --init-head"
         )
     md5 = file_md5(dataset_path(dspec, size=cfg.size, root=cfg.data_root, download=download))
     config = run_config(cfg, spec, dspec, md5)
@@ -203,10 +203,10 @@ def _score_val(run: Run, epoch: int, train_loss: float) -> tuple[dict, float]:
 
 def diverged(epoch: int, train_loss: float, lr: float, precision: str) -> str:
     """What to do when the weights left the numbers behind (NaN or inf outputs on val)."""
-    fp16 = ", or pass --precision fp32 (it ran in fp16)" if precision == "fp16" else ""
+    half = f", or pass --precision fp32 (it ran in {precision})" if precision != "fp32" else ""
     return (
         f"epoch {epoch}: training diverged (train loss {train_loss:.4g}, val outputs not finite); "
-        f"lower --lr (this run's {lr:g}){fp16}; no record was written"
+        f"lower --lr (this run's {lr:g}){half}; no record was written"
     )
 
 

@@ -32,15 +32,20 @@ def resolve_device(device: str | None, *, rank: int = 0) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """Resolve "auto": bf16 where it runs fast (CUDA, CPUs with AVX-512-BF16 or AMX), else fp32."""
+def resolve_precision(precision: str, device: torch.device, *, volumes: bool = False) -> str:
+    """Resolve "auto": bf16 where it runs fast (CUDA, CPUs with AVX-512-BF16 or AMX), else fp32.
+
+    A network for volumes (`volumes`) trains in fp32 on the CPU: there, bf16 3D convolutions
+    (oneDNN, torch 2.14.1) gave NaN weight gradients now and then, at a few voxels a side.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision != "auto":
         return precision
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_fast_bf16() else "fp32"
+    fast = device.type == "cpu" and cpu_has_fast_bf16() and not volumes
+    return "bf16" if fast else "fp32"
 
 
 def cpu_has_fast_bf16() -> bool:

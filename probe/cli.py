@@ -12,10 +12,10 @@ import click
 
 from cache.options import EntryFilter, ExtractOptions
 from medprobe import __version__
+from medprobe.cli.checks import check_inputs
 from medprobe.cli.common import (
     add_verbosity,
     cache_root_option,
-    check_inputs,
     clean_errors_of,
     dataset_options,
     json_option,

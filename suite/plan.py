@@ -67,12 +67,12 @@ def plan_suite(recipe: Recipe) -> Plan:
     for dataset in recipe.datasets:
         spec = get_dataset(dataset, task=recipe.task)
         for size in recipe.sizes:
-            n_images = _add_data(plan, spec, size, recipe)
+            rows = _add_data(plan, spec, size, recipe)
             for probe, width in zip(recipe.probes, widths, strict=True):
                 heads = ",".join(probe.get("heads", ["logreg"]))
                 plan.runs.append(f"probe    {probe['backbone']} [{heads}] on {spec.flag}_{size}")
                 value_bytes = FLOAT_BYTES[probe.get("dtype", "float16")]
-                plan.cache_bytes += n_images * width * value_bytes
+                plan.cache_bytes += rows * width * value_bytes
             for options in recipe.finetunes:
                 for seed in recipe.seeds:
                     given = " ".join(f"{k}={v}" for k, v in options.items() if k != "model")
@@ -85,18 +85,21 @@ def plan_suite(recipe: Recipe) -> Plan:
 def _add_data(plan: Plan, spec: DatasetSpec, size: int, recipe: Recipe) -> int:
     """Count one data file (its rows and bytes from its npy headers when present).
 
-    Returns its images.
+    Returns the rows a cache entry of it holds: one per image, or per slice of a volume along each
+    of its three axes.
     """
     path = spec.path or data_root(recipe.data_root) / spec.filename(size)
     if path.exists():
         shapes = [member_info(path, f"{split}_images").shape for split in SPLITS]
         n_images, images = sum(s[0] for s in shapes), sum(math.prod(s) for s in shapes)
+        side = shapes[0][1]
     else:
-        n_images = sum(spec.n_samples.values())
-        images = n_images * size * size * (spec.n_channels or 3)
+        n_images, side = sum(spec.n_samples.values()), size
+        values = side**3 if spec.volumetric else side * side * (spec.n_channels or 3)
+        images = n_images * values
     plan.images_bytes += images
     plan.files.append((str(path), path.exists(), path.stat().st_size if path.exists() else images))
-    return n_images
+    return n_images * (3 * side if spec.volumetric else 1)
 
 
 def _gb(n: int) -> str:

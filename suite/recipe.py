@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from finetune.config import TrainConfig
-from medprobe.backbones.registry import get_backbone
+from medprobe.backbones.registry import check_pairing, get_backbone
 from medprobe.data import DEFAULT_DATASET, DEFAULT_SIZE, get_dataset
 from suite import values
 
@@ -154,8 +154,9 @@ def _check_probe(probe: dict, at: _Where) -> None:
     if "backbone" not in probe:
         raise RecipeError(f"{at.path}: a [[probe]] table needs `backbone = ...`")
     at.check_table(probe, values.PROBE, "[[probe]]")
-    at.call(get_backbone, probe["backbone"], key="backbone", value=probe["backbone"])
     where = dict(key="backbone", value=probe["backbone"])
+    spec = at.call(get_backbone, probe["backbone"], **where)
+    at.call(check_pairing, spec, dataset="", volumes=False, training=False, **where)
     at.call(values.probe_options, probe, (0,), **where)
     extract = at.call(values.extract_options, probe, **where)
     if extract.weights is not None and not Path(extract.weights).is_file():

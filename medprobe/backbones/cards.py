@@ -49,6 +49,6 @@ def _measured(spec: BackboneSpec, *, img_size: int | None, weights) -> dict:
     size = preprocess_config(spec, img_size=img_size, weights=weights).input_size
     with torch.device("meta"):
         model = meta_model(spec, img_size=img_size, weights=weights)
-        cost = model_cost(model, size)
+        cost = model_cost(model, size, volumes=spec.volumetric)
     dims = feature_dims(spec, img_size=img_size, weights=weights)
     return {"input_size": size, **cost, "feature_dims": dims}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from typing import Any
 
 import timm
 import torch
 from timm.data import resolve_model_data_config
 
-from medprobe.backbones import hf
+from medprobe.backbones import hf, volumes
+from medprobe.backbones.hub import offline_if_unreachable
 from medprobe.backbones.preprocess import PreprocessConfig
 from medprobe.backbones.registry import LAST_BLOCKS, BackboneSpec, get_backbone
 from medprobe.backbones.towers import TokenEncoder
@@ -63,6 +63,15 @@ def create_backbone(
         (model, preprocess config). With num_classes=0 the model outputs features, not logits.
     """
     spec = get_backbone(name) if isinstance(name, str) else name
+    if spec.volumetric:
+        return volumes.create(
+            spec,
+            pretrained=pretrained,
+            weights=weights,
+            side=img_size,
+            num_classes=num_classes,
+            seed=init_seed,
+        )
     if spec.source != "timm":
         return _create_other(
             spec, pretrained, weights, img_size, resize, num_classes, init_seed, drop_path
@@ -96,6 +105,8 @@ def preprocess_config(
     processor config, in `weights` or its folder).
     """
     spec = get_backbone(name) if isinstance(name, str) else name
+    if spec.volumetric:
+        return volumes.preprocess_config(img_size)
     if spec.source != "timm":
         return _library(spec).preprocess_config(
             spec.model_id, weights=weights, img_size=img_size or spec.img_size, resize=resize
@@ -129,6 +140,8 @@ def meta_model(
 
     An `hf:` or `open_clip:` model reads its config (from `weights`, its folder or the hub).
     """
+    if spec.conv is not None:  # a network for volumes
+        return volumes.resnet18_volumes(spec.conv, num_classes=0)
     if spec.source == "hf":
         return hf.from_config(spec.model_id, weights=weights)
     if spec.source == "open_clip":
@@ -247,44 +260,19 @@ def _create(spec: BackboneSpec, *, pretrained: bool, **kwargs) -> Any:  # a timm
         ) from e
 
 
-PROXIES = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-
-
-def offline_if_unreachable(timeout: float = 3.0) -> None:
-    """Switch the hub libraries offline, with one line, when the hub cannot be reached at all.
-
-    Without it an offline machine spends a minute in huggingface_hub's retries ("Retrying in 8s")
-    before the one-line error. Behind a proxy the direct check says nothing, so it is skipped.
-    """
-    import huggingface_hub.constants
-
-    if huggingface_hub.constants.HF_HUB_OFFLINE or any(os.environ.get(p) for p in PROXIES):
-        return
-    from urllib.parse import urlparse
-
-    host = urlparse(huggingface_hub.constants.ENDPOINT).hostname or "huggingface.co"
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError as e:
-        os.environ["HF_HUB_OFFLINE"] = "1"
-        huggingface_hub.constants.HF_HUB_OFFLINE = True
-        log.warning(
-            "no network to %s (%s): Hugging Face downloads are off for this run "
-            "(HF_HUB_OFFLINE=1); give local weights with --weights",
-            host,
-            type(e).__name__,
-        )
-
-
-def model_cost(model: torch.nn.Module, input_size: int) -> dict[str, float]:
+def model_cost(
+    model: torch.nn.Module, input_size: int, *, volumes: bool = False
+) -> dict[str, float]:
     """Parameters (millions) and GFLOPs of one forward pass of one image at `input_size` px.
 
-    FLOPs as `torch.utils.flop_counter` counts them: two per multiply-accumulate.
+    With `volumes`, of one volume of `input_size` voxels a side, in one channel. FLOPs as
+    `torch.utils.flop_counter` counts them: two per multiply-accumulate.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
     device, training = next(model.parameters()).device, model.training
-    x = torch.zeros(1, 3, input_size, input_size, device=device)
+    shape = (1, 1, *[input_size] * 3) if volumes else (1, 3, input_size, input_size)
+    x = torch.zeros(shape, device=device)
     model.eval()  # BatchNorm must not learn from the zeros
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:

@@ -192,7 +192,7 @@ def _json(spec_id: str, weights, name: str) -> dict:
         return json.loads(path.read_text())
     from huggingface_hub import hf_hub_download
 
-    from medprobe.backbones.factory import offline_if_unreachable
+    from medprobe.backbones.hub import offline_if_unreachable
 
     offline_if_unreachable()  # no minute of retries where there is no network
     try:

@@ -238,7 +238,7 @@ def _hub_file(name: str, files: str | tuple[str, ...], spec_id: str) -> str:
     """The first of `files` that the hub repo has, downloaded (or from the hub's cache)."""
     from huggingface_hub import hf_hub_download
 
-    from medprobe.backbones.factory import offline_if_unreachable
+    from medprobe.backbones.hub import offline_if_unreachable
 
     offline_if_unreachable()  # no minute of retries where there is no network
     repo = name.removeprefix(HUB)

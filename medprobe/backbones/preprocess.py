@@ -1,6 +1,6 @@
 """Batched preprocessing on the model's device.
 
-Uint8 (B, H, W, C) -> normalized float (B, 3, S, S).
+Uint8 images (B, H, W, C) -> normalized float (B, 3, S, S); volumes (B, D, H, W) -> (B, 1, D, H, W).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ class PreprocessConfig:
     """Everything that turns stored pixels into model input; part of the cache key."""
 
     input_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: tuple[float, ...]  # per channel: 3 for images, 1 for volumes
+    std: tuple[float, ...]
     resize: str = "bicubic"
 
     def __post_init__(self):
@@ -50,6 +50,17 @@ def preprocess(images: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
     std = torch.tensor(cfg.std, device=x.device).view(1, 3, 1, 1)
     mean = torch.tensor(cfg.mean, device=x.device).view(1, 3, 1, 1)
     return torch.addcmul(-mean / std, x, 1.0 / std)
+
+
+def preprocess_volumes(volumes: torch.Tensor, cfg: PreprocessConfig) -> torch.Tensor:
+    """Turn a uint8 batch of volumes (B, D, H, W) into normalized input (B, 1, D, H, W).
+
+    At the volumes' own side: networks for volumes are trained at the data's size.
+    """
+    if volumes.dtype != torch.uint8 or volumes.ndim != 4:
+        raise ValueError(f"expected uint8 (B, D, H, W), got {volumes.dtype} {tuple(volumes.shape)}")
+    x = volumes.unsqueeze(1).float().div_(255.0)
+    return x.sub_(cfg.mean[0]).div_(cfg.std[0])
 
 
 def resize(x: torch.Tensor, size: int, *, mode: str = "bicubic") -> torch.Tensor:

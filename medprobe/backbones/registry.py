@@ -61,8 +61,15 @@ class BackboneSpec:
     model_id: str  # timm's name, or `hf:<repo>` / `open_clip:<model>[:<tag>]`
     family: str  # "vit" or "cnn"
     img_size: int | None = None
-    source: str = "timm"  # or "hf" (`medprobe.backbones.hf`), "open_clip" (`.openclip`)
+    # or "hf" (`medprobe.backbones.hf`), "open_clip" (`.openclip`), "medprobe" (`.volumes`)
+    source: str = "timm"
     about: About | None = None
+    conv: str | None = None  # a network for volumes: its convolutions ("3d", "2.5d", "acs")
+
+    @property
+    def volumetric(self) -> bool:
+        """Whether the network takes volumes (N, D, H, W), not images: a 3D dataset's."""
+        return self.conv is not None
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -78,6 +85,15 @@ IN1K = About("ImageNet-1k", False, "Apache-2.0", False, "")
 IN21K = About("ImageNet-21k (AugReg)", False, "Apache-2.0", False, "")
 LVD142M = About("LVD-142M (curated web images, self-supervised)", False, "Apache-2.0", False, "")
 LVD1689M = About("LVD-1689M (web images, self-supervised)", False, "DINOv3 License", False, "")
+# How a volume network's 2D convolutions become 3D (`medprobe.backbones.volumes`).
+VOLUME_CONVS = ("3d", "2.5d", "acs")
+VOLUMES = About(
+    "none: trained from scratch on volumes (MedMNIST v2's ResNet-18 + 3D / 2.5D / ACS)",
+    False,
+    "n/a: no pretrained weights",
+    False,
+    "https://github.com/MedMNIST/experiments/tree/main/MedMNIST3D",
+)
 
 
 def _timm(name: str, model_id: str, family: str, about: About, **kwargs) -> BackboneSpec:
@@ -100,6 +116,18 @@ BACKBONES: dict[str, BackboneSpec] = {
         # DINOv3's native 256 px lowered to 224 like DINOv2's 518: above MedMNIST+'s largest size
         _timm("dinov3_small", "vit_small_patch16_dinov3.lvd1689m", "vit", LVD1689M, img_size=224),
         _timm("dinov3_base", "vit_base_patch16_dinov3.lvd1689m", "vit", LVD1689M, img_size=224),
+        # MedMNIST v2's 3D baselines, trained from scratch on volumes (`.volumes`).
+        *(
+            BackboneSpec(
+                f"resnet18_{conv}",
+                "resnet18",
+                "cnn",
+                source="medprobe",
+                conv=conv,
+                about=VOLUMES,
+            )
+            for conv in VOLUME_CONVS
+        ),
         # The field's foundation models, from their own libraries (optional extras).
         BackboneSpec(
             "rad_dino",
@@ -182,6 +210,32 @@ def get_backbone(name: str) -> BackboneSpec:
         f"{', '.join(BACKBONES)}, timm:<model_name>, hf:<repo id or saved folder> or "
         "open_clip:<model>[:<pretrained tag>]"
     )
+
+
+def check_pairing(spec: BackboneSpec, *, dataset: str, volumes: bool, training: bool) -> None:
+    """Refuse a backbone that cannot run on `dataset` the way asked, naming what can.
+
+    Networks for volumes train on 3D datasets only, and never extract frozen features; a 3D
+    dataset fine-tunes a network for volumes and probes a 2D backbone on its slices.
+    """
+    three_d = ", ".join(n for n, s in BACKBONES.items() if s.volumetric)
+    if spec.volumetric and not training:
+        raise ValueError(
+            f"{spec.name} is a network for volumes that trains from scratch (`finetune run "
+            f"--backbone {spec.name}`); probe a 2D backbone (e.g. dinov2_small), which a 3D "
+            "dataset's slices go through"
+        )
+    if spec.volumetric and not volumes:
+        raise ValueError(
+            f"{spec.name} trains on volumes and {dataset} is a 2D dataset; use a 2D backbone "
+            "(e.g. resnet18) or a 3D dataset"
+        )
+    if training and volumes and not spec.volumetric:
+        raise ValueError(
+            f"{dataset} is a 3D dataset: train a network for volumes ({three_d}), or probe "
+            f"{spec.name} on its slices with `probe fit --extract --backbone {spec.name} "
+            f"--dataset {dataset}`"
+        )
 
 
 def _family_of(model_id: str) -> str:

@@ -272,34 +272,3 @@ cache_root_option = click.option(
         "[default: $MEDPROBE_CACHE, else ~/.cache/medprobe]."
     ),
 )
-
-
-def check_inputs(
-    *,
-    dataset: str,
-    size: int,
-    task: str | None = None,
-    backbone: str | None = None,
-    weights: str | None = None,
-) -> None:
-    """Refuse a misspelled dataset or backbone, or a missing weights file, before torch loads.
-
-    Then say which data the command runs on: `--dataset` has a default, and a forgotten flag
-    should not run on BloodMNIST without a word.
-    """
-    from medprobe.backbones.registry import (
-        HF_PREFIX,
-        OPEN_CLIP_PREFIX,
-        TIMM_PREFIX,
-        check_weights_file,
-        get_backbone,
-    )
-    from medprobe.data import get_dataset
-
-    spec = get_dataset(dataset, task=task)
-    if backbone is not None and not backbone.startswith(TIMM_PREFIX):
-        get_backbone(backbone)  # a timm name is checked by timm, once it is imported
-    if weights is not None:
-        folder = bool(backbone and backbone.startswith((HF_PREFIX, OPEN_CLIP_PREFIX)))
-        check_weights_file(weights, folder=folder)
-    log.info("dataset: %s at %d px%s", spec.flag, size, f" ({spec.path})" if spec.path else "")

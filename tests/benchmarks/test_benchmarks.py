@@ -106,7 +106,7 @@ def test_without_append_leaves_the_command_to_reproduce():
 @pytest.mark.slow
 def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     # compile: exercised in test_finetune
-    steps = "start-up,frozen,extraction,finetune,notebook,torchrun"
+    steps = "start-up,frozen,extraction,finetune,notebook,torchrun,volumes"
     cmd = [
         sys.executable,
         "-m",
@@ -120,7 +120,8 @@ def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = (tmp_path / "rows.md").read_text().splitlines()
-    assert len([r for r in rows if r.startswith("| `") or r.startswith("| extraction")]) >= 12
+    assert len([r for r in rows if r.startswith("| `") or r.startswith("| extraction")]) >= 15
+    assert sum("resnet18_acs on volumes" in r for r in rows) == 1
     figures = json.loads((tmp_path / "figures.json").read_text())
     heads = next(v["heads"] for k, v in figures.items() if k.startswith("`probe fit --head"))
     assert set(heads) == {"logreg", "linear", "knn"} and all(

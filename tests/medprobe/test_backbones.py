@@ -42,7 +42,7 @@ def features_of(name, *, img_size=None, **kwargs):
 def test_registry_lists_what_the_issue_names():
     assert set(EXPECTED_DIMS) <= set(BACKBONES)
     hub = {"rad_dino", "biomedclip", "siglip2_base", "medsiglip"}  # issue #30
-    assert {n for n, s in BACKBONES.items() if s.source != "timm"} == hub
+    assert {n for n, s in BACKBONES.items() if s.source not in ("timm", "medprobe")} == hub
     assert all(BACKBONES[n].about is not None for n in BACKBONES)  # every entry has its card
     assert BACKBONES["vit_tiny"].model_id == "vit_tiny_patch16_224.augreg_in21k"
     assert BACKBONES["dinov2_small"].model_id == "vit_small_patch14_dinov2.lvd142m"

@@ -103,7 +103,7 @@ def test_probe_fit_extract_end_to_end(tiny, data_root, tmp_path):
 def test_an_absent_hub_model_fails_in_one_line_naming_weights(monkeypatch, caplog):
     import huggingface_hub.constants
 
-    import medprobe.backbones.factory as factory
+    import medprobe.backbones.hub as hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -111,7 +111,7 @@ def test_an_absent_hub_model_fails_in_one_line_naming_weights(monkeypatch, caplo
     def unreachable(*args, **kwargs):
         raise OSError("no route to host")
 
-    monkeypatch.setattr(factory.socket, "create_connection", unreachable)
+    monkeypatch.setattr(hub.socket, "create_connection", unreachable)
     page = "https://huggingface.co/medprobe-tests/no-such-model: accept its terms"
     with caplog.at_level(logging.DEBUG), pytest.raises(WeightsError, match=f"{page}.*--weights"):
         create_backbone("hf:medprobe-tests/no-such-model")

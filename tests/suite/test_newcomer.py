@@ -57,17 +57,17 @@ def test_a_typo_is_refused_before_torch_loads_with_the_close_name():
 def test_no_network_switches_the_hub_off_at_once(monkeypatch, caplog):
     import huggingface_hub.constants
 
-    import medprobe.backbones.factory as factory
+    import medprobe.backbones.hub as hub
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    for proxy in factory.PROXIES:
+    for proxy in hub.PROXIES:
         monkeypatch.delenv(proxy, raising=False)
 
     def unreachable(*args, **kwargs):
         raise OSError("no route to host")
 
-    monkeypatch.setattr(factory.socket, "create_connection", unreachable)
+    monkeypatch.setattr(hub.socket, "create_connection", unreachable)
     with caplog.at_level(logging.DEBUG):
         try:
             create_backbone("timm:test_vit", pretrained=True)

@@ -5,6 +5,7 @@ Recipes are checked before any run, run end to end, and re-runs skip finished wo
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,55 @@ def test_medmnist_plus_recipe_plans_every_dataset_and_size(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"{12 * 4 * len(recipe.probes)} run(s)" in result.output
     assert "48 to download" in result.output and "missing" in result.output
+
+
+def test_medmnist3d_recipe_plans_slice_probes_and_3d_networks(tmp_path):
+    recipe = load_recipe(RECIPES / "medmnist3d.toml")
+    assert len(recipe.datasets) == 6 and recipe.sizes == [28, 64]
+    assert [f["model"] for f in recipe.finetunes] == [
+        "resnet18_2.5d",
+        "resnet18_3d",
+        "resnet18_acs",
+    ]
+    make_npz(tmp_path / "adrenalmnist3d.npz", n=(4, 2, 2), n_classes=2, volumes=True)
+    args = ["suite", "medmnist3d", "--plan", "--json", "--data-root", str(tmp_path)]
+    result = CliRunner().invoke(
+        probe_main, [*args, "--datasets", "adrenalmnist3d", "--sizes", "28"]
+    )
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["runs"] == 4 and plan["images_bytes"] == 8 * 28**3
+    # 8 volumes x 3 axes x 28 slices, each (384 cls + 384 mean + 5 x 384 last4) float16 values
+    assert plan["cache_bytes"] == 8 * 84 * 2688 * 2
+
+
+def test_a_recipe_refuses_a_network_for_volumes_as_a_probe(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text(
+        '[suite]\ndatasets = ["adrenalmnist3d"]\n\n[[probe]]\nbackbone = "resnet18_3d"\n'
+    )
+    with pytest.raises(RecipeError, match=r"r.toml:5: .*resnet18_3d is a network for volumes"):
+        load_recipe(path)
+
+
+@pytest.mark.slow
+def test_a_3d_suite_probes_slices_trains_a_3d_network_and_reports_both(tmp_path):
+    data = tmp_path / "data"
+    make_npz(data / "adrenalmnist3d.npz", n=(12, 6, 6), n_classes=2, volumes=True)
+    path = tmp_path / "r.toml"
+    path.write_text(
+        '[suite]\ndatasets = ["adrenalmnist3d"]\nsizes = [28]\nseeds = [0]\n'
+        f'out = "{tmp_path / "runs"}"\nreport = "{tmp_path / "report"}"\n\n'
+        '[[probe]]\nbackbone = "timm:test_vit"\npretrained = false\nimg_size = 32\n'
+        'heads = ["logreg"]\nslices = "max"\n\n'
+        '[[finetune]]\nbackbone = "resnet18_2.5d"\nepochs = 1\nbatch_size = 6\n'
+    )
+    args = ["suite", str(path), "--data-root", str(data), "--cache-root", str(tmp_path / "c")]
+    result = CliRunner().invoke(probe_main, args)
+    assert result.exit_code == 0, result.output
+    records = {r.model: r for r in load_results(tmp_path / "runs")}
+    assert set(records) == {"timm:test_vit", "resnet18_2.5d"}
+    assert records["timm:test_vit"].config["slices"] == "max"
+    assert all(r.metrics["test"]["n"] == 6 for r in records.values())
+    report = (tmp_path / "report" / "report.md").read_text()
+    assert "resnet18_2.5d" in report and "test_vit" in report
