@@ -6,8 +6,9 @@
 Extracts the 2D reference (BreastMNIST-28's images) and the volumes' slices (AdrenalMNIST3D-28,
 all three axes) with the same backbone, input size and precision, each from a fresh cache; fits
 the logreg probe (C chosen on the val log-loss) for every `--axes` x `--slices` aggregation on
-the one cached entry; prints one markdown row per aggregation with test AUC and ACC and their 95%
-bootstrap intervals, the slices/s and their ratio to the 2D images/s.
+the one cached entry (attention: learned on train with seed 0); prints one markdown row per
+aggregation with test AUC and ACC and their 95% bootstrap intervals, the slices/s and their
+ratio to the 2D images/s.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 from benchmarks.common import emit, machine, without_append
 from cache.extract import extract
 from cache.options import ExtractOptions
-from cache.slices import AGGREGATIONS, AXES
+from cache.slices import AGGREGATIONS, AXES, LEARNED
 from cache.store import read_attrs
 from probe.options import ProbeOptions
 from probe.run import run_probe
@@ -44,6 +45,11 @@ def main(argv=None) -> None:
     parser.add_argument("--random-init", action="store_true", help="A seeded random init.")
     parser.add_argument("--img-size", type=int, default=None)
     parser.add_argument("--data-root", default=None)
+    parser.add_argument(
+        "--slices",
+        default=",".join((*AGGREGATIONS, *LEARNED)),
+        help="Comma-separated aggregations to fit (attention: seed 0).",
+    )
     parser.add_argument("--append", type=Path, default=None)
     args = parser.parse_args(argv)
     options = ExtractOptions(
@@ -55,7 +61,7 @@ def main(argv=None) -> None:
         volumes = extract(args.backbone, args.dataset, size=args.size, options=options, **where)
         ratio = rate(volumes.path) / rate(flat.path)
         for axes in AXES:
-            for how in AGGREGATIONS:
+            for how in args.slices.split(","):
                 probe = ProbeOptions(axes=axes, slices=how)
                 [result] = run_probe(
                     args.dataset,

@@ -20,6 +20,7 @@ from medprobe.errors import UserError
 
 AXES = {"first": (0,), "all": (0, 1, 2)}  # the volume's array axes whose slices are extracted
 AGGREGATIONS = ("mean", "max", "mean+max")
+LEARNED = ("attention",)  # aggregations learned on train when fitting (`probe.attention`)
 
 
 @dataclass(frozen=True)

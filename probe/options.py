@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cache.slices import AGGREGATIONS, AXES
+from cache.slices import AGGREGATIONS, AXES, LEARNED
 from medprobe.cli.options import check_fields, option
 from medprobe.metrics import MAX_RESAMPLES, SELECT_METRICS
 from medprobe.tracking import TRACKER_HELP, TRACKERS
@@ -63,8 +63,9 @@ class ProbeOptions:
     # A 3D dataset's entry holds every slice's features; these say how a volume's become one.
     slices: str = option(
         "mean",
-        "3D datasets: how the slices of an axis become one vector: mean, max or mean+max.",
-        choices=AGGREGATIONS,
+        "3D datasets: how the slices of an axis become one vector: mean, max, mean+max, or "
+        "attention (gated attention pooling learned on train, its weight decay chosen on val).",
+        choices=(*AGGREGATIONS, *LEARNED),
     )
     axes: str = option(
         "all",

@@ -16,7 +16,7 @@ import numpy as np
 from cache.extract import extract as extract_features
 from cache.key import CacheKey
 from cache.options import EntryFilter, ExtractOptions
-from cache.slices import AXES, slice_features
+from cache.slices import AXES, LEARNED
 from cache.store import read_attrs, read_key, read_split
 from medprobe.backbones.registry import default_kinds
 from medprobe.data import (
@@ -29,7 +29,6 @@ from medprobe.data import (
     get_dataset,
     load_labels,
 )
-from medprobe.data.npz import member_info
 from medprobe.errors import UserError
 from medprobe.metrics import named_class
 from medprobe.results import RunResult
@@ -39,6 +38,7 @@ from probe.fit import ProbeFit, fit_probe, select_features, subsample
 from probe.heads import HEADS
 from probe.options import ProbeOptions
 from probe.settings import FitSettings, seeds_for
+from probe.volumes import volume_rows, volume_side
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,8 @@ def run_probe(
         todo = _todo(options, key, dspec, out, skip_existing, baseline)
         splits = _read_entry(path, npz, dspec, key) if todo else {}
         for settings in todo:
-            result = _one_run(_volumes(splits, key, settings, npz), key, path, dspec, settings)
+            rows, pooling = volume_rows(splits, key, settings, npz, dspec)
+            result = _one_run(rows, key, path, dspec, settings, pooling)
             result.save(out)
             _track(result, options.tracker, out)
             results.append(result)
@@ -128,9 +129,10 @@ def _todo(
         )
     subsampled = options.train_fraction is not None or options.shots is not None
     volume = (options.axes, options.slices) if key.slices is not None else None
+    random = subsampled or (volume is not None and options.slices in LEARNED)  # seeds matter
     todo = []
     for head in options.heads:
-        for seed in seeds_for(head, options.seeds, subsampled=subsampled):
+        for seed in seeds_for(head, options.seeds, subsampled=random):
             settings = FitSettings(
                 head=head,
                 kinds=kinds,
@@ -165,28 +167,6 @@ def _read_entry(
     return {split: read_split(path, split, labels=expected[split]) for split in SPLITS}
 
 
-def volume_side(npz: Path) -> int:
-    """Voxels a side of a 3D data file's volumes (from its header; a user's own may be any)."""
-    return member_info(npz, "train_images").shape[1]
-
-
-def _volumes(splits: dict, key: CacheKey, settings: FitSettings, npz: Path) -> dict:
-    """A 3D entry's slice rows aggregated to one row per volume, as the run's settings say."""
-    if settings.volume is None or key.slices is None:
-        return splits
-    axes, how = settings.volume
-    n_axes, side = len(AXES[key.slices]), volume_side(npz)
-    per = n_axes * side
-    pooled = {}
-    for split, (features, labels) in splits.items():
-        rows = {
-            kind: slice_features(f, n_axes=n_axes, axes=axes, slices=how, side=side)
-            for kind, f in features.items()
-        }
-        pooled[split] = (rows, labels[::per])
-    return pooled
-
-
 def _matching(
     dspec, size, data_root, cache_root, backbone, where, task=None
 ) -> list[tuple[Path, CacheKey]]:
@@ -206,8 +186,9 @@ def _matching(
 
 
 def _one_run(
-    splits, key: CacheKey, path: Path, dspec: DatasetSpec, settings: FitSettings
+    splits, key: CacheKey, path: Path, dspec: DatasetSpec, settings: FitSettings, pooling: dict
 ) -> RunResult:
+    """One (head, seed) fitted on an entry's rows; `pooling`: how a 3D entry's were learned."""
     (train_feats, y_train), val, test = splits["train"], splits["val"], splits["test"]
     rows = subsample(
         y_train,
@@ -230,9 +211,8 @@ def _one_run(
         seed=settings.seed,
         where=f"{dspec.flag}_{key.size} train{subset if settings.subset_flag else ''}",
     )
-    return _record(
-        fit, key, path, dspec, settings, n_train=(len(rows), len(y_train)), y_test=test[1]
-    )
+    n_train = (len(rows), len(y_train))
+    return _record(fit, key, path, dspec, settings, n_train=n_train, y_test=test[1], more=pooling)
 
 
 def _track(result: RunResult, tracker: str | None, out) -> None:
@@ -252,7 +232,7 @@ def _track(result: RunResult, tracker: str | None, out) -> None:
 
 
 def _record(
-    fit: ProbeFit, key, path, dspec, settings: FitSettings, *, n_train, y_test
+    fit: ProbeFit, key, path, dspec, settings: FitSettings, *, n_train, y_test, more: dict
 ) -> RunResult:
     """The result record of one fit: metrics, chosen hyper-parameters, provenance, timings."""
     n_used, n_all = n_train
@@ -275,13 +255,14 @@ def _record(
             "selected_on": fit.selected_on,
             "selection_note": fit.selection_note,
             "refit": fit.refit,
-            "deterministic": HEADS[settings.head].deterministic and n_used == n_all,
+            "deterministic": HEADS[settings.head].deterministic and n_used == n_all and not more,
             "n_train": n_used,
             "train_fraction": settings.fraction,
             "shots": settings.shots,
             "weights": key.weights,
             "val_sweep": [[params, score] for params, score in fit.val_scores],
-        },
+        }
+        | more,
         timings={
             "fit_s": round(fit.sweep_seconds + fit.refit_seconds, 3),
             "sweep_s": round(fit.sweep_seconds, 3),

@@ -63,8 +63,13 @@ FLIPS = {
     "organamnist": "none",
     "organcmnist": "none",
     "organsmnist": "none",
-    # 3D: no augmentation is drawn yet; the 3D networks that train on volumes come next (#29).
+    # 3D: h mirrors a volume's last axis (W), v its second (H). NoduleMNIST3D's LIDC-IDRI nodules
+    # keep their malignancy mirrored: the ACS authors' own LIDC classification reflects them along
+    # any axis (M3DV/ACSConv at 95dc860, experiments/lidc/lidc_dataset.py, `ClassTransform`).
+    # OrganMNIST3D's classes name left and right organs. For the others no source was found that
+    # draws mirrors (FracNet, the RibFrac baseline, draws none), so none is drawn.
     **dict.fromkeys(FLAGS_3D, "none"),
+    "nodulemnist3d": "hv",
 }
 FLIP_CHOICES = ("hv", "h", "v", "none")
 

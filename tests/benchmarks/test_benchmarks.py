@@ -202,5 +202,5 @@ def test_volumes_benchmark_prints_a_row_per_aggregation(tmp_path, capsys):
     args = ["--data-root", str(tmp_path), "--backbone", "timm:test_vit", "--random-init"]
     volumes.main([*args, "--img-size", "32"])
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("|")]
-    assert len(rows) == 6 and all("adrenalmnist3d_28 | timm:test_vit 32" in r for r in rows)
-    assert {r.split(" | ")[5] for r in rows} == {"mean", "max", "mean+max"}
+    assert len(rows) == 8 and all("adrenalmnist3d_28 | timm:test_vit 32" in r for r in rows)
+    assert {r.split(" | ")[5] for r in rows} == {"mean", "max", "mean+max", "attention"}

@@ -118,6 +118,14 @@ def test_volume_flips_mirror_the_last_two_axes():
     assert torch.equal(hv[0], volumes[0].flip(-1)) and torch.equal(hv[1], volumes[1].flip(-2))
 
 
+def test_only_nodules_draw_volume_flips_by_default():
+    from medprobe.data import FLAGS_3D, FLIPS
+
+    assert {flag: FLIPS[flag] for flag in FLAGS_3D if FLIPS[flag] != "none"} == {
+        "nodulemnist3d": "hv"
+    }
+
+
 def test_auto_precision_trains_volumes_in_fp32_on_the_cpu():
     cpu = torch.device("cpu")
     assert resolve_precision("auto", cpu, volumes=True) == "fp32"
