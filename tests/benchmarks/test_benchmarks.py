@@ -204,3 +204,6 @@ def test_volumes_benchmark_prints_a_row_per_aggregation(tmp_path, capsys):
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("|")]
     assert len(rows) == 8 and all("adrenalmnist3d_28 | timm:test_vit 32" in r for r in rows)
     assert {r.split(" | ")[5] for r in rows} == {"mean", "max", "mean+max", "attention"}
+    volumes.main([*args, "--img-size", "32", "--reference", "slices", "--slices", "mean"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("|")]
+    assert len(rows) == 2 and all(float(r.split(" | ")[9]) > 0 for r in rows)
