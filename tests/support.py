@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,15 @@ TINY_RESNET = dict(
 )
 TINY_VIT = TINY_RESNET | {"model": "timm:test_vit"}
 
+# Two processes on this machine, as the distributed tests start them (then `-m <program> ...`).
+TORCHRUN_2 = [
+    sys.executable,
+    "-m",
+    "torch.distributed.run",
+    "--standalone",
+    "--nproc_per_node",
+    "2",
+]
 SMOKE_MODELS = ("resnet18", "vit_tiny", "dinov2_small")  # one per family: CNN, ViT, DINOv2
 
 

@@ -22,7 +22,7 @@ from cache.options import ExtractOptions
 from cache.store import CacheError, inspect_entry, list_entries, read_attrs, read_key, read_split
 from cache.writer import open_partial
 from probe.cli import main as probe_main
-from tests.support import make_npz, rows_done
+from tests.support import TORCHRUN_2, make_npz, rows_done
 
 TINY = dict(backbone="timm:test_vit", pretrained=False, img_size=32, batch_size=16, progress=False)
 
@@ -277,14 +277,7 @@ def test_torchrun_two_processes_equal_one(bigger_data, tmp_path):
     )
     assert single.returncode == 0, single.stderr
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
+    torchrun = TORCHRUN_2
     sharded = subprocess.run(
         [*torchrun, "-m", "probe", "extract", *common, "--cache-root", str(tmp_path / "two")],
         capture_output=True,

@@ -27,7 +27,7 @@ from medprobe.backbones.registry import BACKBONES
 from medprobe.data.splits import load_split
 from medprobe.metrics import evaluate
 from medprobe.results import load_results
-from tests.support import BREASTMNIST, TINY_RESNET, make_npz, needs_shared, per_family
+from tests.support import BREASTMNIST, TINY_RESNET, TORCHRUN_2, make_npz, needs_shared, per_family
 
 TINY = TINY_RESNET
 
@@ -182,14 +182,7 @@ def test_kill_9_then_resume_ends_like_an_uninterrupted_run(tmp_path):
 def test_torchrun_two_processes_write_one_record(tmp_path):
     root = tmp_path / "data"
     make_npz(root / "bloodmnist.npz", channels=3, n_classes=8, n=(64, 32, 32))
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-    ]
+    torchrun = TORCHRUN_2
     records = []
     # ranks sync on the last part
     for name, extra in (("whole", ()), ("micro", ("--micro-batch", "3"))):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,7 +21,7 @@ from medprobe.device import resolve_precision
 from medprobe.results import load_results
 from suite.programs import finetune as finetune_main
 from suite.programs import probe as probe_main
-from tests.support import make_npz
+from tests.support import TORCHRUN_2, make_npz
 
 # One network in every run, the others `slow`.
 NETWORKS = [
@@ -217,12 +216,7 @@ def test_probe_refuses_a_network_for_volumes(volumes):
 @pytest.mark.slow
 def test_torchrun_two_processes_train_volumes(volumes, tmp_path):
     cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
+        *TORCHRUN_2,
         "-m",
         "finetune",
         "run",
