@@ -7,8 +7,8 @@ BloodMNIST-sized synthetic data (11,959 / 1,712 / 3,421 images of 28 px), random
 (throughput does not depend on the weights). Each step is a command a user would type; the
 script prints one markdown row per figure and keeps them, with the raw numbers, in --out
 (`rows.md`, `figures.json`), written after every step so an interrupted run keeps what it measured.
-It also runs extraction and fine-tuning under `torchrun --standalone --nproc_per_node 1`, so the
-process-group path (NCCL on a GPU) runs at least once.
+It also runs extraction and fine-tuning under `torchrun --standalone` with 1 process and, where two
+GPUs (or none) allow it, 2, so the process-group path (NCCL on GPUs) runs.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ SCALES = {
         vit_images=4096,
         volumes=(1188, 98, 298),  # AdrenalMNIST3D's splits
         volume_epochs=100,  # MedMNIST v2's 3D schedule (MedMNIST/experiments, MedMNIST3D)
+        head_sizes="12000x768,50000x768,12000x3072",
     ),
     "tiny": dict(
         split=(48, 16, 16),
@@ -44,6 +45,7 @@ SCALES = {
         vit_images=32,
         volumes=(8, 4, 4),
         volume_epochs=1,
+        head_sizes="500x768 8-class",
     ),
 }
 PY = sys.executable
@@ -82,17 +84,9 @@ class Bench:
     def _argv(self, args: tuple[str, ...]) -> list[str]:
         if args[0] in ("probe", "finetune"):
             return [PY, "-m", *args]
-        if args[0] == "torchrun":
-            return [
-                PY,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                "--nproc_per_node",
-                "1",
-                "-m",
-                *args[1:],
-            ]
+        if args[0] == "torchrun":  # ("torchrun", processes, module, ...)
+            launch = [PY, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node"]
+            return [*launch, args[1], "-m", *args[2:]]
         if args[0] == "python":
             return [PY, *args[1:]]
         return list(args)
@@ -251,23 +245,28 @@ def notebook(b: Bench) -> None:
 
 
 def distributed(b: Bench) -> None:
+    """`probe extract` and `finetune run` under torchrun: 1 process, and 2 where they can run.
+
+    Two need two GPUs (NCCL refuses two ranks on one GPU since NCCL 2.5: NVIDIA/nccl#418) or
+    none (gloo on the CPU, as `--tiny` runs it).
+    """
     commands = {
         "probe extract": f"probe extract --backbone {b.scale['vit']} --no-pretrained",
         "finetune run": f"finetune run --backbone {b.scale['cnn']} --no-pretrained --epochs 1",
     }
-    where = {
-        "probe extract": [
-            "--data-root",
-            str(b.data),
-            "--cache-root",
-            str(b.work / "cache-torchrun"),
-        ],
-        "finetune run": ["--data-root", str(b.data), "--out", str(b.work / "runs-torchrun")],
-    }
-    for name, command in commands.items():
-        wall, _ = b.run("torchrun", *command.split(), *where[name])
-        launcher = "torchrun --standalone --nproc_per_node 1 -m"
-        b.row(f"`{launcher} {name}` (s)", f"{wall:.1f}", f"{launcher} {command}", wall_s=wall)
+    counts = ("1",) if _gpus() == 1 else ("1", "2")
+    for processes in counts:
+        where = {
+            "probe extract": ["--cache-root", str(b.work / f"cache-torchrun-{processes}")],
+            "finetune run": ["--out", str(b.work / f"runs-torchrun-{processes}")],
+        }
+        for name, command in commands.items():
+            extra = ["--data-root", str(b.data), *where[name]]
+            wall, _ = b.run("torchrun", processes, *command.split(), *extra)
+            launcher = f"torchrun --standalone --nproc_per_node {processes} -m"
+            b.row(f"`{launcher} {name}` (s)", f"{wall:.1f}", f"{launcher} {command}", wall_s=wall)
+    if counts == ("1",):
+        b.row("torchrun with 2 processes", "not run: one GPU (NCCL: one rank per GPU)", "-")
 
 
 def volumes(b: Bench) -> None:
@@ -281,6 +280,7 @@ def volumes(b: Bench) -> None:
         n_train, n_val, n_test = b.scale["volumes"]
         path = write_volumes(b.work / "volumes.npz", n_train=n_train, n_val=n_val, n_test=n_test)
         data, where = str(path), ["--task", "binary-class"]
+    _volume_extraction(b, data, where)
     epochs = str(b.volume_epochs or b.scale["volume_epochs"])
     for network in ("resnet18_2.5d", "resnet18_3d", "resnet18_acs"):
         command = (
@@ -302,6 +302,55 @@ def volumes(b: Bench) -> None:
         )
 
 
+def _volume_extraction(b: Bench, data: str, where: list[str]) -> None:
+    """The frozen 2D backbone on every slice of the volumes, along all three axes."""
+    command = f"probe extract --backbone {b.scale['dino']} --no-pretrained --dataset {data}"
+    wall, out = b.run(*command.split(), *where, cache="cache-3d")
+    rate = float(re.search(r"\(([\d.]+) img/s\)", out).group(1))
+    b.row(
+        f"`probe extract` {b.scale['dino']} on {Path(data).stem}'s slices (3 axes)",
+        f"{wall:.1f} s wall, {rate:,.0f} slices/s extracting",
+        command,
+        wall_s=wall,
+        slices_per_s=rate,
+    )
+
+
+def heads(b: Bench) -> None:
+    """Each head's sweep on the CPU and on the GPU (logreg also one C at a time on the CPU)."""
+    devices = "cpu,cuda" if _gpus() else "cpu"
+    args = ["--by-device", "--devices", devices, "--sizes", b.scale["head_sizes"]]
+    _, out = b.run("python", "-m", "benchmarks.heads", *args)
+    timings = [line for line in out.splitlines() if line.startswith("| ")]
+    b.row(
+        "head sweeps: size, head, path, device, seconds, chosen",
+        "<br>".join(" ".join(cell.strip() for cell in t.split("|")[3:-1]) for t in timings),
+        "python -m benchmarks.heads " + " ".join(args),
+        rows=timings,
+    )
+
+
+def profiled(b: Bench) -> None:
+    """Where `probe fit --extract`'s seconds go, phase by phase (`benchmarks.profile_fit`)."""
+    args = ["--json", str(b.work / "profile.json")]
+    args += ["--tiny"] if b.scale is SCALES["tiny"] else []
+    _, out = b.run("python", "-m", "benchmarks.profile_fit", *args)
+    figures = json.loads((b.work / "profile.json").read_text())
+    top = sorted(figures["phases"].items(), key=lambda item: -item[1])[:6]
+    b.row(
+        f"`probe fit --extract` profiled: {figures['wall_s']:.1f} s wall; largest phases (s)",
+        ", ".join(f"{phase} {seconds:.2f}" for phase, seconds in top),
+        "python -m benchmarks.profile_fit",
+        **figures,
+    )
+
+
+def _gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count()
+
+
 def compiled(b: Bench) -> None:
     train = str(b.scale["split"][0])
     for batch in ("128", "512"):
@@ -319,6 +368,8 @@ STEPS = {
     "torchrun": distributed,
     "compile": compiled,
     "volumes": volumes,
+    "heads": heads,
+    "profile": profiled,
 }
 
 

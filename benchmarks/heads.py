@@ -2,6 +2,7 @@
 
     python -m benchmarks.heads --n-train 12000 --dim 768 --classes 8
     python -m benchmarks.heads --vs-sklearn [--busy] [--threads auto,1,2]
+    python -m benchmarks.heads --by-device [--devices cpu,cuda] [--sizes 12000x768]
 
 Synthetic float16 features (what the cache stores) with class structure; val and test at
 BloodMNIST's proportions. The first form prints one markdown row per head. `--vs-sklearn` times
@@ -10,13 +11,16 @@ warm-started along it, the same standardization, C chosen on the val log-loss) a
 (k = 1..100) against scikit-learn's brute-force cosine neighbours with the same votes, at five
 problem sizes, in one process; `--busy` runs them while a second process keeps every core busy
 (as on a shared node). A ratio is scikit-learn's seconds over medprobe's: >= 1 means medprobe is
-as fast or faster.
+as fast or faster. `--by-device` times each head's sweep on each device, logreg both ways (one C
+after another, warm-started: `LogRegHead.sweep`; every C at once: `sweep_batched`), with the
+threads medprobe ships.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import subprocess
 import sys
 import time
@@ -28,12 +32,21 @@ import numpy as np
 from benchmarks.common import machine
 from medprobe.device import torch_threads
 from probe.fit import fit_probe, make_scorer
-from probe.heads import KNN_MAX_K, KNN_TEMPERATURE, LOGREG_CS, KNNHead, LogRegHead, head_threads
+from probe.heads import (
+    HEADS,
+    KNN_MAX_K,
+    KNN_TEMPERATURE,
+    LOGREG_CS,
+    KNNHead,
+    LogRegHead,
+    head_threads,
+)
 
 SIZES = {  # name -> (train rows, dimension, classes)
     "500x768 binary": (500, 768, 2),
     "500x768 8-class": (500, 768, 8),
     "5000x768": (5000, 768, 8),
+    "12000x768": (12000, 768, 8),
     "50000x768": (50000, 768, 8),
     "12000x3072": (12000, 3072, 8),
 }
@@ -136,6 +149,42 @@ def compare(sizes: list[str], threads: list[str], separation: float, busy: bool)
     return rows
 
 
+def by_device(sizes: list[str], devices: list[str], separation: float) -> list[str]:
+    """One row per (size, head, path, device): the sweep's median seconds and its choice."""
+    rows = []
+    for name in sizes:
+        n, dim, n_classes = SIZES[name]
+        train, val, _ = splits(n, dim, n_classes, separation)
+        task = "binary-class" if n_classes == 2 else "multi-class"
+        score = make_scorer(val[1], task=task, metric="log_loss")
+        for head, path, device in _sweeps(devices):
+            sweep = functools.partial(
+                getattr(HEADS[head], "sweep_batched" if path == "batched" else "sweep"),
+                *train,
+                val[0],
+                score,
+                task=task,
+                n_classes=n_classes,
+                device=device,
+            )
+            with torch_threads(head_threads(n, dim)):
+                chosen = [sweep().params]  # also warms up: CUDA kernels, caches
+                seconds = _seconds(sweep)
+            rows.append(
+                f"| {date.today()} | {machine()} | {name} | {head} | {path} | {device} | "
+                f"{seconds:.3g} | {chosen[-1]} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
+def _sweeps(devices: list[str]) -> list[tuple[str, str, str]]:
+    """(head, path, device) to time: logreg sequential on the CPU, everything else per device."""
+    runs = [("logreg", "sequential", "cpu")] if "cpu" in devices else []
+    runs += [("logreg", "batched", device) for device in devices]
+    return runs + [(head, "-", device) for head in ("linear", "knn") for device in devices]
+
+
 @contextlib.contextmanager
 def _busy_machine(on: bool):
     """A second process keeping every core busy (BLAS matmuls), while the block runs."""
@@ -186,7 +235,15 @@ def main() -> None:
     parser.add_argument(
         "--busy", action="store_true", help="With a second process keeping the cores busy."
     )
+    parser.add_argument(
+        "--by-device", action="store_true", help="Time every head's sweep on each --devices."
+    )
+    parser.add_argument("--devices", default="cpu", help="For --by-device: cpu, cuda or both.")
     args = parser.parse_args()
+    if args.by_device:
+        by_device(args.sizes.split(","), args.devices.split(","), args.separation)
+        print(f"`python -m benchmarks.heads {' '.join(sys.argv[1:])}`")
+        return
     if args.vs_sklearn:
         with _busy_machine(args.busy):
             compare(args.sizes.split(","), args.threads.split(","), args.separation, args.busy)

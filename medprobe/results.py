@@ -54,7 +54,7 @@ class RunResult:
     task: str | None = None
     class_names: list[str] = field(default_factory=list)
     hparams: dict = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)  # seconds and rates; the "device"s: where
     cache_key: str | None = None
     tag: str = ""
     versions: dict[str, str] = field(default_factory=lambda: package_versions())

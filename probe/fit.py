@@ -19,7 +19,7 @@ from medprobe.data.validate import check_trainable
 from medprobe.device import torch_threads
 from medprobe.metrics import LOWER_IS_BETTER, collapse_of, evaluate, log_loss, selection_metric
 from probe.base import Sweep
-from probe.heads import head_class, head_threads
+from probe.heads import head_class, head_device, head_threads
 from probe.options import REFITS
 
 
@@ -40,6 +40,7 @@ class ProbeFit:
     sweep_seconds: float = 0.0  # every grid point fitted on train and scored on val
     refit_seconds: float = 0.0
     bootstrap_seconds: float = 0.0  # test metrics with their bootstrap intervals
+    device: str = "cpu"  # where the sweep ran (`probe.heads.head_device`)
 
 
 def fit_probe(
@@ -100,6 +101,7 @@ def fit_probe(
         sweep_seconds=fitted.sweep_seconds,
         refit_seconds=fitted.refit_seconds,
         bootstrap_seconds=bootstrap_seconds,
+        device=fitted.device,
     )
 
 
@@ -113,6 +115,7 @@ class _Fitted:
     test_scores: np.ndarray
     sweep_seconds: float
     refit_seconds: float
+    device: str
 
 
 def _fit(
@@ -120,12 +123,14 @@ def _fit(
 ) -> _Fitted:
     """The head's sweep (choice on val by `score`), the optional refit, both splits' predictions.
 
-    On as many torch threads as the problem's size pays for (`head_threads`).
+    On the device (`head_device`) and as many torch threads as the problem's size pays for
+    (`head_threads`).
     """
+    device = head_device(*train[0].shape)
     with torch_threads(head_threads(*train[0].shape)):
         clock = time.perf_counter()
         sweep = head_class(head).sweep(
-            train[0], train[1], val[0], score, task=task, n_classes=n_classes
+            train[0], train[1], val[0], score, task=task, n_classes=n_classes, device=device
         )
         sweep_seconds, clock = time.perf_counter() - clock, time.perf_counter()
         chosen = _refitted(sweep.best, train, val) if refit == "train+val" else sweep.best
@@ -137,6 +142,7 @@ def _fit(
             test_scores=chosen.predict_proba(test[0]),
             sweep_seconds=sweep_seconds,
             refit_seconds=refit_seconds,
+            device=device,
         )
 
 

@@ -26,6 +26,7 @@ from probe.base import (
     score_or_worst,
     standardize,
 )
+from probe.lbfgs import fit_grid
 from probe.linear import LinearHead
 from probe.options import HEAD_NAMES
 
@@ -45,6 +46,17 @@ ONE_THREAD_BELOW = 10_000_000
 def head_threads(n: int, dim: int) -> int:
     """Torch threads for fitting a head on (n, dim) train features."""
     return 1 if n * dim < ONE_THREAD_BELOW else torch.get_num_threads()
+
+
+# A head's sweep runs on the GPU, where there is one, from this many train feature values: below,
+# a sweep is a few milliseconds of maths per step and kernel launches would dominate. Chosen on
+# that principle, not yet measured on a GPU (issue #33; `python -m benchmarks.heads --device`).
+GPU_FROM = ONE_THREAD_BELOW
+
+
+def head_device(n: int, dim: int) -> str:
+    """Where a head's sweep on (n, dim) train features runs: "cuda" or "cpu"."""
+    return "cuda" if n * dim >= GPU_FROM and torch.cuda.is_available() else "cpu"
 
 
 class LogRegHead(LinearModel):
@@ -118,11 +130,18 @@ class LogRegHead(LinearModel):
         return self
 
     @classmethod
-    def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS) -> Sweep:
-        """Fit along the C grid from strong to weak regularization, warm-starting each fit.
+    def sweep(
+        cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS, device="cpu"
+    ) -> Sweep:
+        """Fit every C of the grid on train; the best on val by `score`.
 
-        The features are standardized once for the whole path.
+        On the CPU along the grid from strong to weak regularization, warm-starting each fit; on
+        another device every C at once (`sweep_batched`). The features are standardized once.
         """
+        if torch.device(device).type != "cpu":
+            return cls.sweep_batched(
+                X, y, X_val, score, task=task, n_classes=n_classes, Cs=Cs, device=device
+            )
         head = cls(task=task, n_classes=n_classes, warm_start=True)
         targets = head._targets(y)
         head._start(X)
@@ -139,6 +158,31 @@ class LogRegHead(LinearModel):
         assert best is not None, "a sweep has at least one C"
         best.warm_start = False
         return Sweep(best, {"C": best.C}, scores)
+
+    @classmethod
+    def sweep_batched(
+        cls, X, y, X_val, score: Callable, *, task, n_classes=None, Cs=LOGREG_CS, device="cpu"
+    ) -> Sweep:
+        """`sweep` with every C fitted at once on `device`, from zero (`probe.lbfgs.fit_grid`).
+
+        The same models as the sequential sweep, to its tolerance; on a GPU, a few batched
+        kernels per iteration for the whole grid instead of a few per C.
+        """
+        head = cls(task=task, n_classes=n_classes)
+        targets = head._targets(y)
+        head._start(X)
+        x, x_val = (standardize(a, head.mean_, head.scale_).to(device) for a in (X, X_val))
+        Cs = sorted(Cs)
+        fit = fit_grid(x, targets, Cs, task=task, n_out=len(head.coef_), tol=head.tol)
+        logits = torch.einsum("nd,gkd->gnk", x_val.cpu(), torch.as_tensor(fit.coef))
+        logits += torch.as_tensor(fit.intercept)[:, None]
+        scores = [
+            ({"C": C}, score_or_worst(score(head._proba(z))))
+            for C, z in zip(Cs, logits, strict=True)
+        ]
+        chosen = max(range(len(Cs)), key=lambda g: scores[g][1])  # the first (strongest) of ties
+        head.C, head.coef_, head.intercept_ = Cs[chosen], fit.coef[chosen], fit.intercept[chosen]
+        return Sweep(head, {"C": head.C}, scores)
 
 
 class KNNHead(BaseHead):
@@ -166,25 +210,25 @@ class KNNHead(BaseHead):
         """Class probabilities: the distance-weighted vote of the `k` nearest neighbours."""
         return self._votes(X, self.k)[:, -1].double().numpy()
 
-    def _votes(self, X: np.ndarray, k: int, chunk: int = 2048) -> torch.Tensor:
+    def _votes(self, X: np.ndarray, k: int, chunk: int = 2048, device="cpu") -> torch.Tensor:
         """(n, k, n_out): for every k' <= k, the weighted vote of the k' nearest neighbours."""
         k = min(k, len(self.train_))
-        out = []
+        train, targets, out = self.train_.to(device), self.targets_.to(device), []
         for start in range(0, len(X), chunk):
-            query = F.normalize(
-                torch.as_tensor(np.asarray(X[start : start + chunk], dtype=np.float32)), dim=1
-            )
-            sims, idx = (query @ self.train_.T).topk(k, dim=1)
+            rows = torch.as_tensor(np.asarray(X[start : start + chunk], dtype=np.float32))
+            sims, idx = (F.normalize(rows.to(device), dim=1) @ train.T).topk(k, dim=1)
             weights = torch.exp((sims - sims[:, :1]) / self.temperature)  # shifted: no overflow
-            cumulative = (weights[..., None] * self.targets_[idx]).cumsum(dim=1)
-            out.append(cumulative / weights.cumsum(dim=1)[..., None])
+            cumulative = (weights[..., None] * targets[idx]).cumsum(dim=1)
+            out.append((cumulative / weights.cumsum(dim=1)[..., None]).cpu())
         return torch.cat(out)
 
     @classmethod
-    def sweep(cls, X, y, X_val, score: Callable, *, task, n_classes=None, max_k=KNN_MAX_K) -> Sweep:
+    def sweep(
+        cls, X, y, X_val, score: Callable, *, task, n_classes=None, max_k=KNN_MAX_K, device="cpu"
+    ) -> Sweep:
         """Every k in 1..max_k from one neighbour search (votes add up along the sorted axis)."""
         head = cls(task=task, n_classes=n_classes).fit(X, y)
-        votes = head._votes(X_val, max_k).double().numpy()
+        votes = head._votes(X_val, max_k, device=device).double().numpy()
         scores = [({"k": k + 1}, score_or_worst(score(votes[:, k]))) for k in range(votes.shape[1])]
         params, _ = max(scores, key=lambda item: item[1])  # first (smallest) k among ties
         head.k = params["k"]

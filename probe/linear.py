@@ -100,45 +100,60 @@ class LinearHead(LinearModel):
     def _epoch(self, layers: _LinearGrid, x: torch.Tensor, targets: torch.Tensor) -> None:
         """One shuffled pass of mini-batches; every configuration sees the same batches."""
         for idx in torch.randperm(len(x)).split(self.batch_size):
-            logits = layers.logits(x[idx])
+            logits = layers.logits(x[idx])  # (G, B, n_out)
             batch_targets = targets[idx].to(logits.device)
-            losses = [self._loss(logits[g], batch_targets) for g in range(len(logits))]
-            layers.step(torch.stack(losses).sum())
+            stacked = batch_targets.repeat(len(logits), *[1] * (batch_targets.dim() - 1))
+            # the mean over G x B rows, times G: every configuration's own batch mean, summed
+            layers.step(self._loss(logits.flatten(0, 1), stacked) * len(logits))
 
     def _device(self) -> torch.device:
         return torch.device(self.device or "cpu")
 
 
 class _LinearGrid:
-    """G independent linear layers run as one batched matmul, each with its own AdamW group."""
+    """G independent linear layers as one (G, n_out, D) tensor, stepped by one batched AdamW.
+
+    Each configuration has its own lr and weight decay; an update is a few whole-grid tensor ops
+    whatever G (torch's AdamW would take one parameter group, and its kernels, per configuration).
+    The update is torch's AdamW (decoupled decay, bias-corrected moments, defaults betas and eps).
+    """
+
+    BETAS, EPS = (0.9, 0.999), 1e-8
 
     def __init__(
         self, grid: list[tuple[float, float]], n_features: int, n_out: int, device: torch.device
     ):
         self.device = device
-        self.weights = [
-            torch.zeros(n_out, n_features, device=device, requires_grad=True) for _ in grid
-        ]
-        self.biases = [torch.zeros(n_out, device=device, requires_grad=True) for _ in grid]
-        groups = zip(grid, self.weights, self.biases, strict=True)
-        self.optimizer = torch.optim.AdamW(
-            [{"params": [w, b], "lr": lr, "weight_decay": wd} for (lr, wd), w, b in groups]
-        )
+        self.weight = torch.zeros(len(grid), n_out, n_features + 1, device=device)  # bias last
+        self.weight.requires_grad_(True)
+        lr, wd = (torch.tensor(column, device=device) for column in zip(*grid, strict=True))
+        self.lr, self.decay = lr[:, None, None], (1 - lr * wd)[:, None, None]
+        self.moment, self.square = torch.zeros_like(self.weight), torch.zeros_like(self.weight)
+        self.steps = 0
 
     def logits(self, x: torch.Tensor, *, train: bool = True) -> torch.Tensor:
         """x: (B, D) -> (G, B, n_out); without `train`, no graph and the result is on the CPU."""
         with torch.set_grad_enabled(train):
-            out = torch.einsum("bd,gcd->gbc", x.to(self.device), torch.stack(self.weights))
-            out = out + torch.stack(self.biases)[:, None]
+            x = x.to(self.device)
+            w = self.weight
+            out = torch.einsum("bd,gcd->gbc", x, w[..., :-1]) + w[..., -1][:, None]
         return out if train else out.cpu()
 
     def step(self, loss: torch.Tensor) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
+        """Backward `loss` (the sum of every configuration's) and one AdamW step for each."""
+        self.weight.grad = None
         loss.backward()
-        self.optimizer.step()
+        grad, (beta1, beta2) = self.weight.grad, self.BETAS
+        assert grad is not None, "the loss depends on every configuration's weights"
+        self.steps += 1
+        with torch.no_grad():
+            self.weight.mul_(self.decay)
+            self.moment.lerp_(grad, 1 - beta1)
+            self.square.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (self.square.sqrt() / math.sqrt(1 - beta2**self.steps)).add_(self.EPS)
+            self.weight.sub_(self.lr / (1 - beta1**self.steps) * self.moment / denom)
 
     def state(self, g: int) -> tuple[np.ndarray, np.ndarray]:
-        """A real copy (not a view of the live tensors) of configuration g's weights."""
-        return self.weights[g].detach().cpu().numpy().copy(), self.biases[
-            g
-        ].detach().cpu().numpy().copy()
+        """A real copy (not a view of the live tensor) of configuration g's weights and bias."""
+        w = self.weight[g].detach().cpu().numpy()
+        return w[:, :-1].copy(), w[:, -1].copy()

@@ -268,6 +268,7 @@ def _record(
             "sweep_s": round(fit.sweep_seconds, 3),
             "refit_s": round(fit.refit_seconds, 3),
             "bootstrap_s": round(fit.bootstrap_seconds, 3),
+            "head_device": fit.device,
             "extract_s": extraction.get("seconds"),
             "extract_images_per_s": extraction.get("images_per_second"),
             "extract_peak_mb": extraction.get("peak_memory_mb"),

@@ -11,6 +11,14 @@
 """
 
 from medprobe.report.rows import METRICS, Row, build_rows
-from medprobe.report.write import write_report
 
 __all__ = ["METRICS", "Row", "build_rows", "write_report"]
+
+
+def __getattr__(name: str):
+    """`write_report` on first use: it brings matplotlib (0.6 s), which `probe fit` never needs."""
+    if name == "write_report":
+        from medprobe.report.write import write_report
+
+        return write_report
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -106,7 +106,7 @@ def test_without_append_leaves_the_command_to_reproduce():
 @pytest.mark.slow
 def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     # compile: exercised in test_finetune
-    steps = "start-up,frozen,extraction,finetune,notebook,torchrun,volumes"
+    steps = "start-up,frozen,extraction,finetune,notebook,torchrun,volumes,heads,profile"
     cmd = [
         sys.executable,
         "-m",
@@ -122,7 +122,21 @@ def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     rows = (tmp_path / "rows.md").read_text().splitlines()
     assert len([r for r in rows if r.startswith("| `") or r.startswith("| extraction")]) >= 15
     assert sum("resnet18_acs on volumes" in r for r in rows) == 1
+    assert sum("slices (3 axes)" in r for r in rows) == 1
+    assert sum("--nproc_per_node 2" in r for r in rows) == 2  # no GPU: gloo runs two processes
     figures = json.loads((tmp_path / "figures.json").read_text())
+    sweeps = next(v["rows"] for k, v in figures.items() if k.startswith("head sweeps"))
+    assert [r.split(" | ")[4:6] for r in sweeps] == [
+        ["logreg", "sequential"],
+        ["logreg", "batched"],
+        ["linear", "-"],
+        ["knn", "-"],
+    ]
+    profiled = next(v for k, v in figures.items() if k.startswith("`probe fit --extract` prof"))
+    phases = profiled["phases"]
+    assert phases["extraction loop (upload, forward, copies)"] > 0
+    assert phases["head sweep on val"] > 0
+    assert phases["hash the npz (MD5)"] > 0 and phases["CUDA start-up"] == 0  # no GPU here
     heads = next(v["heads"] for k, v in figures.items() if k.startswith("`probe fit --head"))
     assert set(heads) == {"logreg", "linear", "knn"} and all(
         "bootstrap_s" in t for t in heads.values()

@@ -128,6 +128,12 @@ def test_listings_and_help_load_no_heavy_library(argv, tmp_path, monkeypatch):
     assert modules_loaded_by(code) == []
 
 
+def test_fitting_a_probe_loads_no_plotting_or_sklearn():
+    """`probe fit`'s modules (the run, its summary table) leave matplotlib to the report."""
+    loaded = modules_loaded_by("import probe.run, probe.summary, probe.fit")
+    assert "matplotlib" not in loaded and "sklearn" not in loaded
+
+
 def test_head_names_are_the_heads():
     from probe.heads import HEADS
     from probe.options import HEAD_NAMES
