@@ -35,7 +35,7 @@ SCALES = {
         vit_images=4096,
         volumes=(1188, 98, 298),  # AdrenalMNIST3D's splits
         volume_epochs=100,  # MedMNIST v2's 3D schedule (MedMNIST/experiments, MedMNIST3D)
-        head_sizes="12000x768,50000x768,12000x3072",
+        head_sizes="500x768 8-class,5000x768,12000x768,50000x768,12000x3072",
     ),
     "tiny": dict(
         split=(48, 16, 16),

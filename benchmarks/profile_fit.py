@@ -2,6 +2,7 @@
 
     python -m benchmarks.profile_fit                  # BloodMNIST-sized data, dinov2_small
     python -m benchmarks.profile_fit --tiny           # tiny data and timm's test_vit (CI)
+    python -m benchmarks.profile_fit --build dinov2_small=PATH/dinov2_vits14.safetensors
 
 Runs the command a user types under cProfile (`python -m cProfile -m probe fit --extract ...`) on
 BloodMNIST-sized synthetic data and a random-init backbone, then reads each phase's cumulative
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import pstats
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -85,6 +87,31 @@ def phase_seconds(stats_path: Path) -> dict[str, float]:
     return seconds
 
 
+def build_times(backbone: str, weights: str, rounds: int = 5) -> tuple[float, float]:
+    """Median seconds to build `backbone` from a weights file, both ways, alternating.
+
+    As `create_backbone` does (on `meta`, given the file's tensors), and initialised at random
+    then loaded.
+    """
+    from medprobe.backbones.factory import create_backbone
+    from medprobe.backbones.weights import load_local_weights
+
+    def initialised_then_loaded():
+        model = create_backbone(backbone, pretrained=False)[0]
+        load_local_weights(model, weights, name=backbone)
+
+    times: dict[str, list[float]] = {"meta": [], "init": []}
+    for _ in range(rounds):
+        for how, build in (
+            ("meta", lambda: create_backbone(backbone, weights=weights)),
+            ("init", initialised_then_loaded),
+        ):
+            start = time.perf_counter()
+            build()
+            times[how].append(time.perf_counter() - start)
+    return float(statistics.median(times["meta"])), float(statistics.median(times["init"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -92,7 +119,13 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny data and timm's test_vit")
     parser.add_argument("--backbone", help="[default: dinov2_small; --tiny: timm:test_vit]")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--build", help="NAME=WEIGHTS: time building it from the file, both ways")
     args = parser.parse_args()
+    if args.build:
+        name, weights = args.build.split("=", 1)
+        meta, init = build_times(name, weights)
+        print(f"| {machine()} | {name} | {meta:.2f} | {init:.2f} | {init / meta:.1f}x |")
+        return
     split, backbone = SCALES["tiny" if args.tiny else "full"]
     with tempfile.TemporaryDirectory(prefix="medprobe-profile-") as work:
         plain, wall, stats = timed_runs(Path(work), args.backbone or backbone, split)

@@ -48,10 +48,11 @@ def head_threads(n: int, dim: int) -> int:
     return 1 if n * dim < ONE_THREAD_BELOW else torch.get_num_threads()
 
 
-# A head's sweep runs on the GPU, where there is one, from this many train feature values: below,
-# a sweep is a few milliseconds of maths per step and kernel launches would dominate. Chosen on
-# that principle, not yet measured on a GPU (issue #33; `python -m benchmarks.heads --device`).
-GPU_FROM = ONE_THREAD_BELOW
+# A head's sweep runs on the GPU, where there is one, from this many train feature values. Below,
+# a whole sweep is a few tenths of a second on one CPU core, about what a GPU spends launching its
+# kernels; above, the CPU's time grows with the data and the GPU's hardly does. Chosen on that
+# principle: not yet measured on a GPU (issue #33: `python -m benchmarks.gpu --steps heads`).
+GPU_FROM = 1_000_000
 
 
 def head_device(n: int, dim: int) -> str:

@@ -19,12 +19,13 @@ LINEAR_GRID = tuple((lr, wd) for lr in (1e-3, 1e-2, 1e-1) for wd in (0.0, 1e-4, 
 class LinearHead(LinearModel):
     """A torch linear layer on standardized features, trained with AdamW on mini-batches.
 
-    Runs on the CPU unless given a `device`: a probe is a few thousand steps of a (G, 256, D)
-    matmul, and on a GPU each step costs more in kernel launches than 2 CPU cores spend on the
-    maths (an H100 took 7.8-16.4 s where 2 cores took 2.4 s). Shuffling follows torch's global
-    seed (so it is not `deterministic`: seeds give different fits). `sweep` trains a
-    whole (lr, weight decay) grid together in one pass over the data, each configuration with its
-    own optimizer state and early stopping on val.
+    Runs on the CPU unless given a `device` (`probe fit` gives it the GPU for large problems:
+    `probe.heads.head_device`). A probe is a few thousand small steps, so a step is a few kernels
+    whatever the grid's size: the grid is one tensor (an H100 took 7.8-16.4 s, where 2 cores took
+    2.4 s, when each configuration had its own parameters and loss). Shuffling follows torch's
+    global seed on the CPU whatever the device (so it is not `deterministic`: seeds give different
+    fits). `sweep` trains a whole (lr, weight decay) grid together in one pass over the data, each
+    configuration with its own optimizer state and early stopping on val.
     """
 
     deterministic = False
@@ -52,7 +53,10 @@ class LinearHead(LinearModel):
         grid = _LinearGrid(
             [(self.lr, self.weight_decay)], X.shape[1], len(self.classes_), self._device()
         )
-        x = standardize(X, self.mean_, self.scale_)
+        x, targets = (
+            standardize(X, self.mean_, self.scale_).to(grid.device),
+            targets.to(grid.device),
+        )
         for _ in range(self.epochs):
             self._epoch(grid, x, targets)
         self.coef_, self.intercept_ = grid.state(0)
@@ -67,11 +71,9 @@ class LinearHead(LinearModel):
         head = cls(task=task, n_classes=n_classes, **kw)
         head.mean_, head.scale_ = fit_scaler(X)
         targets = head._targets(y)
-        x, x_val = (
-            standardize(X, head.mean_, head.scale_),
-            standardize(X_val, head.mean_, head.scale_),
-        )
         layers = _LinearGrid(list(grid), X.shape[1], len(head.classes_), head._device())
+        x, x_val = (standardize(a, head.mean_, head.scale_).to(layers.device) for a in (X, X_val))
+        targets = targets.to(layers.device)
         # (val score, epoch, (coef, intercept)) of each configuration's best epoch so far
         best: list[tuple[float, int, tuple | None]] = [(-math.inf, 0, None)] * len(grid)
         for epoch in range(1, head.epochs + 1):
@@ -99,9 +101,9 @@ class LinearHead(LinearModel):
 
     def _epoch(self, layers: _LinearGrid, x: torch.Tensor, targets: torch.Tensor) -> None:
         """One shuffled pass of mini-batches; every configuration sees the same batches."""
-        for idx in torch.randperm(len(x)).split(self.batch_size):
+        for idx in torch.randperm(len(x)).to(x.device).split(self.batch_size):
             logits = layers.logits(x[idx])  # (G, B, n_out)
-            batch_targets = targets[idx].to(logits.device)
+            batch_targets = targets[idx]
             stacked = batch_targets.repeat(len(logits), *[1] * (batch_targets.dim() - 1))
             # the mean over G x B rows, times G: every configuration's own batch mean, summed
             layers.step(self._loss(logits.flatten(0, 1), stacked) * len(logits))

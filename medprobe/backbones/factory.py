@@ -20,7 +20,7 @@ from medprobe.backbones.hub import offline_if_unreachable
 from medprobe.backbones.preprocess import PreprocessConfig
 from medprobe.backbones.registry import LAST_BLOCKS, BackboneSpec, get_backbone
 from medprobe.backbones.towers import TokenEncoder
-from medprobe.backbones.weights import load_local_weights
+from medprobe.backbones.weights import load_local_weights, model_from_file
 from medprobe.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,20 @@ def create_backbone(
     size, kwargs = _input_size(spec, img_size)
     if drop_path:
         kwargs["drop_path_rate"] = drop_path
-    with torch.random.fork_rng():
-        torch.manual_seed(init_seed)
-        # Headless first, then the head: a random-init backbone is the same network whatever head
-        # it gets (and so the one a cache entry of that seed holds).
-        model = _create(spec, pretrained=pretrained and weights is None, num_classes=0, **kwargs)
-        if num_classes:
-            model.reset_classifier(num_classes)
-    if weights is not None:
-        load_local_weights(model, weights, name=spec.name)
+    model = None
+    if weights is not None and not num_classes:  # no random init only to be overwritten
+        model = model_from_file(spec.model_id, weights, name=spec.name, **kwargs)
+    if model is None:
+        with torch.random.fork_rng():
+            torch.manual_seed(init_seed)
+            # Headless first, then the head: a random-init backbone is the same network whatever
+            # head it gets (and so the one a cache entry of that seed holds).
+            hub = pretrained and weights is None
+            model = _create(spec, pretrained=hub, num_classes=0, **kwargs)
+            if num_classes:
+                model.reset_classifier(num_classes)
+        if weights is not None:
+            load_local_weights(model, weights, name=spec.name)
     return model.eval(), _preprocess_of(model, size, resize)
 
 

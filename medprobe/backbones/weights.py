@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+import timm
 import torch
 from timm.models import load_state_dict
 
@@ -45,8 +46,13 @@ def weights_identity(
     return f"timm:{model_id}" if pretrained else f"random-init:seed{seed}"
 
 
-def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name: str) -> None:
+def load_local_weights(
+    model: torch.nn.Module, path: str | os.PathLike, *, name: str, assign: bool = False
+) -> None:
     """Load `path` (.safetensors or .pth in timm's layout) into `model`, covering every parameter.
+
+    With `assign`, the file's tensors (in the model's dtypes) become the model's, as a model
+    built on the meta device needs.
 
     Raises:
         WeightsError: the file cannot be read, or it leaves backbone parameters missing, brings
@@ -76,7 +82,26 @@ def load_local_weights(model: torch.nn.Module, path: str | os.PathLike, *, name:
     unexpected = [k for k in state if k not in own]
     if missing or unexpected or mismatched:
         raise WeightsError(_mismatch_message(path, name, len(own), missing, unexpected, mismatched))
-    model.load_state_dict(state, strict=False)
+    if assign:  # the model's dtype and a layout of its own, as copying into it would give
+        state = {k: v.to(own[k].dtype).contiguous() for k, v in state.items()}
+    model.load_state_dict(state, strict=False, assign=assign)
+
+
+def model_from_file(
+    model_id: str, path: str | os.PathLike, *, name: str, **kwargs
+) -> torch.nn.Module | None:
+    """The headless timm model built on `meta` and given the file's tensors: no random init.
+
+    A random init only to be overwritten is most of building a model from a file (BENCHMARKS.md,
+    "Where `probe fit --extract`'s seconds go"). None for a model with buffers no file holds
+    (non-persistent ones): build it as usual then.
+    """
+    with torch.device("meta"):
+        model = timm.create_model(model_id, pretrained=False, num_classes=0, **kwargs)
+    load_local_weights(model, path, name=name, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return None
+    return model
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:

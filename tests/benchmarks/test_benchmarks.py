@@ -126,7 +126,7 @@ def test_gpu_script_runs_at_tiny_scale_and_keeps_its_rows(tmp_path):
     assert sum("--nproc_per_node 2" in r for r in rows) == 2  # no GPU: gloo runs two processes
     figures = json.loads((tmp_path / "figures.json").read_text())
     sweeps = next(v["rows"] for k, v in figures.items() if k.startswith("head sweeps"))
-    assert [r.split(" | ")[4:6] for r in sweeps] == [
+    assert [r.split(" | ")[3:5] for r in sweeps] == [
         ["logreg", "sequential"],
         ["logreg", "batched"],
         ["linear", "-"],
@@ -221,3 +221,15 @@ def test_volumes_benchmark_prints_a_row_per_aggregation(tmp_path, capsys):
     volumes.main([*args, "--img-size", "32", "--reference", "slices", "--slices", "mean"])
     rows = [r for r in capsys.readouterr().out.splitlines() if r.startswith("|")]
     assert len(rows) == 2 and all(float(r.split(" | ")[9]) > 0 for r in rows)
+
+
+def test_build_times_builds_from_a_file_both_ways(tmp_path):
+    from safetensors.torch import save_file
+
+    from benchmarks.profile_fit import build_times
+    from medprobe.backbones.factory import create_backbone
+
+    model, _ = create_backbone("timm:test_vit", pretrained=False)
+    save_file(dict(model.state_dict()), tmp_path / "w.safetensors")
+    meta, init = build_times("timm:test_vit", str(tmp_path / "w.safetensors"), rounds=1)
+    assert meta > 0 and init > 0

@@ -141,6 +141,47 @@ def test_weights_identity_tells_hub_file_and_random_apart(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    "name, file_change",
+    [
+        ("timm:test_vit", "none"),
+        ("timm:test_resnet", "none"),
+        ("timm:test_vit", "half precision"),
+        ("timm:test_resnet", "no BatchNorm counters"),
+        ("timm:test_vit_relpos", "none"),  # buffers no file holds (non-persistent): built as before
+    ],
+)
+def test_a_model_built_from_a_file_equals_one_initialised_then_loaded(name, file_change, tmp_path):
+    """A file's model built on `meta` equals one randomly initialised and then loaded, bitwise.
+
+    The same tensors in the same dtypes; a model with buffers no file holds is built as before.
+    """
+    from safetensors.torch import save_file
+
+    from medprobe.backbones.weights import load_local_weights, model_from_file
+
+    source, cfg = create_backbone(name, pretrained=False, init_seed=3)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    if file_change == "half precision":
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if file_change == "no BatchNorm counters":
+        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    save_file(state, tmp_path / "w.safetensors")
+    spec = get_backbone(name)
+    on_meta = model_from_file(spec.model_id, tmp_path / "w.safetensors", name=name) is not None
+    assert on_meta == (name != "timm:test_vit_relpos")
+    built, _ = create_backbone(name, weights=tmp_path / "w.safetensors")
+    loaded = create_backbone(name, pretrained=False)[0]
+    load_local_weights(loaded, tmp_path / "w.safetensors", name=name)
+    ours, theirs = built.state_dict(), loaded.state_dict()
+    assert list(ours) == list(theirs)
+    for key in ours:
+        assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key
+    x = torch.randn(2, 3, cfg.input_size, cfg.input_size)
+    with torch.inference_mode():
+        assert torch.equal(built(x), loaded.eval()(x))
+
+
 @pytest.mark.real
 @needs_shared(DINOV2_WEIGHTS)
 def test_real_dinov2_weights_load_offline(offline_hub):
@@ -150,6 +191,11 @@ def test_real_dinov2_weights_load_offline(offline_hub):
     # LayerScale starts at a constant 1e-5; trained DINOv2 has moved it by orders of magnitude.
     assert init_value.abs().max() < 1e-4 < trained.abs().mean()
     assert cfg.input_size == 224 and cfg.mean == pytest.approx((0.485, 0.456, 0.406))
+    from medprobe.backbones.weights import load_local_weights
+
+    loaded = create_backbone("dinov2_small", pretrained=False)[0]  # built on meta above: the same
+    load_local_weights(loaded, DINOV2_WEIGHTS, name="dinov2_small")
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 @pytest.mark.real

@@ -121,6 +121,7 @@ def test_a_big_problem_goes_to_the_gpu_only_where_there_is_one(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert head_device(100_000, 1024) == "cuda"
     assert head_device(1_000, 64) == "cpu"
+    assert head_device(12_000, 768) == "cuda"  # BloodMNIST's train split, DINOv2-S cls+mean
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert head_device(100_000, 1024) == "cpu"
 
