@@ -1,6 +1,7 @@
-"""Issue #12's figures in one run, as whole processes (start-up included), on the device here.
+"""The GPU figures (issues #12, #33) as whole processes (start-up included), on the device here.
 
-    python -m benchmarks.gpu --out gpu-figures      # on a GPU: BloodMNIST-sized data, real models
+    python -m benchmarks.gpu --out gpu-figures      # on a GPU: the steps #33's goals need
+    python -m benchmarks.gpu --steps all            # every step (#12's rows, 100-epoch volumes)
     python -m benchmarks.gpu --tiny --out figures   # anywhere, in a minute or two (CI runs this)
 
 BloodMNIST-sized synthetic data (11,959 / 1,712 / 3,421 images of 28 px), random-init models
@@ -371,6 +372,9 @@ STEPS = {
     "heads": heads,
     "profile": profiled,
 }
+# What issue #33's goals need, in one run that fits its 8 minutes: #12's fine-tune, notebook and
+# compile rows stand in BENCHMARKS.md, and v2's 100-epoch volumes are a run of their own.
+GOALS = ("start-up", "frozen", "extraction", "torchrun", "heads", "profile")
 
 
 def main() -> None:
@@ -380,7 +384,9 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true", help="tiny data and timm test models")
     parser.add_argument("--out", type=Path, default=Path("gpu-figures"))
     parser.add_argument(
-        "--steps", default=",".join(STEPS), help=f"comma-separated, of {', '.join(STEPS)}"
+        "--steps",
+        default=",".join(GOALS),
+        help=f"comma-separated, of {', '.join(STEPS)}; or all [default: {','.join(GOALS)}]",
     )
     parser.add_argument(
         "--volumes-root",
@@ -389,11 +395,14 @@ def main() -> None:
     )
     parser.add_argument("--volume-epochs", type=int, help="[default: 100; --tiny: 1]")
     args = parser.parse_args()
+    steps = list(STEPS) if args.steps == "all" else args.steps.split(",")
+    if unknown := [name for name in steps if name not in STEPS]:
+        parser.error(f"unknown step {', '.join(unknown)}; choose from {', '.join(STEPS)} or all")
     work = Path(tempfile.mkdtemp(prefix="medprobe-bench-"))
     bench = Bench(SCALES["tiny" if args.tiny else "full"], work, args.out)
     bench.volumes_root, bench.volume_epochs = args.volumes_root, args.volume_epochs
     try:
-        for name in args.steps.split(","):
+        for name in steps:
             started = time.perf_counter()
             STEPS[name](bench)
             print(f"# {name}: {time.perf_counter() - started:.0f} s", flush=True)

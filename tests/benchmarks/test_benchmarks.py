@@ -233,3 +233,12 @@ def test_build_times_builds_from_a_file_both_ways(tmp_path):
     save_file(dict(model.state_dict()), tmp_path / "w.safetensors")
     meta, init = build_times("timm:test_vit", str(tmp_path / "w.safetensors"), rounds=1)
     assert meta > 0 and init > 0
+
+
+def test_gpu_script_refuses_an_unknown_step_naming_the_steps():
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--tiny", "--steps", "frozen,nope"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "unknown step nope; choose from start-up" in done.stderr
