@@ -168,11 +168,11 @@ def by_device(sizes: list[str], devices: list[str], separation: float) -> list[s
                 device=device,
             )
             with torch_threads(head_threads(n, dim)):
-                chosen = [sweep().params]  # also warms up: CUDA kernels, caches
+                chosen = sweep().params  # also warms up: CUDA kernels, caches
                 seconds = _seconds(sweep)
             rows.append(
                 f"| {date.today()} | {machine()} | {name} | {head} | {path} | {device} | "
-                f"{seconds:.3g} | {chosen[-1]} |"
+                f"{seconds:.3g} | {chosen} |"
             )
             print(rows[-1], flush=True)
     return rows

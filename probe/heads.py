@@ -172,10 +172,11 @@ class LogRegHead(LinearModel):
         head = cls(task=task, n_classes=n_classes)
         targets = head._targets(y)
         head._start(X)
-        x, x_val = (standardize(a, head.mean_, head.scale_).to(device) for a in (X, X_val))
+        x = standardize(X, head.mean_, head.scale_).to(device)
         Cs = sorted(Cs)
         fit = fit_grid(x, targets, Cs, task=task, n_out=len(head.coef_), tol=head.tol)
-        logits = torch.einsum("nd,gkd->gnk", x_val.cpu(), torch.as_tensor(fit.coef))
+        x_val = standardize(X_val, head.mean_, head.scale_)  # scored on the CPU, as `score` is
+        logits = torch.einsum("nd,gkd->gnk", x_val, torch.as_tensor(fit.coef))
         logits += torch.as_tensor(fit.intercept)[:, None]
         scores = [
             ({"C": C}, score_or_worst(score(head._proba(z))))

@@ -93,11 +93,14 @@ def model_from_file(
     """The headless timm model built on `meta` and given the file's tensors: no random init.
 
     A random init only to be overwritten is most of building a model from a file (BENCHMARKS.md,
-    "Where `probe fit --extract`'s seconds go"). None for a model with buffers no file holds
-    (non-persistent ones): build it as usual then.
+    "Where `probe fit --extract`'s seconds go"). None, before the file is read, for a model with
+    buffers no file holds (non-persistent ones): build it as usual then.
     """
     with torch.device("meta"):
         model = timm.create_model(model_id, pretrained=False, num_classes=0, **kwargs)
+    saved = model.state_dict()
+    if any(b.is_meta and n not in saved for n, b in model.named_buffers()):
+        return None
     load_local_weights(model, path, name=name, assign=True)
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
         return None
